@@ -1,0 +1,22 @@
+-- Runs last in CREATE EXTENSION (finalize), once the functions exist.
+-- Only members of pglock_user may call pglock; the functions reach the table as
+-- the extension's owner, so no grant on pglock.locks is ever needed.
+
+REVOKE ALL ON FUNCTION
+    pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
+    pglock_release(text, text, bigint, boolean, bytea),
+    pglock_get(text)
+FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
+    pglock_release(text, text, bigint, boolean, bytea),
+    pglock_get(text)
+TO pglock_user;
+
+-- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
+-- at 1 would hand out fencing tokens lower than ones already issued.
+SELECT pg_catalog.pg_extension_config_dump('pglock.locks', '');
+SELECT pg_catalog.pg_extension_config_dump('pglock.rvn_seq', '');

@@ -1,0 +1,44 @@
+-- The table pglock owns, its RVN sequence and the role that may use pglock.
+-- Runs first in CREATE EXTENSION (bootstrap), before the functions exist.
+
+-- Everything pglock stores lives in its own schema; only the extension's
+-- functions (SECURITY DEFINER) read or write it.
+CREATE SCHEMA pglock;
+REVOKE ALL ON SCHEMA pglock FROM PUBLIC;
+
+-- One sequence for the whole extension: every write to any lock draws its new
+-- RVN here, so RVNs grow strictly and double as fencing tokens.  CACHE 1 (the
+-- default) keeps values ordered across sessions; a per-session cache would not.
+CREATE SEQUENCE pglock.rvn_seq AS bigint CACHE 1;
+
+CREATE TABLE pglock.locks (
+    name        text        NOT NULL PRIMARY KEY,
+    owner       text        NOT NULL,
+    rvn         bigint      NOT NULL,
+    lease       interval    NOT NULL,
+    data        bytea,
+    released    boolean     NOT NULL DEFAULT false,
+    -- The role that wrote the lock; only it may heartbeat or release it.
+    holder_role oid         NOT NULL,
+    -- Wall-clock time of the last write, for operators only: expiry never
+    -- depends on it.
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT locks_name_length  CHECK (pg_catalog.length(name) BETWEEN 1 AND 255),
+    CONSTRAINT locks_owner_length CHECK (pg_catalog.length(owner) BETWEEN 1 AND 255),
+    CONSTRAINT locks_lease_positive CHECK (lease > '0'::interval)
+)
+-- Heartbeats rewrite a row without touching the indexed column; free room on
+-- each page lets them stay HOT updates instead of bloating the table and index.
+WITH (fillfactor = 50);
+
+REVOKE ALL ON pglock.locks, pglock.rvn_seq FROM PUBLIC;
+
+-- Roles that may use pglock are members of pglock_user.  Roles are global to
+-- the cluster, so it may already exist from another database.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pglock_user') THEN
+        CREATE ROLE pglock_user NOLOGIN;
+    END IF;
+END
+$$;

@@ -1,0 +1,128 @@
+//! The SQL functions: check arguments, run one protocol step, shape the result.
+//!
+//! All run as the extension's owner (SECURITY DEFINER, `search_path` pinned to
+//! `pg_catalog, pg_temp`): callers need EXECUTE (via `pglock_user`), never rights on
+//! the table.  None is STRICT: a NULL argument gets a 22004 error, not a NULL result.
+
+use pgrx::prelude::*;
+
+use crate::error::PglockError;
+use crate::input;
+use crate::protocol::{self, AcquireRequest, HeartbeatRequest, ReleaseRequest};
+
+/// Unwrap a protocol result, raising its error with its SQLSTATE.
+fn or_raise<T>(result: Result<T, PglockError>) -> T {
+    result.unwrap_or_else(|error| error.raise())
+}
+
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pglock_acquire(
+    name: Option<&str>,
+    owner: Option<&str>,
+    lease: default!(Option<Interval>, "'20 seconds'"),
+    data: default!(Option<&[u8]>, "NULL"),
+    replace_data: default!(Option<bool>, false),
+    observed_rvn: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(acquired, bool),
+        name!(rvn, i64),
+        name!(owner, String),
+        name!(lease, Interval),
+        name!(data, Option<Vec<u8>>),
+    ),
+> {
+    let request = or_raise((|| {
+        Ok(AcquireRequest {
+            name: input::label("name", name)?,
+            owner: input::label("owner", owner)?,
+            lease: input::lease("lease", lease)?,
+            data: input::data(data)?,
+            replace_data: input::flag("replace_data", replace_data)?,
+            observed_rvn: input::optional_rvn("observed_rvn", observed_rvn)?,
+        })
+    })());
+    let outcome = or_raise(protocol::acquire(&request));
+    TableIterator::once((
+        outcome.acquired,
+        outcome.rvn,
+        outcome.owner,
+        outcome.lease,
+        outcome.data,
+    ))
+}
+
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pglock_heartbeat(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    data: default!(Option<&[u8]>, "NULL"),
+    replace_data: default!(Option<bool>, false),
+    lease: default!(Option<Interval>, "NULL"),
+) -> i64 {
+    let request = or_raise((|| {
+        Ok(HeartbeatRequest {
+            name: input::label("name", name)?,
+            owner: input::label("owner", owner)?,
+            rvn: input::rvn("rvn", rvn)?,
+            data: input::data(data)?,
+            replace_data: input::flag("replace_data", replace_data)?,
+            lease: input::optional_lease("lease", lease)?,
+        })
+    })());
+    or_raise(protocol::heartbeat(&request))
+}
+
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pglock_release(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    keep: default!(Option<bool>, false),
+    data: default!(Option<&[u8]>, "NULL"),
+) -> bool {
+    let request = or_raise((|| {
+        Ok(ReleaseRequest {
+            name: input::label("name", name)?,
+            owner: input::label("owner", owner)?,
+            rvn: input::rvn("rvn", rvn)?,
+            keep: input::flag("keep", keep)?,
+            data: input::data(data)?,
+        })
+    })());
+    or_raise(protocol::release(&request))
+}
+
+#[pg_extern(stable, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pglock_get(
+    name: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(owner, String),
+        name!(rvn, i64),
+        name!(lease, Interval),
+        name!(data, Option<Vec<u8>>),
+        name!(released, bool),
+    ),
+> {
+    let name = or_raise(input::label("name", name));
+    let row = protocol::get(name).map(|lock| {
+        (
+            name.to_owned(),
+            lock.owner,
+            lock.rvn,
+            lock.lease,
+            lock.data,
+            lock.released,
+        )
+    });
+    TableIterator::new(row)
+}

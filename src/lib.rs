@@ -1,0 +1,33 @@
+//! pglock: lease-based distributed locks inside PostgreSQL, fenced by record
+//! version numbers.  This file only wires the modules together.
+//!
+//! - `protocol`: the lease protocol and its decisions
+//! - `store`: `pglock.locks` through SPI
+//! - `functions`: the SQL functions
+//! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
+//! - `sql/`: the schema, table and grants the extension installs
+
+::pgrx::pg_module_magic!(name, version);
+
+mod error;
+mod functions;
+mod input;
+mod protocol;
+mod store;
+
+pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
