@@ -15,6 +15,8 @@ fn or_raise<T>(result: Result<T, PglockError>) -> T {
     result.unwrap_or_else(|error| error.raise())
 }
 
+// pgrx reads the result columns from the signature, so the row type stays inline.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn pglock_acquire(
@@ -98,6 +100,7 @@ fn pglock_release(
     or_raise(protocol::release(&request))
 }
 
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn pglock_get(

@@ -1,5 +1,65 @@
-//! Tests that run inside PostgreSQL (`#[pg_test]`), one file per SQL function.
-//! Each file's tests sit in a `#[pg_schema] mod tests`, the schema `cargo pgrx test`
-//! calls them in; each test runs in a transaction that is rolled back.
+//! Tests that run inside PostgreSQL (`#[pg_test]`), one file per concern.
+//!
+//! `cargo pgrx test` calls each test in the `tests` schema, inside a transaction it
+//! rolls back, so tests cannot see each other's locks.  Errors are checked through
+//! `tests.sqlstate_of`, which runs a statement in a subtransaction and returns the
+//! SQLSTATE it raised, so a test can go on after an expected error.
 
 mod acquire;
+mod heartbeat;
+mod release;
+mod roles;
+mod rvn;
+
+use pgrx::prelude::*;
+
+pgrx::extension_sql!(
+    r#"
+CREATE SCHEMA IF NOT EXISTS tests;
+GRANT USAGE ON SCHEMA tests TO PUBLIC;
+CREATE FUNCTION tests.sqlstate_of(statement text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE statement;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+"#,
+    name = "test_helpers",
+);
+
+/// The SQLSTATE `statement` raises, or `None` if it succeeds.
+pub fn sqlstate_of(statement: &str) -> Option<String> {
+    Spi::get_one_with_args::<String>("SELECT tests.sqlstate_of($1)", &[statement.into()])
+        .expect("tests.sqlstate_of runs")
+}
+
+/// Every row of `pglock.locks` as text, to show that a failed call changed nothing.
+pub fn table_contents() -> String {
+    Spi::get_one::<String>(
+        "SELECT coalesce(string_agg(format('%s', l), E'\n' ORDER BY name), '') FROM pglock.locks l",
+    )
+    .expect("pglock.locks is readable")
+    .unwrap_or_default()
+}
+
+/// Run a query returning one value that must not be NULL.
+pub fn one<T: FromDatum + IntoDatum>(query: &str) -> T {
+    Spi::get_one::<T>(query)
+        .expect("query runs")
+        .expect("query returns a value")
+}
+
+/// `(acquired, rvn, owner)` of a `pglock_acquire(...)` call given as SQL arguments.
+pub fn acquire(arguments: &str) -> (bool, i64, String) {
+    let query = format!("SELECT acquired, rvn, owner FROM pglock_acquire({arguments})");
+    let (acquired, rvn, owner) =
+        Spi::get_three::<bool, i64, String>(&query).expect("pglock_acquire runs");
+    (
+        acquired.expect("acquired is set"),
+        rvn.expect("rvn is set"),
+        owner.expect("owner is set"),
+    )
+}

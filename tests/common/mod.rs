@@ -1,1 +1,119 @@
+//! Connections to the private PostgreSQL that `scripts/test.sh` starts, with
+//! pglock installed in the database `PGLOCK_TEST_DB`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use postgres::error::SqlState;
+pub use postgres::{Client, Error, NoTls};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run these tests through scripts/test.sh, which starts the server"
+        )
+    })
+}
+
+/// A new connection as `role`.
+pub fn connect_as(role: &str) -> Client {
+    let port = env("PGPORT").parse().expect("PGPORT is a port number");
+    postgres::Config::new()
+        .host_path(env("PGHOST"))
+        .port(port)
+        .user(role)
+        .dbname(&env("PGLOCK_TEST_DB"))
+        .application_name("pglock-tests")
+        .connect(NoTls)
+        .unwrap_or_else(|error| panic!("connect as {role}: {error}"))
+}
+
+/// A new connection as the superuser.
+pub fn connect() -> Client {
+    connect_as("postgres")
+}
+
+/// A lock name no other test uses, so tests can run side by side.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A login role that may use pglock, created once per name.
+pub fn pglock_role(role: &str) -> String {
+    connect()
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                     CREATE ROLE {role} LOGIN;
+                 END IF;
+             END $$;
+             GRANT pglock_user TO {role};"
+        ))
+        .expect("create role");
+    role.to_owned()
+}
+
+/// The row `pglock_acquire` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquire {
+    pub acquired: bool,
+    pub rvn: i64,
+    pub owner: String,
+    pub data: Option<Vec<u8>>,
+}
+
+pub fn acquire(
+    client: &mut Client,
+    name: &str,
+    owner: &str,
+    lease_seconds: f64,
+    observed_rvn: Option<i64>,
+) -> Result<Acquire, Error> {
+    let row = client.query_one(
+        "SELECT acquired, rvn, owner, data FROM pglock_acquire($1, $2, \
+                 lease => make_interval(secs => $3), observed_rvn => $4)",
+        &[&name, &owner, &lease_seconds, &observed_rvn],
+    )?;
+    Ok(Acquire {
+        acquired: row.get(0),
+        rvn: row.get(1),
+        owner: row.get(2),
+        data: row.get(3),
+    })
+}
+
+pub fn heartbeat(client: &mut Client, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
+    Ok(client
+        .query_one(
+            "SELECT pglock_heartbeat($1, $2, $3)",
+            &[&name, &owner, &rvn],
+        )?
+        .get(0))
+}
+
+pub fn release(
+    client: &mut Client,
+    name: &str,
+    owner: &str,
+    rvn: i64,
+    keep: bool,
+) -> Result<bool, Error> {
+    let row = client.query_one(
+        "SELECT pglock_release($1, $2, $3, keep => $4)",
+        &[&name, &owner, &rvn, &keep],
+    )?;
+    Ok(row.get(0))
+}
+
+/// The SQLSTATE of a failed call.
+pub fn sqlstate<T: std::fmt::Debug>(result: Result<T, Error>) -> SqlState {
+    let error = result.expect_err("the call must fail");
+    error
+        .code()
+        .cloned()
+        .unwrap_or_else(|| panic!("no SQLSTATE in {error}"))
+}

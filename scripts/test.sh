@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine, then run every pglock test:
+#   1. formatting and clippy,
+#   2. `cargo pgrx test`: pure Rust tests and in-server #[pg_test]s,
+#   3. tests from outside over real connections, against a private server.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+setup
+
+say "cargo fmt --check, cargo clippy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "cargo pgrx test (unit and in-server tests)"
+pgrx_data=/tmp/pglock-pgrx-test
+mkdir -p "$pgrx_data" && chown postgres: "$pgrx_data"
+CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=$pgrx_data/data \
+    cargo pgrx test pg15
+
+install_extension
+say "tests over real connections"
+trap 'private_server_stop test' EXIT
+private_server_start test 54331 max_connections=200
+export PGLOCK_TEST_DB=pglock_test
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $PGLOCK_TEST_DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCK_TEST_DB" -c "CREATE EXTENSION pglock"
+cargo test -p pglock-tests
+
+say "all tests passed"

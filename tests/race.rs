@@ -1,0 +1,121 @@
+//! Many real connections racing for one lock: exactly one wins each round, and the
+//! winners' RVNs only grow.
+
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+
+use pglock_tests::{acquire, connect, release, unique_name, Acquire};
+
+const CONNECTIONS: usize = 32;
+const ROUNDS: usize = 100;
+
+/// Runs `attempt(worker, round, client)` on every connection each round, all
+/// starting together, and returns the results by round.
+fn race<F>(
+    attempt: F,
+    between_rounds: impl Fn(usize, &[Acquire]) + Send + Sync + 'static,
+) -> Vec<Vec<Acquire>>
+where
+    F: Fn(usize, usize, &mut postgres::Client) -> Acquire + Send + Sync + 'static,
+{
+    let start = Arc::new(Barrier::new(CONNECTIONS));
+    let done = Arc::new(Barrier::new(CONNECTIONS));
+    let results = Arc::new(Mutex::new(vec![Vec::new(); ROUNDS]));
+    let attempt = Arc::new(attempt);
+    let between_rounds = Arc::new(between_rounds);
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|worker| {
+            let (start, done, results) = (start.clone(), done.clone(), results.clone());
+            let (attempt, between_rounds) = (attempt.clone(), between_rounds.clone());
+            thread::spawn(move || {
+                let mut client = connect();
+                for round in 0..ROUNDS {
+                    start.wait();
+                    let outcome = attempt(worker, round, &mut client);
+                    results.lock().unwrap()[round].push(outcome);
+                    // The last one through settles the round before anyone starts the next.
+                    if done.wait().is_leader() {
+                        between_rounds(round, &results.lock().unwrap()[round]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("worker thread");
+    }
+    Arc::try_unwrap(results).unwrap().into_inner().unwrap()
+}
+
+fn the_winner(round: usize, outcomes: &[Acquire]) -> Acquire {
+    let winners: Vec<_> = outcomes.iter().filter(|outcome| outcome.acquired).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "round {round}: exactly one winner, got {winners:?}"
+    );
+    let winner = winners[0].clone();
+    for loser in outcomes.iter().filter(|outcome| !outcome.acquired) {
+        assert_eq!(
+            (&loser.owner, loser.rvn),
+            (&winner.owner, winner.rvn),
+            "round {round}: a loser sees the winner as holder"
+        );
+    }
+    winner
+}
+
+#[test]
+fn racing_for_a_free_lock_has_one_winner_per_round_and_rvns_grow() {
+    let name = unique_name("race");
+    let lock = name.clone();
+    let results = race(
+        move |worker, _, client| {
+            acquire(client, &lock, &format!("worker-{worker}"), 30.0, None).expect("acquire")
+        },
+        {
+            let name = name.clone();
+            move |round, outcomes| {
+                let winner = the_winner(round, outcomes);
+                // Alternate deleting and keeping, so both ways back to free are raced.
+                let keep = round % 2 == 0;
+                assert!(release(&mut connect(), &name, &winner.owner, winner.rvn, keep).unwrap());
+            }
+        },
+    );
+    let rvns: Vec<i64> = results
+        .iter()
+        .enumerate()
+        .map(|(round, outcomes)| the_winner(round, outcomes).rvn)
+        .collect();
+    assert!(
+        rvns.windows(2).all(|pair| pair[0] < pair[1]),
+        "winners' RVNs grow: {rvns:?}"
+    );
+}
+
+#[test]
+fn racing_to_take_over_a_silent_holder_has_one_winner_per_round() {
+    let name = unique_name("takeover-race");
+    let mut holder = connect();
+    let first = acquire(&mut holder, &name, "holder", 30.0, None).unwrap();
+    assert!(first.acquired);
+    let observed = Arc::new(Mutex::new(first.rvn));
+    let lock = name.clone();
+    let seen = observed.clone();
+    let results = race(
+        move |worker, _, client| {
+            // Everyone has seen the same RVN stand still and claims the lock with it.
+            let rvn = *seen.lock().unwrap();
+            acquire(client, &lock, &format!("worker-{worker}"), 30.0, Some(rvn)).expect("acquire")
+        },
+        move |round, outcomes| {
+            let winner = the_winner(round, outcomes);
+            // The winner in turn goes silent: next round takes over from it.
+            let mut last = observed.lock().unwrap();
+            assert!(winner.rvn > *last, "round {round}: takeover RVN grows");
+            *last = winner.rvn;
+        },
+    );
+    assert_eq!(results.len(), ROUNDS);
+}
