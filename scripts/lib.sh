@@ -6,6 +6,7 @@
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_CONFIG=$PG_BIN/pg_config
+PG_PGXS=/usr/lib/postgresql/15/lib/pgxs
 PGRX_VERSION=0.18.1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

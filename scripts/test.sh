@@ -2,7 +2,8 @@
 # Set up everything on a fresh machine, then run every pglock test:
 #   1. formatting and clippy,
 #   2. `cargo pgrx test`: pure Rust tests and in-server #[pg_test]s,
-#   3. tests from outside over real connections, against a private server.
+#   3. tests from outside over real connections, against a private server,
+#   4. concurrency specs with fixed interleavings (pg_isolation_regress).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -27,5 +28,11 @@ export PGLOCK_TEST_DB=pglock_test
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $PGLOCK_TEST_DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCK_TEST_DB" -c "CREATE EXTENSION pglock"
 cargo test -p pglock-tests
+
+say "concurrency specs (pg_isolation_regress, expected output in tests/isolation/expected)"
+"$PG_PGXS/src/test/isolation/pg_isolation_regress" --host="$PGHOST" --port="$PGPORT" \
+    --user=postgres --dbname=pglock_isolation --load-extension=pglock \
+    --inputdir=tests/isolation --outputdir=target/isolation --schedule=tests/isolation/schedule \
+    || { cat target/isolation/regression.diffs; exit 1; }
 
 say "all tests passed"

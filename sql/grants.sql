@@ -16,6 +16,14 @@ GRANT EXECUTE ON FUNCTION
     pglock_get(text)
 TO pglock_user;
 
+-- Every statement pglock runs looks a lock up by name.  On a small or freshly
+-- vacuumed table the planner prefers a sequential scan, and a cached plan keeps
+-- it while dead rows pile up; with seq scans off the primary key is always used.
+ALTER FUNCTION pglock_acquire(text, text, interval, bytea, boolean, bigint) SET enable_seqscan = off;
+ALTER FUNCTION pglock_heartbeat(text, text, bigint, bytea, boolean, interval) SET enable_seqscan = off;
+ALTER FUNCTION pglock_release(text, text, bigint, boolean, bytea) SET enable_seqscan = off;
+ALTER FUNCTION pglock_get(text) SET enable_seqscan = off;
+
 -- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
 -- at 1 would hand out fencing tokens lower than ones already issued.
 SELECT pg_catalog.pg_extension_config_dump('pglock.locks', '');
