@@ -1,7 +1,12 @@
 //! Connections to the private PostgreSQL that `scripts/test.sh` starts, with
 //! pglock installed in the database `PGLOCK_TEST_DB`.
 
+pub mod proxy;
+pub mod server;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 pub use postgres::error::SqlState;
 pub use postgres::{Client, Error, NoTls};
@@ -58,11 +63,12 @@ pub fn pglock_role(role: &str) -> String {
 }
 
 /// The row `pglock_acquire` returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Acquire {
     pub acquired: bool,
     pub rvn: i64,
     pub owner: String,
+    pub lease: Duration,
     pub data: Option<Vec<u8>>,
 }
 
@@ -74,16 +80,43 @@ pub fn acquire(
     observed_rvn: Option<i64>,
 ) -> Result<Acquire, Error> {
     let row = client.query_one(
-        "SELECT acquired, rvn, owner, data FROM pglock_acquire($1, $2, \
-                 lease => make_interval(secs => $3), observed_rvn => $4)",
+        "SELECT acquired, rvn, owner, extract(epoch FROM lease)::float8, data \
+           FROM pglock_acquire($1, $2, lease => make_interval(secs => $3), observed_rvn => $4)",
         &[&name, &owner, &lease_seconds, &observed_rvn],
     )?;
     Ok(Acquire {
         acquired: row.get(0),
         rvn: row.get(1),
         owner: row.get(2),
-        data: row.get(3),
+        lease: Duration::from_secs_f64(row.get(3)),
+        data: row.get(4),
     })
+}
+
+/// Acquire the way a real client does: poll every `poll`; once the holder's RVN
+/// has stood still for the holder's whole lease, claim the lock with that RVN.
+pub fn acquire_waiting(
+    client: &mut Client,
+    name: &str,
+    owner: &str,
+    lease: Duration,
+    poll: Duration,
+) -> Result<Acquire, Error> {
+    // The holder's RVN, when we first saw it, and the holder's lease.
+    let mut watched: Option<(i64, Instant, Duration)> = None;
+    loop {
+        let observed = watched
+            .filter(|(_, since, holder_lease)| since.elapsed() >= *holder_lease)
+            .map(|(rvn, _, _)| rvn);
+        let outcome = acquire(client, name, owner, lease.as_secs_f64(), observed)?;
+        if outcome.acquired {
+            return Ok(outcome);
+        }
+        if watched.map(|(rvn, _, _)| rvn) != Some(outcome.rvn) {
+            watched = Some((outcome.rvn, Instant::now(), outcome.lease));
+        }
+        thread::sleep(poll);
+    }
 }
 
 pub fn heartbeat(client: &mut Client, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
@@ -105,6 +138,21 @@ pub fn release(
     let row = client.query_one(
         "SELECT pglock_release($1, $2, $3, keep => $4)",
         &[&name, &owner, &rvn, &keep],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Release with `keep => true`, storing `data`.
+pub fn release_keeping(
+    client: &mut Client,
+    name: &str,
+    owner: &str,
+    rvn: i64,
+    data: &[u8],
+) -> Result<bool, Error> {
+    let row = client.query_one(
+        "SELECT pglock_release($1, $2, $3, keep => true, data => $4)",
+        &[&name, &owner, &rvn, &data],
     )?;
     Ok(row.get(0))
 }

@@ -1,0 +1,209 @@
+//! Private PostgreSQL servers that a test starts, crashes and promotes itself.
+//! Like the scripts' servers they run as `postgres` from a folder under /tmp, on
+//! their own port and socket folder; the tests run as root, as CI does.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use postgres::{Client, NoTls};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Server {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+fn as_postgres(program: &str, args: &[&str]) {
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+        .args(args)
+        .status()
+        .unwrap_or_else(|error| panic!("run {program}: {error}"));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
+}
+
+fn chown_postgres(path: &Path) {
+    let status = Command::new("chown")
+        .arg("postgres:")
+        .arg(path)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown postgres {}", path.display());
+}
+
+impl Server {
+    fn at(name: &str, port: u16) -> Server {
+        let dir = PathBuf::from(format!("/tmp/pglock-{name}"));
+        let server = Server { dir, port };
+        server.stop_if_running();
+        let _ = fs::remove_dir_all(&server.dir);
+        fs::create_dir_all(server.socket_dir()).expect("create the server's folders");
+        chown_postgres(&server.dir);
+        chown_postgres(&server.socket_dir());
+        server
+    }
+
+    /// A new cluster named `name` on `port` with `settings` in postgresql.conf,
+    /// started, with pglock created in the database `postgres`.
+    pub fn create(name: &str, port: u16, settings: &[&str]) -> Server {
+        let server = Server::at(name, port);
+        let data = server.data_dir();
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        );
+        server.configure(settings);
+        server.start();
+        server
+            .client()
+            .batch_execute("CREATE EXTENSION pglock")
+            .expect("create pglock");
+        server
+    }
+
+    /// A streaming standby of `primary`, started, named `name` on `port`.
+    pub fn standby_of(primary: &Server, name: &str, port: u16) -> Server {
+        let server = Server::at(name, port);
+        let data = server.data_dir();
+        let source_port = primary.port.to_string();
+        as_postgres(
+            "pg_basebackup",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-h",
+                primary.socket_dir().to_str().unwrap(),
+                "-p",
+                &source_port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+            ],
+        );
+        server.configure(&["cluster_name = 'pglock_standby'"]);
+        server.start();
+        server
+    }
+
+    fn configure(&self, settings: &[&str]) {
+        let mut conf = format!(
+            "\nport = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = on\n",
+            self.port,
+            self.socket_dir().display()
+        );
+        for setting in settings {
+            conf.push_str(setting);
+            conf.push('\n');
+        }
+        let path = self.data_dir().join("postgresql.conf");
+        let mut existing = fs::read_to_string(&path).expect("read postgresql.conf");
+        existing.push_str(&conf);
+        fs::write(&path, existing).expect("write postgresql.conf");
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.join("socket")
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data_dir();
+        let log = self.dir.join("server.log");
+        let mut all = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+        ];
+        all.extend_from_slice(args);
+        as_postgres("pg_ctl", &all);
+    }
+
+    pub fn start(&self) {
+        self.pg_ctl(&["start"]);
+    }
+
+    pub fn promote(&self) {
+        self.pg_ctl(&["promote"]);
+    }
+
+    fn stop_if_running(&self) {
+        if self.data_dir().join("postmaster.pid").exists() {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+                .args([
+                    "-D",
+                    self.data_dir().to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ])
+                .status();
+        }
+    }
+
+    /// `kill -9` the postmaster and every process it started, as a power cut would.
+    pub fn crash(&self) {
+        let pid_file =
+            fs::read_to_string(self.data_dir().join("postmaster.pid")).expect("pid file");
+        let postmaster = pid_file.lines().next().expect("pid line").trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .expect("pgrep");
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        pids.insert(0, postmaster);
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {pids:?}");
+        // Wait until every process is gone, so the restart finds no leftovers.
+        while pids
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn connect_as(&self, role: &str) -> Result<Client, postgres::Error> {
+        postgres::Config::new()
+            .host_path(self.socket_dir())
+            .port(self.port)
+            .user(role)
+            .dbname("postgres")
+            .connect(NoTls)
+    }
+
+    pub fn client(&self) -> Client {
+        self.connect_as("postgres")
+            .expect("connect to the private server")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_if_running();
+    }
+}

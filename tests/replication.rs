@@ -1,0 +1,116 @@
+//! Replication: locks written with `synchronous_commit = remote_apply` to a primary
+//! with a synchronous streaming standby are all on the standby when it is promoted,
+//! and the promoted server goes on handing out larger RVNs.  A standby itself is
+//! read-only: acquiring there fails clearly, reading works.
+
+use pglock_tests::server::Server;
+use pglock_tests::{sqlstate, SqlState};
+
+#[test]
+fn locks_committed_with_remote_apply_survive_a_promotion() {
+    let primary = Server::create("primary", 54342, &[]);
+    let standby = Server::standby_of(&primary, "standby", 54343);
+    let mut writer = primary.client();
+    // Only now that the standby exists: with it named synchronous earlier, every
+    // commit on the primary (CREATE EXTENSION too) would wait for it forever.
+    writer
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .unwrap();
+    writer.batch_execute("SELECT pg_reload_conf()").unwrap();
+    while writer
+        .query_opt(
+            "SELECT FROM pg_stat_replication WHERE sync_state = 'sync'",
+            &[],
+        )
+        .unwrap()
+        .is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    writer
+        .batch_execute("SET synchronous_commit = remote_apply")
+        .unwrap();
+
+    // Held, renewed and kept-released locks, each with its own data.
+    let mut expected = Vec::new();
+    for n in 0..60 {
+        let name = format!("replicated-{n}");
+        let data = format!("data-{n}");
+        let row = writer
+            .query_one(
+                "SELECT rvn FROM pglock_acquire($1, 'app', '1 hour', $2::text::bytea)",
+                &[&name, &data],
+            )
+            .unwrap();
+        let mut rvn: i64 = row.get(0);
+        let mut released = false;
+        if n % 3 == 1 {
+            rvn = writer
+                .query_one("SELECT pglock_heartbeat($1, 'app', $2)", &[&name, &rvn])
+                .unwrap()
+                .get(0);
+        }
+        if n % 3 == 2 {
+            writer
+                .execute(
+                    "SELECT pglock_release($1, 'app', $2, keep => true)",
+                    &[&name, &rvn],
+                )
+                .unwrap();
+            rvn = writer
+                .query_one("SELECT rvn FROM pglock_get($1)", &[&name])
+                .unwrap()
+                .get(0);
+            released = true;
+        }
+        expected.push((name, rvn, released, data));
+    }
+    let max_rvn = expected.iter().map(|(_, rvn, _, _)| *rvn).max().unwrap();
+
+    // On the standby, before promotion: readable, not writable.
+    let mut reader = standby.client();
+    let row = reader
+        .query_one("SELECT count(*) FROM pglock.locks", &[])
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        60,
+        "remote_apply: every lock is visible on the standby"
+    );
+    let attempt = reader.query_one("SELECT * FROM pglock_acquire('on-standby', 'app')", &[]);
+    assert_eq!(sqlstate(attempt), SqlState::READ_ONLY_SQL_TRANSACTION);
+
+    drop(writer);
+    drop(primary); // the primary goes away
+    standby.promote();
+    let mut client = standby.client();
+    for (name, rvn, released, data) in &expected {
+        let row = client
+            .query_one(
+                "SELECT owner, rvn, released, convert_from(data, 'UTF8') FROM pglock_get($1)",
+                &[name],
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, bool>(2),
+                row.get::<_, String>(3)
+            ),
+            ("app".to_owned(), *rvn, *released, data.clone()),
+            "{name} after promotion"
+        );
+    }
+    let fresh: i64 = client
+        .query_one(
+            "SELECT rvn FROM pglock_acquire('after-promotion', 'app')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        fresh > max_rvn,
+        "the promoted server hands out larger RVNs: {fresh} > {max_rvn}"
+    );
+}
