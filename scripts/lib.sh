@@ -16,7 +16,8 @@ as_postgres() { runuser -u postgres -- "$@"; }
 
 # Idempotent: installs only what is missing, so a second run takes seconds.
 setup() {
-    local packages=(postgresql-15 postgresql-server-dev-15 sudo "$@")
+    # postgresql-15-cron: the scheduler of the leader-election test and example.
+    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo "$@")
     local missing=()
     for package in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
@@ -60,7 +61,9 @@ private_server_start() {
         --no-sync >/dev/null
     local options=(-c "port=$port" -c "listen_addresses=" -c "unix_socket_directories=$PRIVATE_DIR/socket")
     for option in "$@"; do options+=(-c "$option"); done
-    as_postgres "$PG_BIN/pg_ctl" -D "$PRIVATE_DIR/data" -l "$PRIVATE_DIR/server.log" -w \
+    # A RUST_BACKTRACE inherited from a developer's shell would put Rust stack
+    # traces into error details that users never see in production.
+    as_postgres env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$PRIVATE_DIR/data" -l "$PRIVATE_DIR/server.log" -w \
         -o "$(printf '%q ' "${options[@]}")" start >/dev/null
     export PGHOST=$PRIVATE_DIR/socket PGPORT=$port PGUSER=postgres
 }

@@ -3,7 +3,8 @@
 #   1. formatting and clippy,
 #   2. `cargo pgrx test`: pure Rust tests and in-server #[pg_test]s,
 #   3. tests from outside over real connections, against a private server,
-#   4. concurrency specs with fixed interleavings (pg_isolation_regress).
+#   4. concurrency specs with fixed interleavings (pg_isolation_regress),
+#   5. a smoke run of the benchmark (one second per case).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -34,5 +35,8 @@ say "concurrency specs (pg_isolation_regress, expected output in tests/isolation
     --user=postgres --dbname=pglock_isolation --load-extension=pglock \
     --inputdir=tests/isolation --outputdir=target/isolation --schedule=tests/isolation/schedule \
     || { cat target/isolation/regression.diffs; exit 1; }
+
+say "benchmark smoke run (bench/run.sh --smoke)"
+bash bench/run.sh --smoke
 
 say "all tests passed"

@@ -4,17 +4,31 @@
 
 REVOKE ALL ON FUNCTION
     pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
     pglock_release(text, text, bigint, boolean, bytea),
-    pglock_get(text)
+    pglock_get(text),
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
+FROM PUBLIC;
+REVOKE ALL ON PROCEDURE
+    pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
 FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
     pglock_release(text, text, bigint, boolean, bytea),
-    pglock_get(text)
+    pglock_get(text),
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
 TO pglock_user;
+GRANT EXECUTE ON PROCEDURE
+    pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
+TO pglock_user;
+-- The committing procedure runs as its caller (a procedure that COMMITs may not
+-- be SECURITY DEFINER), and calls the step in pglock's schema.  USAGE lets it
+-- name the step; the table and sequence stay without grants.
+GRANT USAGE ON SCHEMA pglock TO pglock_user;
 
 -- Every statement pglock runs looks a lock up by name.  On a small or freshly
 -- vacuumed table the planner prefers a sequential scan, and a cached plan keeps
@@ -23,6 +37,8 @@ ALTER FUNCTION pglock_acquire(text, text, interval, bytea, boolean, bigint) SET 
 ALTER FUNCTION pglock_heartbeat(text, text, bigint, bytea, boolean, interval) SET enable_seqscan = off;
 ALTER FUNCTION pglock_release(text, text, bigint, boolean, bytea) SET enable_seqscan = off;
 ALTER FUNCTION pglock_get(text) SET enable_seqscan = off;
+ALTER FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval) SET enable_seqscan = off;
+ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval) SET enable_seqscan = off;
 
 -- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
 -- at 1 would hand out fencing tokens lower than ones already issued.

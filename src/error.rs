@@ -34,6 +34,14 @@ pub enum PglockError {
         argument: &'static str,
         micros: i128,
     },
+    /// 22023: a negative `wait_timeout`.
+    NegativeWait {
+        argument: &'static str,
+        micros: i128,
+    },
+    /// 25000: a waiting acquire in a transaction whose snapshot would never show a
+    /// release or a heartbeat (REPEATABLE READ or SERIALIZABLE).
+    WaitNeedsReadCommitted,
     /// 22023: an RVN that is zero or negative (the sequence starts at 1).
     RvnNotPositive { argument: &'static str, rvn: i64 },
     /// 54000: data larger than [`MAX_DATA_BYTES`].
@@ -70,7 +78,9 @@ impl PglockError {
             Self::EmptyLabel { .. }
             | Self::LeaseOutOfRange { .. }
             | Self::RvnNotPositive { .. }
+            | Self::NegativeWait { .. }
             | Self::DataWithoutKeep => ERRCODE_INVALID_PARAMETER_VALUE,
+            Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
             Self::LabelTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::DataTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::NotHeld { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -110,6 +120,9 @@ impl PglockError {
                 Some("Only the role that acquired a lock may heartbeat or release it.")
             }
             Self::DataWithoutKeep => Some("Pass keep => true to store data on release."),
+            Self::WaitNeedsReadCommitted => {
+                Some("Call it in autocommit, or in a READ COMMITTED transaction.")
+            }
             Self::SerializationFailure { .. } => {
                 Some("Call pglock functions in READ COMMITTED, ideally in autocommit.")
             }
@@ -151,6 +164,16 @@ impl fmt::Display for PglockError {
                 f,
                 "pglock: {argument} must be greater than 0 and at most 1 day, got {} seconds",
                 *micros as f64 / 1e6
+            ),
+            Self::NegativeWait { argument, micros } => write!(
+                f,
+                "pglock: {argument} must not be negative, got {} seconds",
+                *micros as f64 / 1e6
+            ),
+            Self::WaitNeedsReadCommitted => write!(
+                f,
+                "pglock: a waiting acquire needs READ COMMITTED: this transaction's \
+                 snapshot would never show the lock change"
             ),
             Self::RvnNotPositive { argument, rvn } => {
                 write!(f, "pglock: {argument} must be a positive RVN, got {rvn}")

@@ -3,6 +3,8 @@
 //! Every SQL function is declared non-STRICT so that a NULL reaches these checks and
 //! gets a specific error instead of silently returning NULL.
 
+use std::time::Duration;
+
 use pgrx::prelude::Interval;
 
 use crate::error::{PglockError, MAX_DATA_BYTES, MAX_LABEL_CHARS, MAX_LEASE_MICROS};
@@ -38,6 +40,21 @@ pub fn optional_lease(
     value
         .map(|lease_value| lease(argument, Some(lease_value)))
         .transpose()
+}
+
+/// How long a waiting acquire may wait: zero or more; NULL waits as long as it takes.
+pub fn wait_timeout(
+    argument: &'static str,
+    value: Option<Interval>,
+) -> Result<Option<Duration>, PglockError> {
+    match value {
+        None => Ok(None),
+        Some(interval) if interval.as_micros() < 0 => Err(PglockError::NegativeWait {
+            argument,
+            micros: interval.as_micros(),
+        }),
+        Some(interval) => Ok(Some(crate::waiting::duration(interval))),
+    }
 }
 
 /// A record version number: the sequence starts at 1, so anything else cannot match.

@@ -2,6 +2,7 @@
 //! version numbers.  This file only wires the modules together.
 //!
 //! - `protocol`: the lease protocol and its decisions
+//! - `waiting`: the waiting acquire (the caller's half of the protocol)
 //! - `store`: `pglock.locks` through SPI
 //! - `functions`: the SQL functions
 //! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
@@ -14,8 +15,14 @@ mod functions;
 mod input;
 mod protocol;
 mod store;
+mod waiting;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/waiting.sql",
+    name = "waiting",
+    requires = [functions::wait::pglock::acquire_wait_step]
+);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

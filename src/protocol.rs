@@ -91,6 +91,7 @@ pub fn why_not_held(
     }
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct AcquireRequest<'a> {
     pub name: &'a str,
     pub owner: &'a str,
@@ -159,7 +160,9 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
                 data,
             });
         }
-        // Another session wrote the lock between our read and our write: decide again.
+        // Another session wrote the lock between our read and our write: let go of
+        // the name (we wrote nothing) and decide again.
+        store::unlock_name(request.name);
     }
     Err(PglockError::SerializationFailure {
         name: request.name.to_owned(),

@@ -167,22 +167,32 @@ const NAME_LOCK_TAG: u16 = 0x504c; // "PL"
 /// happen one at a time and each draws its RVN after the previous one committed;
 /// reads never take it.  Honors `lock_timeout`, cancel and deadlock detection.
 pub fn lock_name(name: &str) {
+    unsafe {
+        pg_sys::LockAcquire(&name_lock_tag(name), NAME_LOCK_MODE, false, false);
+    }
+}
+
+/// Give back one [`lock_name`] of this transaction after a write that wrote
+/// nothing: a caller that goes on waiting inside the same transaction must not
+/// keep the holder from heartbeating.  A lock taken earlier in the transaction
+/// by a write that did happen stays held (the count only drops by one).
+pub fn unlock_name(name: &str) {
+    unsafe {
+        pg_sys::LockRelease(&name_lock_tag(name), NAME_LOCK_MODE, false);
+    }
+}
+
+const NAME_LOCK_MODE: pg_sys::LOCKMODE = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
+
+fn name_lock_tag(name: &str) -> pg_sys::LOCKTAG {
     let key = fnv1a_64(name.as_bytes());
-    let tag = pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
         locktag_field2: (key >> 32) as u32,
         locktag_field3: key as u32,
         locktag_field4: NAME_LOCK_TAG,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
-    };
-    unsafe {
-        pg_sys::LockAcquire(
-            &tag,
-            pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
-            false,
-            false,
-        );
     }
 }
 

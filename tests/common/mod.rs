@@ -119,6 +119,53 @@ pub fn acquire_waiting(
     }
 }
 
+/// `pglock_acquire_wait`: the server waits, up to `wait_timeout` (None: forever).
+pub fn acquire_wait(
+    client: &mut Client,
+    name: &str,
+    owner: &str,
+    lease: Duration,
+    wait_timeout: Option<Duration>,
+) -> Result<Acquire, Error> {
+    let wait_seconds = wait_timeout.map(|wait| wait.as_secs_f64());
+    let row = client.query_one(
+        "SELECT acquired, rvn, owner, extract(epoch FROM lease)::float8, data \
+           FROM pglock_acquire_wait($1, $2, lease => make_interval(secs => $3), \
+                wait_timeout => make_interval(secs => $4))",
+        &[&name, &owner, &lease.as_secs_f64(), &wait_seconds],
+    )?;
+    Ok(Acquire {
+        acquired: row.get(0),
+        rvn: row.get(1),
+        owner: row.get(2),
+        lease: Duration::from_secs_f64(row.get(3)),
+        data: row.get(4),
+    })
+}
+
+/// The backend pid of `client`'s connection.
+pub fn backend_pid(client: &mut Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Block until backend `pid` runs a statement containing `text`.
+pub fn wait_until_running(observer: &mut Client, pid: i32, text: &str) {
+    let pattern = format!("%{text}%");
+    while observer
+        .query_opt(
+            "SELECT FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2",
+            &[&pid, &pattern],
+        )
+        .unwrap()
+        .is_none()
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn heartbeat(client: &mut Client, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
     Ok(client
         .query_one(

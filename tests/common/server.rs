@@ -17,6 +17,8 @@ pub struct Server {
 
 fn as_postgres(program: &str, args: &[&str]) {
     let status = Command::new("runuser")
+        // Servers started here should report errors as users' servers do.
+        .env_remove("RUST_BACKTRACE")
         .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
         .args(args)
         .status()
@@ -136,6 +138,10 @@ impl Server {
 
     pub fn start(&self) {
         self.pg_ctl(&["start"]);
+    }
+
+    pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "restart"]);
     }
 
     pub fn promote(&self) {

@@ -1,19 +1,10 @@
-//! The SQL functions: check arguments, run one protocol step, shape the result.
-//!
-//! All run as the extension's owner (SECURITY DEFINER, `search_path` pinned to
-//! `pg_catalog, pg_temp`): callers need EXECUTE (via `pglock_user`), never rights on
-//! the table.  None is STRICT: a NULL argument gets a 22004 error, not a NULL result.
+//! The four lease functions: acquire, heartbeat, release, get.
 
 use pgrx::prelude::*;
 
-use crate::error::PglockError;
+use super::or_raise;
 use crate::input;
 use crate::protocol::{self, AcquireRequest, HeartbeatRequest, ReleaseRequest};
-
-/// Unwrap a protocol result, raising its error with its SQLSTATE.
-fn or_raise<T>(result: Result<T, PglockError>) -> T {
-    result.unwrap_or_else(|error| error.raise())
-}
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
 #[allow(clippy::type_complexity)]

@@ -1,0 +1,55 @@
+-- A batch job in PL/pgSQL that holds a lock while it works, heartbeats between
+-- steps, and keeps its progress in the lock's data so that the next run (on this
+-- worker or another) resumes where it stopped:
+--
+--   CALL nightly_export('worker-1');
+--
+-- Each step's work commits together with the heartbeat that carries the step's
+-- checkpoint.  If the heartbeat raises (55000: the lease ran out and another
+-- worker took over), that step's work rolls back with it and the procedure
+-- stops with the error: the new holder resumes from the last checkpoint, so no
+-- step is done twice or lost.
+
+CREATE TABLE export_log (
+    step   integer PRIMARY KEY,
+    worker text    NOT NULL
+);
+
+CREATE PROCEDURE nightly_export(
+    worker    text,
+    steps     integer  DEFAULT 10,
+    lease     interval DEFAULT '5 seconds',
+    step_time interval DEFAULT '0')   -- stands in for each step's real work
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    got    boolean;
+    my_rvn bigint;
+    done   integer;
+BEGIN
+    -- Wait a little longer than a lease: enough to take over from a worker that
+    -- died holding the lock, not so long that runs pile up.
+    CALL pglock_acquire_wait_committing('nightly-export', worker, lease,
+         wait_timeout => lease * 1.5, acquired => got, rvn => my_rvn);
+    IF NOT got THEN
+        RAISE NOTICE 'nightly-export: another worker holds the lock';
+        RETURN;
+    END IF;
+
+    -- The checkpoint: the last step done, kept in the lock's data.
+    SELECT coalesce(pg_catalog.convert_from(data, 'UTF8')::integer, 0)
+      INTO done FROM pglock_get('nightly-export');
+
+    FOR step IN done + 1 .. steps LOOP
+        INSERT INTO export_log (step, worker) VALUES (step, worker);   -- the work
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', step_time));
+        my_rvn := pglock_heartbeat('nightly-export', worker, my_rvn,
+                                   data => pg_catalog.convert_to(step::text, 'UTF8'));
+        COMMIT;
+    END LOOP;
+
+    -- Finished: release, keeping a checkpoint that says so.
+    PERFORM pglock_release('nightly-export', worker, my_rvn, keep => true,
+                           data => pg_catalog.convert_to(steps::text, 'UTF8'));
+END
+$$;

@@ -1,0 +1,54 @@
+-- pglock_acquire_wait_committing: the waiting acquire for long waits.
+--
+-- pglock_acquire_wait waits inside one statement, and a statement's snapshot
+-- keeps VACUUM from removing any row version that died after it started, in
+-- every table of the database.  A standby instance waiting hours to become
+-- leader must not do that, so this procedure waits in steps of at most a second
+-- and COMMITs between them: its snapshot is never more than a second old, and
+-- between steps it holds nothing at all.  What a step saw of the holder (its RVN
+-- and for how long it stood still) is carried to the next step.
+--
+-- SECURITY INVOKER and without SET clauses, because a procedure with either may
+-- not COMMIT; it only calls pglock's own SECURITY DEFINER functions, qualified.
+CREATE PROCEDURE pglock_acquire_wait_committing(
+    name text,
+    owner text,
+    lease interval DEFAULT '20 seconds',
+    data bytea DEFAULT NULL,
+    replace_data boolean DEFAULT false,
+    wait_timeout interval DEFAULT NULL,
+    INOUT acquired boolean DEFAULT NULL,
+    INOUT rvn bigint DEFAULT NULL)
+LANGUAGE plpgsql
+AS $procedure$
+DECLARE
+    started      timestamptz := pg_catalog.clock_timestamp();
+    watched_rvn  bigint;
+    watched_from timestamptz;
+    step         record;
+BEGIN
+    -- Inside a transaction block (or a function) a procedure cannot commit: fail
+    -- now with 2D000 rather than after the first step.
+    COMMIT;
+    LOOP
+        SELECT s.acquired, s.rvn, s.timed_out, s.watched_for
+          INTO step
+          FROM pglock.acquire_wait_step(
+                   name, owner, lease, data, replace_data, wait_timeout,
+                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started,
+                   watched_rvn,
+                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) watched_from) AS s;
+        IF step.acquired OR step.timed_out THEN
+            acquired := step.acquired;
+            rvn := step.rvn;
+            -- Commit the takeover too: others see the new holder at once, and the
+            -- per-name lock is not held through the caller's next statements.
+            COMMIT;
+            RETURN;
+        END IF;
+        watched_rvn := step.rvn;
+        watched_from := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) step.watched_for;
+        COMMIT;
+    END LOOP;
+END
+$procedure$;
