@@ -1,0 +1,238 @@
+//! What a [`Client`](crate::Client) is built with, and the rules it must meet.
+
+use std::time::Duration;
+
+/// The longest lease the server accepts (`pglock_acquire` raises `22023` above it).
+pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest owner label the server accepts, in characters.
+pub const MAX_OWNER_CHARS: usize = 255;
+
+/// The longest default poll interval; shorter leases poll at a tenth of the lease.
+const MAX_DEFAULT_POLL: Duration = Duration::from_millis(500);
+
+/// Settings of a [`Client`](crate::Client): who it is, the lease it asks for and how
+/// often it renews it. Checked by [`ClientConfig::validate`] when the client is built.
+///
+/// ```
+/// use std::time::Duration;
+/// use pglock_client::ClientConfig;
+///
+/// let config = ClientConfig::new("worker-1", Duration::from_secs(20), Duration::from_secs(5))
+///     .with_poll_interval(Duration::from_millis(200));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    owner: String,
+    lease: Duration,
+    heartbeat_period: Duration,
+    poll_interval: Option<Duration>,
+    call_timeout: Option<Duration>,
+}
+
+/// Why a [`ClientConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the owner must not be empty")]
+    EmptyOwner,
+    #[error("the owner has {0} characters; at most {MAX_OWNER_CHARS} are allowed")]
+    OwnerTooLong(usize),
+    #[error("the owner must not contain a NUL character")]
+    OwnerContainsNul,
+    #[error("the lease must be at least one microsecond (the server's resolution)")]
+    LeaseTooShort,
+    #[error("the lease {0:?} is longer than one day, the server's limit")]
+    LeaseTooLong(Duration),
+    #[error("the heartbeat period must be more than zero")]
+    HeartbeatPeriodZero,
+    #[error("the heartbeat period {period:?} is more than half the lease {lease:?}")]
+    HeartbeatPeriodTooLong { period: Duration, lease: Duration },
+    #[error("the poll interval must be more than zero")]
+    PollIntervalZero,
+    #[error("the call timeout must be more than zero")]
+    CallTimeoutZero,
+}
+
+impl ClientConfig {
+    /// A client called `owner` that takes locks for `lease` and renews each lock it
+    /// holds every `heartbeat_period` (more than zero, at most half the lease).
+    pub fn new(owner: impl Into<String>, lease: Duration, heartbeat_period: Duration) -> Self {
+        Self {
+            owner: owner.into(),
+            lease,
+            heartbeat_period,
+            poll_interval: None,
+            call_timeout: None,
+        }
+    }
+
+    /// How often a waiting acquire asks again, and how soon a failed heartbeat is
+    /// retried (at most one heartbeat period). Default: a tenth of the lease, at
+    /// most 500 ms.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
+    /// A limit on each `pglock_acquire`, `pglock_get` and `pglock_release` call,
+    /// past which it fails with [`Error::Timeout`](crate::Error::Timeout). Default:
+    /// none. Heartbeats have their own limit (see [when a lock is lost](crate#when-a-lock-is-lost)).
+    ///
+    /// A call abandoned this way may still complete in the server: an abandoned
+    /// acquire may have taken the lock, which then lapses after its lease.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks every rule; [`Client::new`](crate::Client::new) and
+    /// [`Client::connect`](crate::Client::connect) call it first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let owner_chars = self.owner.chars().count();
+        if owner_chars == 0 {
+            return Err(ConfigError::EmptyOwner);
+        }
+        if owner_chars > MAX_OWNER_CHARS {
+            return Err(ConfigError::OwnerTooLong(owner_chars));
+        }
+        if self.owner.contains('\0') {
+            return Err(ConfigError::OwnerContainsNul);
+        }
+        if self.lease < Duration::from_micros(1) {
+            return Err(ConfigError::LeaseTooShort);
+        }
+        if self.lease > MAX_LEASE {
+            return Err(ConfigError::LeaseTooLong(self.lease));
+        }
+        if self.heartbeat_period.is_zero() {
+            return Err(ConfigError::HeartbeatPeriodZero);
+        }
+        if self.heartbeat_period > self.lease / 2 {
+            return Err(ConfigError::HeartbeatPeriodTooLong {
+                period: self.heartbeat_period,
+                lease: self.lease,
+            });
+        }
+        if self.poll_interval.is_some_and(|poll| poll.is_zero()) {
+            return Err(ConfigError::PollIntervalZero);
+        }
+        if self.call_timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Err(ConfigError::CallTimeoutZero);
+        }
+        Ok(())
+    }
+
+    /// The owner label written into every lock this client takes.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The lease this client asks for.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// How often a held lock is renewed.
+    pub fn heartbeat_period(&self) -> Duration {
+        self.heartbeat_period
+    }
+
+    /// The poll interval in force: the one set, or a tenth of the lease, at most 500 ms.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+            .unwrap_or_else(|| (self.lease / 10).min(MAX_DEFAULT_POLL))
+    }
+
+    /// The limit on each acquire, get and release call, if any.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn config(lease: Duration, period: Duration) -> ClientConfig {
+        ClientConfig::new("worker", lease, period)
+    }
+
+    #[test]
+    fn accepts_a_period_of_half_the_lease() {
+        assert_eq!(config(10 * SECOND, 5 * SECOND).validate(), Ok(()));
+    }
+
+    #[test]
+    fn refuses_a_period_over_half_the_lease() {
+        let period = 5 * SECOND + Duration::from_nanos(1);
+        assert_eq!(
+            config(10 * SECOND, period).validate(),
+            Err(ConfigError::HeartbeatPeriodTooLong {
+                period,
+                lease: 10 * SECOND
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_zero_durations() {
+        assert_eq!(
+            config(SECOND, Duration::ZERO).validate(),
+            Err(ConfigError::HeartbeatPeriodZero)
+        );
+        assert_eq!(
+            config(Duration::from_nanos(999), Duration::from_nanos(1)).validate(),
+            Err(ConfigError::LeaseTooShort)
+        );
+        let zero_poll = config(SECOND, SECOND / 4).with_poll_interval(Duration::ZERO);
+        assert_eq!(zero_poll.validate(), Err(ConfigError::PollIntervalZero));
+        let zero_timeout = config(SECOND, SECOND / 4).with_call_timeout(Duration::ZERO);
+        assert_eq!(zero_timeout.validate(), Err(ConfigError::CallTimeoutZero));
+    }
+
+    #[test]
+    fn refuses_a_lease_over_a_day() {
+        let lease = MAX_LEASE + SECOND;
+        assert_eq!(
+            config(lease, SECOND).validate(),
+            Err(ConfigError::LeaseTooLong(lease))
+        );
+        assert_eq!(config(MAX_LEASE, SECOND).validate(), Ok(()));
+    }
+
+    #[test]
+    fn checks_the_owner_in_characters() {
+        let at_limit = "é".repeat(MAX_OWNER_CHARS);
+        assert_eq!(
+            ClientConfig::new(at_limit, SECOND, SECOND / 4).validate(),
+            Ok(())
+        );
+        let over = "é".repeat(MAX_OWNER_CHARS + 1);
+        assert_eq!(
+            ClientConfig::new(over, SECOND, SECOND / 4).validate(),
+            Err(ConfigError::OwnerTooLong(MAX_OWNER_CHARS + 1))
+        );
+        assert_eq!(
+            ClientConfig::new("", SECOND, SECOND / 4).validate(),
+            Err(ConfigError::EmptyOwner)
+        );
+        assert_eq!(
+            ClientConfig::new("a\0b", SECOND, SECOND / 4).validate(),
+            Err(ConfigError::OwnerContainsNul)
+        );
+    }
+
+    #[test]
+    fn polls_at_a_tenth_of_the_lease_up_to_half_a_second() {
+        assert_eq!(config(SECOND, SECOND / 4).poll_interval(), SECOND / 10);
+        assert_eq!(
+            config(60 * SECOND, SECOND).poll_interval(),
+            MAX_DEFAULT_POLL
+        );
+        let set = config(60 * SECOND, SECOND).with_poll_interval(SECOND * 2);
+        assert_eq!(set.poll_interval(), SECOND * 2);
+    }
+}

@@ -1,0 +1,80 @@
+//! The one error type of the crate, and why a lock was lost.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+use crate::config::ConfigError;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The [`ClientConfig`](crate::ClientConfig) broke a rule; nothing was sent.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The server raised an error or the connection failed. [`Error::code`] gives the
+    /// SQLSTATE, e.g. `22023` for an empty lock name.
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// The lock is no longer held by this client: work done under it may overlap
+    /// with its next holder's.
+    #[error("lock {name:?} lost: {reason}")]
+    LockLost { name: String, reason: LostReason },
+    /// A waiting acquire ([`AcquireOptions::wait_at_most`](crate::AcquireOptions::wait_at_most))
+    /// or a call limited by [`ClientConfig::with_call_timeout`](crate::ClientConfig::with_call_timeout)
+    /// ran out of time.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
+}
+
+impl Error {
+    /// The SQLSTATE the server raised, if this is a [`Error::Database`] from the server.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Error::Database(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is [`Error::LockLost`].
+    pub fn is_lock_lost(&self) -> bool {
+        matches!(self, Error::LockLost { .. })
+    }
+}
+
+/// Why a [`Lock`](crate::Lock) stopped being held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostReason {
+    /// The server says this client does not hold the lock at its RVN any more: a
+    /// heartbeat raised `55000` or the release returned `false`. Another client took
+    /// it over, or a heartbeat's reply was lost and the RVN moved on without us.
+    NotHeld,
+    /// A heartbeat raised `42501`: another database role holds the lock.
+    HeldByOtherRole,
+    /// No heartbeat succeeded in time, so the lease might run out soon (see
+    /// [the rule](crate#when-a-lock-is-lost)). `last_error` is the last failed attempt's
+    /// error, if an attempt failed rather than hung.
+    HeartbeatsFailed { last_error: Option<String> },
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::NotHeld => f.write_str("the server says it is no longer held at our RVN"),
+            LostReason::HeldByOtherRole => f.write_str("another database role holds it"),
+            LostReason::HeartbeatsFailed { last_error: None } => {
+                f.write_str("no heartbeat succeeded before the safety deadline")
+            }
+            LostReason::HeartbeatsFailed {
+                last_error: Some(error),
+            } => write!(
+                f,
+                "no heartbeat succeeded before the safety deadline (last error: {error})"
+            ),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! An async client for pglock, on `tokio-postgres`:
+//! lease-based distributed locks kept in PostgreSQL, fenced by record version
+//! numbers (RVNs), in the manner of `cirello.io/pglock` and the DynamoDB Lock Client.
+//!
+//! * [`Client::acquire`] waits: it polls a held lock and takes it over once the
+//!   holder's RVN has stood still for the holder's whole lease.
+//! * [`Client::try_acquire`] fails fast, but remembers the RVN it saw, so that a
+//!   later try takes a dead holder's lock over.
+//! * A held [`Lock`] is renewed by a background heartbeat task. Its
+//!   [`Lock::lost_token`] (a [`CancellationToken`])
+//!   fires the moment the lock is lost, before its lease could run out (see
+//!   [When a lock is lost](#when-a-lock-is-lost)). [`Lock::rvn`] is a fencing token.
+//! * [`Client::with_lock`] acquires, runs a future with the token and releases.
+//!
+//! Every call runs in autocommit mode, each a single atomic step in the server.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pglock_client::{Client, ClientConfig, Error};
+//!
+//! # async fn run() -> Result<(), Error> {
+//! let pg: tokio_postgres::Config = "host=/var/run/postgresql user=app dbname=app"
+//!     .parse()
+//!     .map_err(Error::Database)?;
+//! // Leases of 10 s, renewed every 3 s.
+//! let config = ClientConfig::new("worker-1", Duration::from_secs(10), Duration::from_secs(3));
+//! let client = Client::connect(&pg, config).await?;
+//!
+//! // Waits for the lock, runs the job, releases.
+//! let rows = client
+//!     .with_lock("nightly-report", |lost| async move {
+//!         tokio::select! {
+//!             _ = lost.cancelled() => 0, // lost: stop at once
+//!             rows = async { /* the job */ 42 } => rows,
+//!         }
+//!     })
+//!     .await?;
+//! println!("reported {rows} rows");
+//!
+//! // Or by hand, keeping a checkpoint in the lock for the next holder.
+//! let lock = client.acquire("nightly-report").await?;
+//! println!("fencing token {}, checkpoint {:?}", lock.rvn(), lock.data());
+//! lock.release_keeping(Some(b"done up to 2024-06-30")).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The role connecting needs `pglock_user` (`GRANT pglock_user TO app`), and the
+//! extension must be on the connection's `search_path`.
+//!
+//! # When a lock is lost
+//!
+//! Let `renewed` be the instant (monotonic clock) just *before* the request of the
+//! last successful acquire or heartbeat was sent, `lease` the client's lease and
+//! `period` its heartbeat period (at most `lease / 2`).
+//!
+//! * **Safe until `renewed + lease`.** The server wrote the RVN after `renewed`, and
+//!   a rival must watch that RVN stand still for a whole lease after seeing it, so
+//!   no one can take the lock over before `renewed + lease` (clocks running at the
+//!   same rate).
+//! * **Lost at `renewed + lease - margin`**, with `margin = min(period, lease / 4)`,
+//!   if no heartbeat has succeeded by then. The margin is the time the work has to
+//!   stop after the signal fires, before a rival may take over.
+//! * **Lost at once** when a heartbeat raises `55000` (the server says we no longer
+//!   hold the lock: [`LostReason::NotHeld`]) or `42501` (another role holds it:
+//!   [`LostReason::HeldByOtherRole`]).
+//! * **Anything else is transient** (connection error, timeout, cancel, ...): the
+//!   heartbeat is retried after `min(poll_interval, period)` for as long as the
+//!   deadline above allows. Each attempt is abandoned after `period` or at the
+//!   deadline, whichever comes first. An abandoned attempt may still have renewed
+//!   the lock in the server; the next attempt then raises `55000`, and the lock is
+//!   lost (its new RVN is unknown to us), which is the safe reading.
+//!
+//! Heartbeats are sent at `renewed + period`. Since `period <= lease / 2`, the
+//! first one leaves at least `lease / 4` for retries before the deadline.
+//!
+//! For example, with a 20 s lease and a 5 s period: heartbeats every 5 s; when
+//! they start failing, retries every 0.5 s (the default poll interval); the lock is
+//! reported lost 15 s after the last successful heartbeat was sent, 5 s before any
+//! rival could take it over.
+
+mod acquire;
+mod client;
+mod config;
+mod error;
+mod heartbeat;
+mod lock;
+mod observe;
+mod sql;
+
+pub use acquire::{AcquireOptions, Attempt, Holder};
+pub use client::Client;
+pub use config::{ClientConfig, ConfigError, MAX_LEASE, MAX_OWNER_CHARS};
+pub use error::{Error, LostReason};
+pub use lock::Lock;
+pub use sql::LockInfo;
+pub use tokio_util::sync::CancellationToken;

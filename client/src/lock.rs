@@ -1,0 +1,206 @@
+//! A held lock: its fencing token, its heartbeat task, its loss signal, its release.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, LostReason};
+use crate::sql::{limited, Sql};
+
+/// What a [`Lock`] shares with its heartbeat task.
+#[derive(Debug)]
+pub(crate) struct Held {
+    name: String,
+    owner: String,
+    rvn: AtomicI64,
+    lost: CancellationToken,
+    reason: Mutex<Option<LostReason>>,
+}
+
+impl Held {
+    pub fn new(name: String, owner: String, rvn: i64) -> Self {
+        Self {
+            name,
+            owner,
+            rvn: AtomicI64::new(rvn),
+            lost: CancellationToken::new(),
+            reason: Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn rvn(&self) -> i64 {
+        self.rvn.load(Ordering::SeqCst)
+    }
+
+    pub fn set_rvn(&self, rvn: i64) {
+        self.rvn.store(rvn, Ordering::SeqCst);
+    }
+
+    /// Records why the lock was lost (the first reason wins) and fires the signal.
+    pub fn mark_lost(&self, reason: LostReason) {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.lost.cancel();
+    }
+
+    fn reason(&self) -> Option<LostReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A lock this client holds, renewed in the background every heartbeat period.
+///
+/// * [`Lock::rvn`] is the lock's current RVN, a fencing token that only grows: it
+///   changes with every heartbeat.
+/// * [`Lock::lost_token`] is a [`CancellationToken`] that is cancelled the moment the
+///   lock is lost (see [when a lock is lost](crate#when-a-lock-is-lost)), and also when the `Lock` is
+///   released or dropped: once it fires, nothing may be done under the lock any more.
+///   Await it with [`Lock::lost`] or `token.cancelled()`, e.g. in `tokio::select!`.
+/// * [`Lock::release`] and [`Lock::release_keeping`] stop the heartbeat, let a
+///   heartbeat in flight finish, then release with the latest RVN.
+/// * **Dropping a `Lock` without releasing it** stops its heartbeat and fires the token,
+///   but writes nothing (drop cannot wait for the server): the lock stays taken until
+///   its lease lapses, after which any client takes it over.
+#[derive(Debug)]
+pub struct Lock {
+    held: Arc<Held>,
+    sql: Arc<Sql>,
+    lease: Duration,
+    data: Option<Vec<u8>>,
+    call_timeout: Option<Duration>,
+    stop: CancellationToken,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+/// What [`Lock::new`] needs besides the heartbeat task.
+pub(crate) struct Acquired {
+    pub held: Arc<Held>,
+    pub lease: Duration,
+    pub data: Option<Vec<u8>>,
+    pub call_timeout: Option<Duration>,
+}
+
+impl Lock {
+    pub(crate) fn new(
+        acquired: Acquired,
+        sql: Arc<Sql>,
+        stop: CancellationToken,
+        heartbeat: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            held: acquired.held,
+            sql,
+            lease: acquired.lease,
+            data: acquired.data,
+            call_timeout: acquired.call_timeout,
+            stop,
+            heartbeat: Some(heartbeat),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.held.name()
+    }
+
+    pub fn owner(&self) -> &str {
+        self.held.owner()
+    }
+
+    /// The lock's current RVN (fencing token), as of the last successful heartbeat.
+    pub fn rvn(&self) -> i64 {
+        self.held.rvn()
+    }
+
+    /// The lease this lock was taken with.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The lock's data when it was acquired: what the acquire stored, or what the
+    /// previous holder left with a keeping release.
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+
+    /// Whether the lock has been lost.
+    pub fn is_lost(&self) -> bool {
+        self.held.lost.is_cancelled()
+    }
+
+    /// Why the lock was lost, once it has been.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.held.reason()
+    }
+
+    /// A token cancelled when the lock is lost, released or dropped.
+    pub fn lost_token(&self) -> CancellationToken {
+        self.held.lost.clone()
+    }
+
+    /// Completes when the lock is lost.
+    pub async fn lost(&self) {
+        self.held.lost.cancelled().await;
+    }
+
+    /// Releases the lock, deleting it. Fails with [`Error::LockLost`] if the server
+    /// no longer had it at our RVN (it was taken over, or a heartbeat reply was lost).
+    pub async fn release(self) -> Result<(), Error> {
+        self.finish(false, None).await
+    }
+
+    /// Releases the lock but keeps its row with `data` (or, with `None`, the data it
+    /// has), for the next holder to find in [`Lock::data`]. Fails like [`Lock::release`].
+    pub async fn release_keeping(self, data: Option<&[u8]>) -> Result<(), Error> {
+        self.finish(true, data).await
+    }
+
+    async fn finish(mut self, keep: bool, data: Option<&[u8]>) -> Result<(), Error> {
+        self.stop_heartbeat().await;
+        let held = Arc::clone(&self.held);
+        let release = self
+            .sql
+            .release(held.name(), held.owner(), held.rvn(), keep, data);
+        let released = limited(self.call_timeout, "pglock_release", release).await;
+        held.lost.cancel();
+        match released? {
+            true => Ok(()),
+            false => Err(Error::LockLost {
+                name: held.name().to_owned(),
+                reason: held.reason().unwrap_or(LostReason::NotHeld),
+            }),
+        }
+    }
+
+    /// Stops the heartbeat and waits for a heartbeat in flight, so that the RVN is
+    /// the lock's latest.
+    async fn stop_heartbeat(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.heartbeat.take() {
+            // A panicked or aborted task changes no RVN; nothing to recover.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.held.lost.cancel();
+    }
+}

@@ -1,0 +1,97 @@
+//! Connections to the private PostgreSQL that `scripts/test.sh` starts (PGHOST is
+//! its socket folder, PGPORT its port), with pglock installed in `PGLOCK_TEST_DB`.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pglock_client::{Client, ClientConfig};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run these tests through scripts/test.sh, which starts the server"
+        )
+    })
+}
+
+/// The test database, as the superuser, with `application_name` set to `app`.
+pub fn pg_config(app: &str) -> tokio_postgres::Config {
+    pg_config_for(&env("PGLOCK_TEST_DB"), app)
+}
+
+/// Database `dbname` of the test server, as the superuser.
+pub fn pg_config_for(dbname: &str, app: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(env("PGHOST"))
+        .port(env("PGPORT").parse().expect("PGPORT is a port number"))
+        .user("postgres")
+        .dbname(dbname)
+        .application_name(app);
+    config
+}
+
+/// A plain connection as the superuser, for what tests do behind a client's back.
+pub async fn superuser() -> tokio_postgres::Client {
+    let (pg, connection) = pg_config("pglock-client-tests")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect as the superuser");
+    tokio::spawn(connection);
+    pg
+}
+
+/// A client `owner` on its own connection (`application_name` = `owner`).
+pub async fn client(owner: &str, lease: Duration, period: Duration) -> Client {
+    client_with(ClientConfig::new(owner, lease, period)).await
+}
+
+pub async fn client_with(config: ClientConfig) -> Client {
+    Client::connect(&pg_config(config.owner()), config)
+        .await
+        .expect("connect a pglock client")
+}
+
+/// A name no other test (or earlier run) uses: tests run side by side.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "client-{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Ends the server session of the client whose `application_name` is `app`, as if
+/// its connection broke.
+pub async fn kill_connection(app: &str) {
+    let killed: i64 = superuser()
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+              WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .expect("terminate the client's backend")
+        .get(0);
+    assert_eq!(killed, 1, "one backend runs as {app}");
+}
+
+/// Moves the lock's RVN on, as a rival's takeover would.
+pub async fn bump_rvn(name: &str) {
+    let updated = superuser()
+        .await
+        .execute(
+            "UPDATE pglock.locks SET rvn = nextval('pglock.rvn_seq') WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .expect("move the RVN on");
+    assert_eq!(updated, 1, "lock {name} exists");
+}
+
+pub fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}

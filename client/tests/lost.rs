@@ -1,0 +1,171 @@
+//! Losing a lock mid-work: the loss signal fires, and `with_lock` reports it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bump_rvn, client, kill_connection, ms, superuser, unique};
+use pglock_client::{Error, LostReason};
+use tokio::sync::oneshot;
+use tokio::time::{sleep, timeout, Instant};
+
+/// What the work inside `with_lock` saw.
+#[derive(Debug, PartialEq)]
+enum Work {
+    SawLoss(Instant),
+    RanOut,
+}
+
+/// Work that tells when it holds the lock, then waits for the loss signal.
+async fn wait_for_loss(
+    lost: pglock_client::CancellationToken,
+    holding: oneshot::Sender<()>,
+) -> Work {
+    holding.send(()).expect("the test waits");
+    tokio::select! {
+        _ = lost.cancelled() => Work::SawLoss(Instant::now()),
+        _ = sleep(Duration::from_secs(10)) => Work::RanOut,
+    }
+}
+
+/// A rival moves the RVN on behind the holder's back (as a takeover does): the next
+/// heartbeat raises 55000 and the work sees the signal; `with_lock` fails.
+#[tokio::test]
+async fn with_lock_sees_a_takeover() {
+    let name = unique("taken");
+    let holder = client(&unique("holder"), ms(2_000), ms(100)).await;
+    let (holding, held) = oneshot::channel();
+    let work = holder.with_lock(&name, |lost| wait_for_loss(lost, holding));
+    let rival = async {
+        held.await.unwrap();
+        bump_rvn(&name).await;
+    };
+    let (outcome, ()) = tokio::join!(work, rival);
+    match outcome {
+        Err(Error::LockLost {
+            name: lost_name,
+            reason: LostReason::NotHeld,
+        }) => assert_eq!(lost_name, name),
+        other => panic!("expected the loss, got {other:?}"),
+    }
+    let info = holder
+        .get(&name)
+        .await
+        .unwrap()
+        .expect("the rival's lock stays");
+    assert!(!info.released);
+}
+
+/// The holder's connection dies mid-work: its heartbeats fail, the work is told the
+/// lock is lost before a rival (which starts waiting after the failure) takes it
+/// over, and the rival waited at least the holder's lease.
+#[tokio::test]
+async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
+    let name = unique("silent");
+    let holder_name = unique("holder");
+    let lease = ms(1_000);
+    let holder = client(&holder_name, lease, ms(300)).await;
+    let rival = client(&unique("rival"), ms(300), ms(100)).await;
+    let (holding, held) = oneshot::channel();
+    let (saw, seen) = oneshot::channel();
+    let work = holder.with_lock(&name, |lost| async move {
+        let work = wait_for_loss(lost, holding).await;
+        saw.send(work).expect("the test waits");
+    });
+    let rival = async {
+        held.await.unwrap();
+        kill_connection(&holder_name).await;
+        let waiting_since = Instant::now();
+        let lock = rival.acquire(&name).await.unwrap();
+        (waiting_since, Instant::now(), lock)
+    };
+    let (outcome, (waiting_since, taken_at, lock)) = tokio::join!(work, rival);
+    assert!(
+        matches!(
+            outcome,
+            Err(Error::LockLost {
+                reason: LostReason::HeartbeatsFailed { .. },
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    match seen.await.unwrap() {
+        Work::SawLoss(at) => assert!(at < taken_at, "the rival took over before the loss"),
+        Work::RanOut => panic!("the work never saw the loss"),
+    }
+    assert!(taken_at - waiting_since >= lease, "rival took over early");
+    lock.release().await.unwrap();
+}
+
+/// The same, without `with_lock`: the Lock's own signal and reason, and the order of
+/// loss and takeover as seen from one task.
+#[tokio::test]
+async fn a_lock_reports_loss_before_its_lease_could_run_out() {
+    let name = unique("order");
+    let holder_name = unique("holder");
+    let holder = client(&holder_name, ms(1_000), ms(300)).await;
+    let rival = client(&unique("rival"), ms(1_000), ms(300)).await;
+    let lock = holder.acquire(&name).await.unwrap();
+    kill_connection(&holder_name).await;
+
+    let taking_over = tokio::spawn(async move {
+        let lock = rival.acquire(&name).await.unwrap();
+        (Instant::now(), lock)
+    });
+    timeout(ms(5_000), lock.lost()).await.expect("lost in time");
+    let lost_at = Instant::now();
+    assert!(lock.is_lost());
+    assert!(matches!(
+        lock.lost_reason(),
+        Some(LostReason::HeartbeatsFailed {
+            last_error: Some(_)
+        })
+    ));
+    let (taken_at, taken) = taking_over.await.unwrap();
+    assert!(
+        lost_at < taken_at,
+        "the rival took over before the loss was seen"
+    );
+    taken.release().await.unwrap();
+}
+
+/// Another role takes the lock (as the server records it): the next heartbeat
+/// raises 42501 and the lock is lost at once.
+#[tokio::test]
+async fn a_lock_held_by_another_role_is_lost() {
+    let name = unique("role");
+    let holder = client(&unique("holder"), ms(2_000), ms(100)).await;
+    let lock = holder.acquire(&name).await.unwrap();
+    superuser()
+        .await
+        .execute(
+            "UPDATE pglock.locks SET holder_role = 'pglock_user'::regrole WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    timeout(ms(5_000), lock.lost()).await.expect("lost in time");
+    assert_eq!(lock.lost_reason(), Some(LostReason::HeldByOtherRole));
+}
+
+/// Releasing a lock that was taken over fails with the loss; the rival's row stays.
+#[tokio::test]
+async fn releasing_a_taken_over_lock_reports_the_loss() {
+    let name = unique("release");
+    let holder = client(&unique("holder"), ms(2_000), ms(500)).await;
+    let lock = holder.acquire(&name).await.unwrap();
+    bump_rvn(&name).await;
+    let released = lock.release().await;
+    assert!(
+        matches!(
+            released,
+            Err(Error::LockLost {
+                reason: LostReason::NotHeld,
+                ..
+            })
+        ),
+        "{released:?}"
+    );
+    assert!(holder.get(&name).await.unwrap().is_some());
+}

@@ -1,0 +1,103 @@
+//! A waiting acquire takes a silent holder's lock over after the holder's lease,
+//! never a live holder's.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, ms, unique};
+use pglock_client::{AcquireOptions, Error};
+use tokio::time::{sleep, timeout, Instant};
+
+const HOLDER_LEASE: Duration = Duration::from_millis(800);
+
+/// The holder's Lock is dropped without a release: its heartbeat stops and the
+/// rival, whose own lease is shorter, waits the *holder's* lease before taking over.
+#[tokio::test]
+async fn a_dropped_holder_is_taken_over_only_after_its_lease() {
+    let name = unique("dropped");
+    let holder = client(&unique("holder"), HOLDER_LEASE, ms(200)).await;
+    let rival = client(&unique("rival"), ms(300), ms(100)).await;
+
+    let lock = holder.acquire(&name).await.unwrap();
+    let token = lock.lost_token();
+    let first_rvn = lock.rvn();
+    drop(lock);
+    assert!(token.is_cancelled(), "dropping fires the token");
+
+    let waiting_since = Instant::now();
+    let taken = rival.acquire(&name).await.unwrap();
+    let waited = waiting_since.elapsed();
+    assert!(
+        waited >= HOLDER_LEASE,
+        "took over after {waited:?}, before the holder's lease"
+    );
+    assert_eq!(taken.owner(), rival.config().owner());
+    assert!(taken.rvn() > first_rvn);
+    let info = rival.get(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (info.owner.as_str(), info.rvn),
+        (taken.owner(), taken.rvn())
+    );
+    taken.release().await.unwrap();
+}
+
+/// While the holder heartbeats, a rival waiting three leases gets nothing; once the
+/// holder releases, the rival gets the lock at its next poll.
+#[tokio::test]
+async fn a_live_holder_is_never_taken_over() {
+    let name = unique("live");
+    let lease = ms(600);
+    let holder = client(&unique("holder"), lease, ms(100)).await;
+    let rival = client(&unique("rival"), lease, ms(100)).await;
+
+    let lock = holder.acquire(&name).await.unwrap();
+    let first_rvn = lock.rvn();
+    let waiting = rival
+        .acquire_with(&name, &AcquireOptions::new().wait_at_most(3 * lease))
+        .await;
+    assert!(
+        matches!(
+            waiting,
+            Err(Error::Timeout {
+                operation: "acquire",
+                ..
+            })
+        ),
+        "{waiting:?}"
+    );
+    assert!(!lock.is_lost());
+    assert!(lock.rvn() > first_rvn, "heartbeats moved the RVN");
+    let info = holder.get(&name).await.unwrap().unwrap();
+    assert_eq!(info.owner, holder.config().owner());
+
+    lock.release().await.unwrap();
+    let taken = timeout(ms(5_000), rival.acquire(&name))
+        .await
+        .expect("a release is noticed at the next poll")
+        .unwrap();
+    taken.release().await.unwrap();
+}
+
+/// Heartbeats renew the lock in the server, and stop once the Lock is dropped.
+#[tokio::test]
+async fn heartbeats_renew_the_lock_and_stop_when_it_is_dropped() {
+    let name = unique("heartbeat");
+    let period = ms(50);
+    let holder = client(&unique("holder"), ms(400), period).await;
+    let lock = holder.acquire(&name).await.unwrap();
+    let first_rvn = lock.rvn();
+    sleep(4 * period).await;
+    let renewed_rvn = lock.rvn();
+    assert!(renewed_rvn > first_rvn);
+    let info = holder.get(&name).await.unwrap().unwrap();
+    assert!(info.rvn >= renewed_rvn && !info.released);
+    assert_eq!(info.lease, ms(400));
+
+    drop(lock);
+    sleep(3 * period).await; // a heartbeat in flight at the drop completes
+    let after_drop = holder.get(&name).await.unwrap().unwrap().rvn;
+    sleep(4 * period).await;
+    let later = holder.get(&name).await.unwrap().unwrap().rvn;
+    assert_eq!(after_drop, later, "no heartbeat after the drop");
+}
