@@ -7,6 +7,7 @@ REVOKE ALL ON FUNCTION
     pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
     pglock_release(text, text, bigint, boolean, bytea),
+    pglock_release_all(text, boolean),
     pglock_get(text),
     pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
 FROM PUBLIC;
@@ -19,12 +20,17 @@ GRANT EXECUTE ON FUNCTION
     pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_heartbeat(text, text, bigint, bytea, boolean, interval),
     pglock_release(text, text, bigint, boolean, bytea),
+    pglock_release_all(text, boolean),
     pglock_get(text),
     pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
 TO pglock_user;
 GRANT EXECUTE ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
 TO pglock_user;
+-- Counters are for operators.
+REVOKE ALL ON FUNCTION pglock_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor;
+
 -- The committing procedure runs as its caller (a procedure that COMMITs may not
 -- be SECURITY DEFINER), and calls the step in pglock's schema.  USAGE lets it
 -- name the step; the table and sequence stay without grants.

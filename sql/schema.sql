@@ -19,7 +19,10 @@ CREATE TABLE pglock.locks (
     data        bytea,
     released    boolean     NOT NULL DEFAULT false,
     -- The role that wrote the lock; only it may heartbeat or release it.
-    holder_role oid         NOT NULL,
+    -- regrole, not oid: pg_dump writes the role's name, so a restore into
+    -- another cluster (where OIDs differ, or name other roles) maps each lock
+    -- to the role of that name, and fails loudly if there is none.
+    holder_role regrole     NOT NULL,
     -- Wall-clock time of the last write, for operators only: expiry never
     -- depends on it.
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()

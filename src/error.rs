@@ -42,6 +42,8 @@ pub enum PglockError {
     /// 25000: a waiting acquire in a transaction whose snapshot would never show a
     /// release or a heartbeat (REPEATABLE READ or SERIALIZABLE).
     WaitNeedsReadCommitted,
+    /// 55000: counters asked for, but pglock was not preloaded.
+    NotPreloaded,
     /// 22023: an RVN that is zero or negative (the sequence starts at 1).
     RvnNotPositive { argument: &'static str, rvn: i64 },
     /// 54000: data larger than [`MAX_DATA_BYTES`].
@@ -83,7 +85,7 @@ impl PglockError {
             Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
             Self::LabelTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::DataTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            Self::NotHeld { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Self::NotHeld { .. } | Self::NotPreloaded => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Self::HeldByOtherRole { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::SerializationFailure { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
         }
@@ -123,6 +125,9 @@ impl PglockError {
             Self::WaitNeedsReadCommitted => {
                 Some("Call it in autocommit, or in a READ COMMITTED transaction.")
             }
+            Self::NotPreloaded => Some(
+                "Add pglock to shared_preload_libraries in postgresql.conf and restart the server.",
+            ),
             Self::SerializationFailure { .. } => {
                 Some("Call pglock functions in READ COMMITTED, ideally in autocommit.")
             }
@@ -169,6 +174,10 @@ impl fmt::Display for PglockError {
                 f,
                 "pglock: {argument} must not be negative, got {} seconds",
                 *micros as f64 / 1e6
+            ),
+            Self::NotPreloaded => write!(
+                f,
+                "pglock: counters are kept only when pglock is in shared_preload_libraries"
             ),
             Self::WaitNeedsReadCommitted => write!(
                 f,

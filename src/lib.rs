@@ -5,11 +5,13 @@
 //! - `waiting`: the waiting acquire (the caller's half of the protocol)
 //! - `store`: `pglock.locks` through SPI
 //! - `functions`: the SQL functions
+//! - `counters`: operators' counters in shared memory, when preloaded
 //! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
 //! - `sql/`: the schema, table and grants the extension installs
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod counters;
 mod error;
 mod functions;
 mod input;
@@ -23,10 +25,20 @@ pgrx::extension_sql_file!(
     name = "waiting",
     requires = [functions::wait::pglock::acquire_wait_step]
 );
+pgrx::extension_sql_file!(
+    "../sql/monitoring.sql",
+    name = "monitoring",
+    requires = ["schema"]
+);
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    counters::init();
+}
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

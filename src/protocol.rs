@@ -105,6 +105,8 @@ pub struct AcquireRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct AcquireOutcome {
     pub acquired: bool,
+    /// Acquired from a holder whose RVN stood still (not a free lock).
+    pub taken_over: bool,
     pub rvn: i64,
     pub owner: String,
     pub lease: Interval,
@@ -126,6 +128,7 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
             (AcquireDecision::Refuse, Some(holder)) => {
                 return Ok(AcquireOutcome {
                     acquired: false,
+                    taken_over: false,
                     rvn: holder.rvn,
                     owner: holder.owner,
                     lease: holder.lease,
@@ -136,9 +139,10 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
                 store::lock_name(request.name);
                 let data = request.data;
                 store::insert(request.name, request.owner, request.lease, data, caller)
-                    .map(|rvn| (rvn, data.map(<[u8]>::to_vec)))
+                    .map(|rvn| (rvn, data.map(<[u8]>::to_vec), false))
             }
-            (AcquireDecision::TakeOver { expected_rvn }, _) => {
+            (AcquireDecision::TakeOver { expected_rvn }, current) => {
+                let from_holder = current.is_some_and(|lock| !lock.released);
                 store::lock_name(request.name);
                 store::take_over(
                     request.name,
@@ -148,12 +152,14 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
                     data_change(request.data, request.replace_data),
                     caller,
                 )
+                .map(|(rvn, data)| (rvn, data, from_holder))
             }
             (AcquireDecision::Refuse, None) => unreachable!("a refusal names a holder"),
         };
-        if let Some((rvn, data)) = written {
+        if let Some((rvn, data, taken_over)) = written {
             return Ok(AcquireOutcome {
                 acquired: true,
+                taken_over,
                 rvn,
                 owner: request.owner.to_owned(),
                 lease: request.lease,
@@ -227,6 +233,21 @@ pub fn release(request: &ReleaseRequest<'_>) -> Result<bool, PglockError> {
         PglockError::NotHeld { .. } => Ok(false),
         other => Err(other),
     }
+}
+
+/// Release every lock `owner` holds for the calling role (a client shutting
+/// down); the number released.  Each is released like [`release`], under its
+/// name's lock, so one that changed meanwhile (taken over) is left alone.
+pub fn release_all(owner: &str, keep: bool) -> i64 {
+    let caller = store::caller_role();
+    let mut released = 0;
+    for (name, rvn) in store::held_by(owner, caller) {
+        store::lock_name(&name);
+        if store::release(&name, owner, rvn, caller, keep, None) {
+            released += 1;
+        }
+    }
+    released
 }
 
 pub fn get(name: &str) -> Option<LockRow> {

@@ -36,7 +36,7 @@ pub enum DataChange<'a> {
 }
 
 const READ: &str = "\
-    SELECT owner, rvn, lease, data, released, holder_role \
+    SELECT owner, rvn, lease, data, released, holder_role::pg_catalog.oid \
       FROM pglock.locks WHERE name = $1";
 
 const INSERT: &str = "\
@@ -61,6 +61,10 @@ const HEARTBEAT: &str = "\
      WHERE name = $1 AND owner = $2 AND rvn = $3 AND holder_role = $4 AND NOT released \
     RETURNING rvn";
 
+const HELD_BY: &str = "\
+    SELECT name, rvn FROM pglock.locks \
+     WHERE owner = $1 AND holder_role = $2 AND NOT released";
+
 const RELEASE_DELETE: &str = "\
     DELETE FROM pglock.locks \
      WHERE name = $1 AND owner = $2 AND rvn = $3 AND holder_role = $4 AND NOT released";
@@ -78,6 +82,7 @@ struct Statements {
     heartbeat: OwnedPreparedStatement,
     release_delete: OwnedPreparedStatement,
     release_keep: OwnedPreparedStatement,
+    held_by: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -105,6 +110,7 @@ impl Statements {
             ),
             release_delete: keep(RELEASE_DELETE, &[text, text, int8, oid]),
             release_keep: keep(RELEASE_KEEP, &[text, text, int8, oid, bytea]),
+            held_by: keep(HELD_BY, &[text, oid]),
         }
     }
 }
@@ -219,6 +225,23 @@ pub fn read(name: &str) -> Option<LockRow> {
             released: required_column(&row, 5),
             holder_role: required_column(&row, 6),
         })
+    })
+}
+
+/// Every lock `owner` holds for `holder_role`, as `(name, rvn)`.  No index
+/// leads with the owner: this reads the whole table, which suits a client
+/// shutting down, not a hot path.
+pub fn held_by(owner: &str, holder_role: Oid) -> Vec<(String, i64)> {
+    with_statements(|client, statements| {
+        let args: [DatumWithOid; 2] = [owner.into(), holder_role.into()];
+        checked(client.select(&statements.held_by, None, &args))
+            .map(|row| {
+                (
+                    checked(row.get::<String>(1)).unwrap_or_default(),
+                    checked(row.get::<i64>(2)).unwrap_or_default(),
+                )
+            })
+            .collect()
     })
 }
 

@@ -119,3 +119,40 @@ fn a_hostile_search_path_does_not_reach_pglocks_queries() {
         .get(0);
     assert_eq!(fired, 0, "pglock ran a caller's operator or function");
 }
+
+#[test]
+fn only_a_superuser_can_install_pglock() {
+    // pglock.control says superuser = true, trusted = false: a database owner
+    // who is not a superuser cannot create it.
+    let mut admin = connect();
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'db_owner') THEN
+                     CREATE ROLE db_owner LOGIN;
+                 END IF;
+             END $$",
+        )
+        .unwrap();
+    let database = format!("owned_{}", std::process::id());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database} OWNER db_owner"))
+        .unwrap();
+    let port: u16 = std::env::var("PGPORT").unwrap().parse().unwrap();
+    let mut owner = postgres::Config::new()
+        .host_path(std::env::var("PGHOST").unwrap())
+        .port(port)
+        .user("db_owner")
+        .dbname(&database)
+        .connect(postgres::NoTls)
+        .unwrap();
+    let attempt = owner.batch_execute("CREATE EXTENSION pglock");
+    assert_eq!(
+        attempt.unwrap_err().code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    drop(owner);
+    admin
+        .batch_execute(&format!("DROP DATABASE {database}"))
+        .unwrap();
+}

@@ -1,8 +1,12 @@
-//! The four lease functions: acquire, heartbeat, release, get.
+//! The lease functions: acquire, heartbeat, release (one or all of an owner's), get.
+
+use std::sync::atomic::Ordering;
 
 use pgrx::prelude::*;
 
-use super::or_raise;
+use super::{count_acquire, or_raise};
+use crate::counters;
+use crate::error::PglockError;
 use crate::input;
 use crate::protocol::{self, AcquireRequest, HeartbeatRequest, ReleaseRequest};
 
@@ -38,6 +42,7 @@ fn pglock_acquire(
         })
     })());
     let outcome = or_raise(protocol::acquire(&request));
+    count_acquire(&outcome);
     TableIterator::once((
         outcome.acquired,
         outcome.rvn,
@@ -67,7 +72,12 @@ fn pglock_heartbeat(
             lease: input::optional_lease("lease", lease)?,
         })
     })());
-    or_raise(protocol::heartbeat(&request))
+    let renewed = protocol::heartbeat(&request);
+    counters::count(|c| match renewed {
+        Ok(_) => &c.heartbeats,
+        Err(_) => &c.failed_heartbeats,
+    });
+    or_raise(renewed)
 }
 
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
@@ -88,7 +98,52 @@ fn pglock_release(
             data: input::data(data)?,
         })
     })());
-    or_raise(protocol::release(&request))
+    let released = or_raise(protocol::release(&request));
+    if released {
+        counters::count(|c| &c.released);
+    }
+    released
+}
+
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn pglock_release_all(owner: Option<&str>, keep: default!(Option<bool>, false)) -> i64 {
+    let (owner, keep) = or_raise((|| {
+        Ok((input::label("owner", owner)?, input::flag("keep", keep)?))
+    })());
+    let released = protocol::release_all(owner, keep);
+    if let Some(counters) = counters::get() {
+        counters
+            .released
+            .fetch_add(released as u64, Ordering::Relaxed);
+    }
+    released
+}
+
+/// The counters since the server started; only with pglock preloaded.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_safe)]
+fn pglock_stats() -> TableIterator<
+    'static,
+    (
+        name!(acquired, i64),
+        name!(taken_over, i64),
+        name!(refused, i64),
+        name!(heartbeats, i64),
+        name!(failed_heartbeats, i64),
+        name!(released, i64),
+    ),
+> {
+    let counters = or_raise(counters::get().ok_or(PglockError::NotPreloaded));
+    let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as i64;
+    TableIterator::once((
+        read(&counters.acquired),
+        read(&counters.taken_over),
+        read(&counters.refused),
+        read(&counters.heartbeats),
+        read(&counters.failed_heartbeats),
+        read(&counters.released),
+    ))
 }
 
 #[allow(clippy::type_complexity)]

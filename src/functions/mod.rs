@@ -7,9 +7,20 @@
 mod lease;
 pub mod wait;
 
+use crate::counters;
 use crate::error::PglockError;
+use crate::protocol::AcquireOutcome;
 
 /// Unwrap a protocol result, raising its error with its SQLSTATE.
 fn or_raise<T>(result: Result<T, PglockError>) -> T {
     result.unwrap_or_else(|error| error.raise())
+}
+
+/// Count how an acquire ended (a waiting acquire counts once, when it ends).
+fn count_acquire(outcome: &AcquireOutcome) {
+    counters::count(|c| match (outcome.acquired, outcome.taken_over) {
+        (true, true) => &c.taken_over,
+        (true, false) => &c.acquired,
+        (false, _) => &c.refused,
+    });
 }

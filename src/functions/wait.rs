@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::or_raise;
+use super::{count_acquire, or_raise};
 use crate::error::PglockError;
 use crate::input;
 use crate::protocol::{AcquireOutcome, AcquireRequest};
@@ -85,6 +85,7 @@ fn pglock_acquire_wait(
         Ok((request, wait))
     })());
     let ended = or_raise(waiting::acquire_wait(&request, after(start, wait), None));
+    count_acquire(&ended.outcome);
     TableIterator::once(row(ended.outcome))
 }
 
@@ -150,6 +151,9 @@ pub mod pglock {
         ));
         let timed_out = !ended.outcome.acquired
             && after(start, remaining).is_some_and(|deadline| Instant::now() >= deadline);
+        if ended.outcome.acquired || timed_out {
+            count_acquire(&ended.outcome);
+        }
         let watched_for = ended.watch.map(|watch| {
             let micros = i64::try_from(watch.since.elapsed().as_micros()).unwrap_or(i64::MAX);
             Interval::from_micros(micros)

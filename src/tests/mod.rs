@@ -7,6 +7,7 @@
 
 mod acquire;
 mod heartbeat;
+mod operators;
 mod release;
 mod roles;
 mod rvn;

@@ -1,0 +1,56 @@
+//! Counters for operators, in shared memory, when pglock is preloaded
+//! (`shared_preload_libraries = 'pglock'`).  Without preloading there is no
+//! shared memory to keep them in, counting is skipped and `pglock_stats` says so.
+//!
+//! Each counter is one atomic add per call, counted when the call returns: a call
+//! whose transaction later rolls back is still counted, as in pg_stat_statements.
+//! They start at zero when the server starts.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use pgrx::atomics::PgAtomic;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory};
+
+#[derive(Default)]
+pub struct Counters {
+    /// Free (missing or released) locks taken.
+    pub acquired: AtomicU64,
+    /// Locks taken over from a holder whose RVN stood still.
+    pub taken_over: AtomicU64,
+    /// Acquires refused because the lock was held.
+    pub refused: AtomicU64,
+    pub heartbeats: AtomicU64,
+    /// Heartbeats that raised because the caller no longer held the lock.
+    pub failed_heartbeats: AtomicU64,
+    pub released: AtomicU64,
+}
+
+// Plain atomics, no pointers: valid at any address in shared memory.
+unsafe impl PGRXSharedMemory for Counters {}
+
+static COUNTERS: PgAtomic<Counters> = unsafe { PgAtomic::new(c"pglock_counters") };
+
+/// Set in the postmaster when it loads pglock at start-up; backends inherit it.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init`: reserve the counters if the server is starting with
+/// pglock in `shared_preload_libraries`.
+pub fn init() {
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        pg_shmem_init!(COUNTERS);
+        PRELOADED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The counters, if pglock was preloaded.
+pub fn get() -> Option<&'static Counters> {
+    PRELOADED.load(Ordering::Relaxed).then(|| COUNTERS.get())
+}
+
+/// Add one to the counter `pick` chooses, if there are counters.
+pub fn count(pick: impl FnOnce(&Counters) -> &AtomicU64) {
+    if let Some(counters) = get() {
+        pick(counters).fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,58 @@
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::tests::{acquire, one, sqlstate_of, table_contents};
+
+    #[pg_test]
+    fn release_all_releases_only_the_owners_locks() {
+        acquire("'a', 'worker-1'");
+        acquire("'b', 'worker-1'");
+        acquire("'c', 'worker-2'");
+        assert_eq!(one::<i64>("SELECT pglock_release_all('worker-1')"), 2);
+        assert_eq!(one::<i64>("SELECT pglock_release_all('worker-1')"), 0);
+        let left: String = one("SELECT string_agg(name, ',' ORDER BY name) FROM pglock_locks");
+        assert_eq!(left, "c");
+        assert_eq!(
+            one::<i64>("SELECT pglock_release_all('worker-2', keep => true)"),
+            1
+        );
+        assert!(one::<bool>(
+            "SELECT released FROM pglock_locks WHERE name = 'c'"
+        ));
+    }
+
+    #[pg_test]
+    fn release_all_refuses_bad_owners_and_changes_nothing() {
+        acquire("'a', 'worker-1'");
+        let before = table_contents();
+        for (call, state) in [
+            ("SELECT pglock_release_all(NULL)", "22004"),
+            ("SELECT pglock_release_all('')", "22023"),
+            ("SELECT pglock_release_all(repeat('x', 256))", "22001"),
+            ("SELECT pglock_release_all('worker-1', NULL)", "22004"),
+        ] {
+            assert_eq!(sqlstate_of(call).as_deref(), Some(state), "{call}");
+        }
+        assert_eq!(table_contents(), before);
+    }
+
+    #[pg_test]
+    fn the_view_shows_every_lock_without_its_data() {
+        acquire("'a', 'worker-1', data => 'secret'");
+        let row: String = one(
+            "SELECT format('%s|%s|%s|%s|%s', name, owner, released, holder_role = current_user::regrole, data_bytes) \
+               FROM pglock_locks",
+        );
+        assert_eq!(row, "a|worker-1|f|t|6");
+    }
+
+    #[pg_test]
+    fn counters_need_the_library_preloaded() {
+        // `cargo pgrx test` does not preload pglock.
+        assert_eq!(
+            sqlstate_of("SELECT * FROM pglock_stats()").as_deref(),
+            Some("55000")
+        );
+    }
+}
