@@ -32,7 +32,7 @@ BEGIN
             -- Follower: wait (committing every second, holding nothing) until
             -- the leader releases or goes silent for its lease.
             CALL pglock_acquire_wait_committing('leader', instance, lease,
-                 wait_timeout => stop_at - pg_catalog.clock_timestamp(),
+                 wait_timeout => greatest(stop_at - pg_catalog.clock_timestamp(), '0'),
                  acquired => is_leader, rvn => my_rvn);
             CONTINUE WHEN NOT is_leader;
         ELSE

@@ -9,7 +9,7 @@ REVOKE ALL ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
-    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
@@ -22,7 +22,7 @@ GRANT EXECUTE ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
-    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 TO pglock_user;
 GRANT EXECUTE ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
@@ -44,7 +44,7 @@ ALTER FUNCTION pglock_heartbeat(text, text, bigint, bytea, boolean, interval) SE
 ALTER FUNCTION pglock_release(text, text, bigint, boolean, bytea) SET enable_seqscan = off;
 ALTER FUNCTION pglock_get(text) SET enable_seqscan = off;
 ALTER FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval) SET enable_seqscan = off;
-ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval) SET enable_seqscan = off;
+ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval) SET enable_seqscan = off;
 
 -- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
 -- at 1 would hand out fencing tokens lower than ones already issued.

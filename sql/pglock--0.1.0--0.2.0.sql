@@ -70,9 +70,10 @@ CREATE FUNCTION pglock."acquire_wait_step"(
     "data" bytea,
     "replace_data" bool,
     "wait_timeout" interval,
-    "waited" interval,
+    "started" bigint,
     "watched_rvn" bigint,
-    "watched_for" interval
+    "watched_since" bigint,
+    "watched_lease" interval
 ) RETURNS TABLE (
     "acquired" bool,
     "rvn" bigint,
@@ -80,7 +81,8 @@ CREATE FUNCTION pglock."acquire_wait_step"(
     "lease" interval,
     "data" bytea,
     "timed_out" bool,
-    "watched_for" interval
+    "started" bigint,
+    "watched_since" bigint
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
@@ -99,22 +101,23 @@ CREATE PROCEDURE pglock_acquire_wait_committing(
 LANGUAGE plpgsql
 AS $procedure$
 DECLARE
-    started      timestamptz := pg_catalog.clock_timestamp();
-    watched_rvn  bigint;
-    watched_from timestamptz;
-    step         record;
+    -- Readings of the backend's monotonic clock, from the step function: what
+    -- one step saw of the holder, for the next.
+    started       bigint;
+    watched_rvn   bigint;
+    watched_since bigint;
+    watched_lease interval;
+    step          record;
 BEGIN
     -- Inside a transaction block (or a function) a procedure cannot commit: fail
     -- now with 2D000 rather than after the first step.
     COMMIT;
     LOOP
-        SELECT s.acquired, s.rvn, s.timed_out, s.watched_for
+        SELECT s.acquired, s.rvn, s.lease, s.timed_out, s.started, s.watched_since
           INTO step
           FROM pglock.acquire_wait_step(
                    name, owner, lease, data, replace_data, wait_timeout,
-                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started,
-                   watched_rvn,
-                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) watched_from) AS s;
+                   started, watched_rvn, watched_since, watched_lease) AS s;
         IF step.acquired OR step.timed_out THEN
             acquired := step.acquired;
             rvn := step.rvn;
@@ -123,8 +126,10 @@ BEGIN
             COMMIT;
             RETURN;
         END IF;
+        started := step.started;
         watched_rvn := step.rvn;
-        watched_from := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) step.watched_for;
+        watched_since := step.watched_since;
+        watched_lease := step.lease;
         COMMIT;
     END LOOP;
 END
@@ -158,7 +163,7 @@ GRANT SELECT ON pglock_locks TO pglock_monitor, pglock_user;
 REVOKE ALL ON FUNCTION
     pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_release_all(text, boolean),
-    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval),
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval),
     pglock_stats()
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE
@@ -167,7 +172,7 @@ FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
     pglock_release_all(text, boolean),
-    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval)
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 TO pglock_user;
 GRANT EXECUTE ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
@@ -176,4 +181,4 @@ GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor;
 GRANT USAGE ON SCHEMA pglock TO pglock_user;
 
 ALTER FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval) SET enable_seqscan = off;
-ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, interval, bigint, interval) SET enable_seqscan = off;
+ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval) SET enable_seqscan = off;

@@ -5,8 +5,8 @@
 -- every table of the database.  A standby instance waiting hours to become
 -- leader must not do that, so this procedure waits in steps of at most a second
 -- and COMMITs between them: its snapshot is never more than a second old, and
--- between steps it holds nothing at all.  What a step saw of the holder (its RVN
--- and for how long it stood still) is carried to the next step.
+-- between steps it holds nothing at all.  What a step saw of the holder (its RVN,
+-- since when on the backend's monotonic clock, its lease) is carried to the next.
 --
 -- SECURITY INVOKER and without SET clauses, because a procedure with either may
 -- not COMMIT; it only calls pglock's own SECURITY DEFINER functions, qualified.
@@ -22,22 +22,23 @@ CREATE PROCEDURE pglock_acquire_wait_committing(
 LANGUAGE plpgsql
 AS $procedure$
 DECLARE
-    started      timestamptz := pg_catalog.clock_timestamp();
-    watched_rvn  bigint;
-    watched_from timestamptz;
-    step         record;
+    -- Readings of the backend's monotonic clock, from the step function: what
+    -- one step saw of the holder, for the next.
+    started       bigint;
+    watched_rvn   bigint;
+    watched_since bigint;
+    watched_lease interval;
+    step          record;
 BEGIN
     -- Inside a transaction block (or a function) a procedure cannot commit: fail
     -- now with 2D000 rather than after the first step.
     COMMIT;
     LOOP
-        SELECT s.acquired, s.rvn, s.timed_out, s.watched_for
+        SELECT s.acquired, s.rvn, s.lease, s.timed_out, s.started, s.watched_since
           INTO step
           FROM pglock.acquire_wait_step(
                    name, owner, lease, data, replace_data, wait_timeout,
-                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started,
-                   watched_rvn,
-                   pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) watched_from) AS s;
+                   started, watched_rvn, watched_since, watched_lease) AS s;
         IF step.acquired OR step.timed_out THEN
             acquired := step.acquired;
             rvn := step.rvn;
@@ -46,8 +47,10 @@ BEGIN
             COMMIT;
             RETURN;
         END IF;
+        started := step.started;
         watched_rvn := step.rvn;
-        watched_from := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) step.watched_for;
+        watched_since := step.watched_since;
+        watched_lease := step.lease;
         COMMIT;
     END LOOP;
 END

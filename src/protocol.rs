@@ -119,13 +119,24 @@ const ACQUIRE_PASSES: usize = 3;
 
 pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockError> {
     let caller = store::caller_role();
+    // Held from the first write attempt on: a read made under it sees every
+    // earlier writer of this name committed, so its decision is final.
+    let mut name_locked = false;
     for _ in 0..ACQUIRE_PASSES {
         let current = store::read(request.name);
-        let written = match (
-            decide_acquire(current.as_ref(), request.observed_rvn),
-            current,
-        ) {
+        let decision = decide_acquire(current.as_ref(), request.observed_rvn);
+        if decision != AcquireDecision::Refuse && !name_locked {
+            store::lock_name(request.name);
+            name_locked = true;
+        }
+        let written = match (decision, current) {
             (AcquireDecision::Refuse, Some(holder)) => {
+                // A refusal writes nothing: give the name back if an earlier pass
+                // took it, so that a caller waiting in this transaction does not
+                // keep the holder from heartbeating.
+                if name_locked {
+                    store::unlock_name(request.name);
+                }
                 return Ok(AcquireOutcome {
                     acquired: false,
                     taken_over: false,
@@ -133,17 +144,15 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
                     owner: holder.owner,
                     lease: holder.lease,
                     data: holder.data,
-                })
+                });
             }
             (AcquireDecision::Create, _) => {
-                store::lock_name(request.name);
                 let data = request.data;
                 store::insert(request.name, request.owner, request.lease, data, caller)
                     .map(|rvn| (rvn, data.map(<[u8]>::to_vec), false))
             }
             (AcquireDecision::TakeOver { expected_rvn }, current) => {
                 let from_holder = current.is_some_and(|lock| !lock.released);
-                store::lock_name(request.name);
                 store::take_over(
                     request.name,
                     expected_rvn,
@@ -166,9 +175,8 @@ pub fn acquire(request: &AcquireRequest<'_>) -> Result<AcquireOutcome, PglockErr
                 data,
             });
         }
-        // Another session wrote the lock between our read and our write: let go of
-        // the name (we wrote nothing) and decide again.
-        store::unlock_name(request.name);
+        // Another session wrote the lock between our read and our write; we now
+        // hold the name, so the next read sees where it ended up.
     }
     Err(PglockError::SerializationFailure {
         name: request.name.to_owned(),
@@ -241,7 +249,11 @@ pub fn release(request: &ReleaseRequest<'_>) -> Result<bool, PglockError> {
 pub fn release_all(owner: &str, keep: bool) -> i64 {
     let caller = store::caller_role();
     let mut released = 0;
-    for (name, rvn) in store::held_by(owner, caller) {
+    let mut held = store::held_by(owner, caller);
+    // One order for everyone, so two callers releasing overlapping sets of names
+    // cannot deadlock on the per-name locks.
+    held.sort();
+    for (name, rvn) in held {
         store::lock_name(&name);
         if store::release(&name, owner, rvn, caller, keep, None) {
             released += 1;

@@ -115,6 +115,38 @@ pub fn acquire_wait(
     }
 }
 
+/// Readings of a monotonic clock as plain numbers (microseconds since this
+/// backend first asked), so that a wait resumed in a later transaction of the same
+/// session goes on timing with the monotonic clock, not the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    origin: Instant,
+}
+
+impl MonotonicClock {
+    pub fn get() -> MonotonicClock {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        MonotonicClock {
+            origin: *ORIGIN.get_or_init(Instant::now),
+        }
+    }
+
+    pub fn reading(&self, instant: Instant) -> i64 {
+        i64::try_from(instant.saturating_duration_since(self.origin).as_micros())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// The instant of a reading.  A reading this clock cannot have made (from the
+    /// future, or negative) is taken as now or as the origin: a caller passing
+    /// made-up readings can only do what `observed_rvn` already allows.
+    pub fn instant(&self, reading: i64) -> Instant {
+        let micros = u64::try_from(reading).unwrap_or(0);
+        self.origin
+            .checked_add(Duration::from_micros(micros))
+            .map_or_else(Instant::now, |instant| instant.min(Instant::now()))
+    }
+}
+
 /// A non-negative interval as a duration (months count as 30 days, as in leases).
 pub fn duration(interval: Interval) -> Duration {
     Duration::from_micros(u64::try_from(interval.as_micros().max(0)).unwrap_or(u64::MAX))
@@ -147,6 +179,20 @@ mod tests {
     use super::*;
 
     const LEASE: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn monotonic_readings_round_trip_and_never_lie_about_the_future() {
+        let clock = MonotonicClock::get();
+        let now = Instant::now();
+        let reading = clock.reading(now);
+        assert_eq!(clock.reading(clock.instant(reading)), reading);
+        let future = clock.instant(i64::MAX);
+        assert!(
+            future <= Instant::now(),
+            "a reading from the future counts as now"
+        );
+        assert_eq!(clock.instant(-5), clock.origin);
+    }
 
     #[test]
     fn the_same_rvn_keeps_its_start_and_a_new_one_restarts_the_wait() {

@@ -95,9 +95,12 @@ pub mod pglock {
     use super::*;
 
     /// One step of `pglock_acquire_wait_committing`: wait at most [`STEP`] (less if
-    /// `wait_timeout` runs out first), resuming the watch of `watched_rvn`, seen
-    /// standing still for `watched_for` by earlier steps.  `timed_out` says the whole
-    /// wait is over; `watched_for` is how long the holder's RVN has now stood still.
+    /// `wait_timeout`, counted from `started`, runs out first), resuming the watch
+    /// of `watched_rvn` (first seen at `watched_since`, with lease `watched_lease`).
+    /// `started` and `watched_since` are readings of this backend's monotonic clock
+    /// ([`waiting::MonotonicClock`]), so a wall-clock jump between steps cannot
+    /// shorten a wait.  `timed_out` says the whole wait is over; the other outputs
+    /// are what the next step needs.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     #[pg_extern(volatile, parallel_unsafe, security_definer)]
     #[search_path(pg_catalog, pg_temp)]
@@ -108,9 +111,10 @@ pub mod pglock {
         data: Option<&[u8]>,
         replace_data: Option<bool>,
         wait_timeout: Option<Interval>,
-        waited: Option<Interval>,
+        started: Option<i64>,
         watched_rvn: Option<i64>,
-        watched_for: Option<Interval>,
+        watched_since: Option<i64>,
+        watched_lease: Option<Interval>,
     ) -> TableIterator<
         'static,
         (
@@ -120,45 +124,52 @@ pub mod pglock {
             name!(lease, Interval),
             name!(data, Option<Vec<u8>>),
             name!(timed_out, bool),
-            name!(watched_for, Option<Interval>),
+            name!(started, i64),
+            name!(watched_since, Option<i64>),
         ),
     > {
-        let start = Instant::now();
+        let clock = waiting::MonotonicClock::get();
+        let now = Instant::now();
         let (request, wait) = or_raise((|| {
             let request = acquire_request(name, owner, lease, data, replace_data)?;
             let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
             require_read_committed()?;
             Ok((request, wait))
         })());
-        let waited = waited.map(waiting::duration).unwrap_or_default();
-        let remaining = wait.map(|wait| wait.saturating_sub(waited));
-        let resumed = match (watched_rvn, watched_for) {
-            (Some(rvn), Some(watched_for)) => Some(Watch {
+        let started = started.map_or(now, |reading| clock.instant(reading));
+        let deadline = after(started, wait);
+        let resumed = match (watched_rvn, watched_since) {
+            (Some(rvn), Some(since)) => Some(Watch {
                 rvn,
-                since: start
-                    .checked_sub(waiting::duration(watched_for))
-                    .unwrap_or(start),
-                // Learnt from the first refusal of this step.
-                holder_lease: Duration::MAX,
+                since: clock.instant(since),
+                // Unknown: learnt again from this step's first refusal.
+                holder_lease: watched_lease.map_or(Duration::MAX, waiting::duration),
             }),
             _ => None,
         };
-        let step_end = remaining.map_or(STEP, |remaining| remaining.min(STEP));
+        let step_end = now + STEP;
+        let step_deadline = deadline.map_or(step_end, |deadline| deadline.min(step_end));
         let ended = or_raise(waiting::acquire_wait(
             &request,
-            after(start, Some(step_end)),
+            Some(step_deadline),
             resumed,
         ));
-        let timed_out = !ended.outcome.acquired
-            && after(start, remaining).is_some_and(|deadline| Instant::now() >= deadline);
+        let timed_out =
+            !ended.outcome.acquired && deadline.is_some_and(|deadline| Instant::now() >= deadline);
         if ended.outcome.acquired || timed_out {
             count_acquire(&ended.outcome);
         }
-        let watched_for = ended.watch.map(|watch| {
-            let micros = i64::try_from(watch.since.elapsed().as_micros()).unwrap_or(i64::MAX);
-            Interval::from_micros(micros)
-        });
+        let watched_since = ended.watch.map(|watch| clock.reading(watch.since));
         let (acquired, rvn, owner, lease, data) = row(ended.outcome);
-        TableIterator::once((acquired, rvn, owner, lease, data, timed_out, watched_for))
+        TableIterator::once((
+            acquired,
+            rvn,
+            owner,
+            lease,
+            data,
+            timed_out,
+            clock.reading(started),
+            watched_since,
+        ))
     }
 }
