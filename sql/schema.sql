@@ -21,7 +21,8 @@ CREATE TABLE pglock.locks (
     -- The role that wrote the lock; only it may heartbeat or release it.
     -- regrole, not oid: pg_dump writes the role's name, so a restore into
     -- another cluster (where OIDs differ, or name other roles) maps each lock
-    -- to the role of that name, and fails loudly if there is none.
+    -- to the role of that name, and fails loudly if there is none.  (A lock
+    -- whose role was dropped dumps as a bare OID and restores as one.)
     holder_role regrole     NOT NULL,
     -- Wall-clock time of the last write, for operators only: expiry never
     -- depends on it.
