@@ -50,7 +50,12 @@ pub fn get() -> Option<&'static Counters> {
 
 /// Add one to the counter `pick` chooses, if there are counters.
 pub fn count(pick: impl FnOnce(&Counters) -> &AtomicU64) {
+    add(pick, 1);
+}
+
+/// Add `amount` to the counter `pick` chooses, if there are counters.
+pub fn add(pick: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
     if let Some(counters) = get() {
-        pick(counters).fetch_add(1, Ordering::Relaxed);
+        pick(counters).fetch_add(amount, Ordering::Relaxed);
     }
 }

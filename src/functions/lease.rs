@@ -4,11 +4,11 @@ use std::sync::atomic::Ordering;
 
 use pgrx::prelude::*;
 
-use super::{count_acquire, or_raise};
+use super::{acquire_request, acquire_row, count_acquire, or_raise};
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
-use crate::protocol::{self, AcquireRequest, HeartbeatRequest, ReleaseRequest};
+use crate::protocol::{self, HeartbeatRequest, ReleaseRequest};
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
 #[allow(clippy::type_complexity)]
@@ -31,25 +31,17 @@ fn pglock_acquire(
         name!(data, Option<Vec<u8>>),
     ),
 > {
-    let request = or_raise((|| {
-        Ok(AcquireRequest {
-            name: input::label("name", name)?,
-            owner: input::label("owner", owner)?,
-            lease: input::lease("lease", lease)?,
-            data: input::data(data)?,
-            replace_data: input::flag("replace_data", replace_data)?,
-            observed_rvn: input::optional_rvn("observed_rvn", observed_rvn)?,
-        })
-    })());
+    let request = or_raise(acquire_request(
+        name,
+        owner,
+        lease,
+        data,
+        replace_data,
+        observed_rvn,
+    ));
     let outcome = or_raise(protocol::acquire(&request));
     count_acquire(&outcome);
-    TableIterator::once((
-        outcome.acquired,
-        outcome.rvn,
-        outcome.owner,
-        outcome.lease,
-        outcome.data,
-    ))
+    TableIterator::once(acquire_row(outcome))
 }
 
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
@@ -112,11 +104,7 @@ fn pglock_release_all(owner: Option<&str>, keep: default!(Option<bool>, false)) 
         Ok((input::label("owner", owner)?, input::flag("keep", keep)?))
     })());
     let released = protocol::release_all(owner, keep);
-    if let Some(counters) = counters::get() {
-        counters
-            .released
-            .fetch_add(released as u64, Ordering::Relaxed);
-    }
+    counters::add(|c| &c.released, released as u64);
     released
 }
 

@@ -7,9 +7,12 @@
 mod lease;
 pub mod wait;
 
+use pgrx::prelude::Interval;
+
 use crate::counters;
 use crate::error::PglockError;
-use crate::protocol::AcquireOutcome;
+use crate::input;
+use crate::protocol::{AcquireOutcome, AcquireRequest};
 
 /// Unwrap a protocol result, raising its error with its SQLSTATE.
 fn or_raise<T>(result: Result<T, PglockError>) -> T {
@@ -23,4 +26,37 @@ fn count_acquire(outcome: &AcquireOutcome) {
         (true, false) => &c.acquired,
         (false, _) => &c.refused,
     });
+}
+
+/// The checked arguments of an acquire, as `pglock_acquire` and the waiting
+/// acquires share them.
+fn acquire_request<'a>(
+    name: Option<&'a str>,
+    owner: Option<&'a str>,
+    lease: Option<Interval>,
+    data: Option<&'a [u8]>,
+    replace_data: Option<bool>,
+    observed_rvn: Option<i64>,
+) -> Result<AcquireRequest<'a>, PglockError> {
+    Ok(AcquireRequest {
+        name: input::label("name", name)?,
+        owner: input::label("owner", owner)?,
+        lease: input::lease("lease", lease)?,
+        data: input::data(data)?,
+        replace_data: input::flag("replace_data", replace_data)?,
+        observed_rvn: input::optional_rvn("observed_rvn", observed_rvn)?,
+    })
+}
+
+/// The row every acquire returns: `(acquired, rvn, owner, lease, data)`.
+type AcquireRow = (bool, i64, String, Interval, Option<Vec<u8>>);
+
+fn acquire_row(outcome: AcquireOutcome) -> AcquireRow {
+    (
+        outcome.acquired,
+        outcome.rvn,
+        outcome.owner,
+        outcome.lease,
+        outcome.data,
+    )
 }

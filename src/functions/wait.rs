@@ -6,32 +6,15 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::{count_acquire, or_raise};
+use super::{acquire_request, acquire_row, count_acquire, or_raise};
 use crate::error::PglockError;
 use crate::input;
-use crate::protocol::{AcquireOutcome, AcquireRequest};
+use crate::protocol::AcquireRequest;
 use crate::waiting::{self, Watch};
 
 /// How long one step of the committing procedure may wait: the longest its
 /// snapshot holds back vacuum.
 const STEP: Duration = Duration::from_secs(1);
-
-fn acquire_request<'a>(
-    name: Option<&'a str>,
-    owner: Option<&'a str>,
-    lease: Option<Interval>,
-    data: Option<&'a [u8]>,
-    replace_data: Option<bool>,
-) -> Result<AcquireRequest<'a>, PglockError> {
-    Ok(AcquireRequest {
-        name: input::label("name", name)?,
-        owner: input::label("owner", owner)?,
-        lease: input::lease("lease", lease)?,
-        data: input::data(data)?,
-        replace_data: input::flag("replace_data", replace_data)?,
-        observed_rvn: None,
-    })
-}
 
 /// A wait only ends well if each attempt sees the latest committed lock.
 fn require_read_committed() -> Result<(), PglockError> {
@@ -42,18 +25,25 @@ fn require_read_committed() -> Result<(), PglockError> {
     Ok(())
 }
 
-fn after(start: Instant, wait: Option<Duration>) -> Option<Instant> {
-    wait.and_then(|wait| start.checked_add(wait))
+/// The checked arguments of a waiting acquire: the request and `wait_timeout`.
+fn wait_request<'a>(
+    name: Option<&'a str>,
+    owner: Option<&'a str>,
+    lease: Option<Interval>,
+    data: Option<&'a [u8]>,
+    replace_data: Option<bool>,
+    wait_timeout: Option<Interval>,
+) -> (AcquireRequest<'a>, Option<Duration>) {
+    or_raise((|| {
+        let request = acquire_request(name, owner, lease, data, replace_data, None)?;
+        let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+        require_read_committed()?;
+        Ok((request, wait))
+    })())
 }
 
-fn row(outcome: AcquireOutcome) -> (bool, i64, String, Interval, Option<Vec<u8>>) {
-    (
-        outcome.acquired,
-        outcome.rvn,
-        outcome.owner,
-        outcome.lease,
-        outcome.data,
-    )
+fn after(start: Instant, wait: Option<Duration>) -> Option<Instant> {
+    wait.and_then(|wait| start.checked_add(wait))
 }
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
@@ -78,15 +68,10 @@ fn pglock_acquire_wait(
     ),
 > {
     let start = Instant::now();
-    let (request, wait) = or_raise((|| {
-        let request = acquire_request(name, owner, lease, data, replace_data)?;
-        let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
-        require_read_committed()?;
-        Ok((request, wait))
-    })());
+    let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout);
     let ended = or_raise(waiting::acquire_wait(&request, after(start, wait), None));
     count_acquire(&ended.outcome);
-    TableIterator::once(row(ended.outcome))
+    TableIterator::once(acquire_row(ended.outcome))
 }
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
@@ -130,12 +115,7 @@ pub mod pglock {
     > {
         let clock = waiting::MonotonicClock::get();
         let now = Instant::now();
-        let (request, wait) = or_raise((|| {
-            let request = acquire_request(name, owner, lease, data, replace_data)?;
-            let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
-            require_read_committed()?;
-            Ok((request, wait))
-        })());
+        let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout);
         let started = started.map_or(now, |reading| clock.instant(reading));
         let deadline = after(started, wait);
         let resumed = match (watched_rvn, watched_since) {
@@ -160,7 +140,7 @@ pub mod pglock {
             count_acquire(&ended.outcome);
         }
         let watched_since = ended.watch.map(|watch| clock.reading(watch.since));
-        let (acquired, rvn, owner, lease, data) = row(ended.outcome);
+        let (acquired, rvn, owner, lease, data) = acquire_row(ended.outcome);
         TableIterator::once((
             acquired,
             rvn,
