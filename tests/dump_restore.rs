@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use pglock_tests::server::Server;
-use pglock_tests::{heartbeat, release, Client, NoTls};
+use pglock_tests::{heartbeat, release, Client};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PORT: u16 = 54344;
@@ -67,16 +67,6 @@ fn rvn_sequence(admin: &mut Client) -> (i64, bool) {
         .query_one("SELECT last_value, is_called FROM pglock.rvn_seq", &[])
         .expect("read pglock.rvn_seq");
     (row.get(0), row.get(1))
-}
-
-fn connect(server: &Server, role: &str, dbname: &str) -> Client {
-    postgres::Config::new()
-        .host_path(server.socket_dir())
-        .port(server.port)
-        .user(role)
-        .dbname(dbname)
-        .connect(NoTls)
-        .unwrap_or_else(|error| panic!("connect to {dbname} as {role}: {error}"))
 }
 
 /// Run a client program of PostgreSQL as root against the server's socket.
@@ -206,7 +196,7 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
         &["--exit-on-error", "-d", RESTORED, dump.to_str().unwrap()],
     );
 
-    let mut restored_admin = connect(&server, "postgres", RESTORED);
+    let mut restored_admin = server.connect_to(RESTORED, "postgres").unwrap();
     assert_eq!(
         rows(&mut restored_admin),
         before,
@@ -221,8 +211,8 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
 
     // The holders go on where they were.  The first RVN drawn after the restore
     // is larger than every RVN issued before the dump, the deleted lock's too.
-    let mut app = connect(&server, APP, RESTORED);
-    let mut other = connect(&server, OTHER, RESTORED);
+    let mut app = server.connect_to(RESTORED, APP).unwrap();
+    let mut other = server.connect_to(RESTORED, OTHER).unwrap();
     let held_now = heartbeat(&mut app, "held", "worker-1", held).unwrap();
     assert!(
         held_now > gone,
@@ -271,7 +261,7 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
         "pg_restore",
         &["--exit-on-error", "-d", ELSEWHERE, dump.to_str().unwrap()],
     );
-    let mut elsewhere_admin = connect(&server, "postgres", ELSEWHERE);
+    let mut elsewhere_admin = server.connect_to(ELSEWHERE, "postgres").unwrap();
     let roles: Vec<(String, u32)> = rows(&mut elsewhere_admin)
         .into_iter()
         .map(|row| (row.name, row.holder_role))
@@ -286,7 +276,7 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
             ("other".to_owned(), other_oid)
         ]
     );
-    let mut app = connect(&server, APP, ELSEWHERE);
+    let mut app = server.connect_to(ELSEWHERE, APP).unwrap();
     let renewed = heartbeat(&mut app, "held", "worker-1", held).unwrap();
     assert!(renewed > gone);
     assert!(release(&mut app, "held", "worker-1", renewed, false).unwrap());

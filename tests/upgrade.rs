@@ -92,16 +92,6 @@ fn catalog(client: &mut Client) -> Vec<String> {
         .collect()
 }
 
-fn connect_to(server: &Server, database: &str, role: &str) -> Client {
-    postgres::Config::new()
-        .host_path(server.socket_dir())
-        .port(server.port)
-        .user(role)
-        .dbname(database)
-        .connect(postgres::NoTls)
-        .unwrap()
-}
-
 #[test]
 fn locks_taken_under_0_1_0_survive_the_update_and_it_matches_a_fresh_install() {
     install_old_script();
@@ -112,12 +102,12 @@ fn locks_taken_under_0_1_0_survive_the_update_and_it_matches_a_fresh_install() {
         .batch_execute("CREATE ROLE app LOGIN; GRANT pglock_user TO app")
         .unwrap();
 
-    let mut admin = connect_to(&server, "old", "postgres");
+    let mut admin = server.connect_to("old", "postgres").unwrap();
     admin
         .batch_execute(&format!("CREATE EXTENSION pglock VERSION '{OLD_VERSION}'"))
         .unwrap();
     assert_eq!(version(&mut admin), OLD_VERSION);
-    let mut app = connect_to(&server, "old", "app");
+    let mut app = server.connect_to("old", "app").unwrap();
     let held: i64 = app
         .query_one(
             "SELECT rvn FROM pglock_acquire('held', 'a', '1 hour', 'one'::bytea)",
@@ -159,7 +149,7 @@ fn locks_taken_under_0_1_0_survive_the_update_and_it_matches_a_fresh_install() {
         .query_one("SELECT pglock_heartbeat('held', 'a', $1)", &[&held])
         .unwrap()
         .get(0);
-    let mut app = connect_to(&server, "old", "app");
+    let mut app = server.connect_to("old", "app").unwrap();
     assert!(app
         .query_one("SELECT pglock_release('renewed', 'a', $1)", &[&renewed])
         .unwrap()

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, one, sqlstate_of, table_contents};
+    use crate::tests::{acquire, assert_each_raises, one, table_contents};
 
     #[pg_test]
     fn a_free_name_is_acquired_with_the_callers_values() {
@@ -119,7 +119,6 @@ mod tests {
     #[pg_test]
     fn acquire_bad_arguments_raise_their_sqlstate_and_change_nothing() {
         acquire("'jobs', 'worker-1', data => 'kept'");
-        let before = table_contents();
         let long = "x".repeat(256);
         let cases = [
             ("NULL, 'o'", "22004"),
@@ -145,15 +144,10 @@ mod tests {
                 "54000",
             ),
         ];
-        for (arguments, expected) in cases {
-            let statement = format!("SELECT * FROM pglock_acquire({arguments})");
-            assert_eq!(
-                sqlstate_of(&statement).as_deref(),
-                Some(expected),
-                "{statement}"
-            );
-        }
-        assert_eq!(table_contents(), before);
+        assert_each_raises(
+            |arguments| format!("SELECT * FROM pglock_acquire({arguments})"),
+            &cases,
+        );
     }
 
     #[pg_test]

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, one, sqlstate_of, table_contents};
+    use crate::tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
 
     #[pg_test]
     fn a_heartbeat_gives_a_newer_rvn_and_keeps_the_rest() {
@@ -75,7 +75,6 @@ mod tests {
     #[pg_test]
     fn heartbeat_bad_arguments_raise_their_sqlstate_and_change_nothing() {
         let (_, rvn, _) = acquire("'jobs', 'worker-1'");
-        let before = table_contents();
         let cases = [
             (format!("NULL, 'worker-1', {rvn}"), "22004"),
             (format!("'', 'worker-1', {rvn}"), "22023"),
@@ -99,14 +98,9 @@ mod tests {
                 "54000",
             ),
         ];
-        for (arguments, expected) in cases {
-            let statement = format!("SELECT pglock_heartbeat({arguments})");
-            assert_eq!(
-                sqlstate_of(&statement).as_deref(),
-                Some(expected),
-                "{statement}"
-            );
-        }
-        assert_eq!(table_contents(), before);
+        assert_each_raises(
+            |arguments| format!("SELECT pglock_heartbeat({arguments})"),
+            &cases,
+        );
     }
 }

@@ -37,6 +37,21 @@ pub fn sqlstate_of(statement: &str) -> Option<String> {
         .expect("tests.sqlstate_of runs")
 }
 
+/// Each `(arguments, sqlstate)` case: `statement(arguments)` raises that SQLSTATE,
+/// and the table is the same after all of them as before.
+pub fn assert_each_raises<A: AsRef<str>>(statement: impl Fn(&str) -> String, cases: &[(A, &str)]) {
+    let before = table_contents();
+    for (arguments, expected) in cases {
+        let statement = statement(arguments.as_ref());
+        assert_eq!(
+            sqlstate_of(&statement).as_deref(),
+            Some(*expected),
+            "{statement}"
+        );
+    }
+    assert_eq!(table_contents(), before);
+}
+
 /// Every row of `pglock.locks` as text, to show that a failed call changed nothing.
 pub fn table_contents() -> String {
     Spi::get_one::<String>(

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, one, sqlstate_of, table_contents};
+    use crate::tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
 
     #[pg_test]
     fn a_release_deletes_the_lock() {
@@ -61,7 +61,6 @@ mod tests {
     #[pg_test]
     fn release_bad_arguments_raise_their_sqlstate_and_change_nothing() {
         let (_, rvn, _) = acquire("'jobs', 'worker-1', data => 'cp'");
-        let before = table_contents();
         let cases = [
             (format!("NULL, 'worker-1', {rvn}"), "22004"),
             (format!("'jobs', '', {rvn}"), "22023"),
@@ -75,15 +74,10 @@ mod tests {
                 "54000",
             ),
         ];
-        for (arguments, expected) in cases {
-            let statement = format!("SELECT pglock_release({arguments})");
-            assert_eq!(
-                sqlstate_of(&statement).as_deref(),
-                Some(expected),
-                "{statement}"
-            );
-        }
-        assert_eq!(table_contents(), before);
+        assert_each_raises(
+            |arguments| format!("SELECT pglock_release({arguments})"),
+            &cases,
+        );
     }
 
     #[pg_test]

@@ -72,6 +72,19 @@ pub struct Acquire {
     pub data: Option<Vec<u8>>,
 }
 
+impl Acquire {
+    /// From `acquired, rvn, owner, lease in seconds (float8), data`, in that order.
+    fn from_row(row: &postgres::Row) -> Acquire {
+        Acquire {
+            acquired: row.get(0),
+            rvn: row.get(1),
+            owner: row.get(2),
+            lease: Duration::from_secs_f64(row.get(3)),
+            data: row.get(4),
+        }
+    }
+}
+
 pub fn acquire(
     client: &mut Client,
     name: &str,
@@ -84,13 +97,7 @@ pub fn acquire(
            FROM pglock_acquire($1, $2, lease => make_interval(secs => $3), observed_rvn => $4)",
         &[&name, &owner, &lease_seconds, &observed_rvn],
     )?;
-    Ok(Acquire {
-        acquired: row.get(0),
-        rvn: row.get(1),
-        owner: row.get(2),
-        lease: Duration::from_secs_f64(row.get(3)),
-        data: row.get(4),
-    })
+    Ok(Acquire::from_row(&row))
 }
 
 /// Acquire the way a real client does: poll every `poll`; once the holder's RVN
@@ -134,13 +141,7 @@ pub fn acquire_wait(
                 wait_timeout => make_interval(secs => $4))",
         &[&name, &owner, &lease.as_secs_f64(), &wait_seconds],
     )?;
-    Ok(Acquire {
-        acquired: row.get(0),
-        rvn: row.get(1),
-        owner: row.get(2),
-        lease: Duration::from_secs_f64(row.get(3)),
-        data: row.get(4),
-    })
+    Ok(Acquire::from_row(&row))
 }
 
 /// The backend pid of `client`'s connection.

@@ -194,11 +194,16 @@ impl Server {
     }
 
     pub fn connect_as(&self, role: &str) -> Result<Client, postgres::Error> {
+        self.connect_to("postgres", role)
+    }
+
+    /// A connection to `database` as `role`.
+    pub fn connect_to(&self, database: &str, role: &str) -> Result<Client, postgres::Error> {
         postgres::Config::new()
             .host_path(self.socket_dir())
             .port(self.port)
             .user(role)
-            .dbname("postgres")
+            .dbname(database)
             .connect(NoTls)
     }
 
