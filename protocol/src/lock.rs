@@ -1,0 +1,77 @@
+//! A lock as the store keeps it, and the small values the protocol passes around.
+
+use std::time::Duration;
+
+const MICROS_PER_DAY: i128 = 86_400_000_000;
+
+/// A database role, by OID: the holder a lock records, or the caller of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleId(pub u32);
+
+/// A lease as PostgreSQL's `interval` keeps it, so a lease comes back exactly as
+/// it was given (`1 day` stays `1 day`, not `24:00:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub months: i32,
+    pub days: i32,
+    pub micros: i64,
+}
+
+impl Lease {
+    pub fn from_duration(duration: Duration) -> Lease {
+        Lease {
+            months: 0,
+            days: 0,
+            micros: i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Its length in microseconds, a month counting as 30 days (as PostgreSQL's
+    /// interval comparisons do).
+    pub fn as_micros(&self) -> i128 {
+        (i128::from(self.months) * 30 + i128::from(self.days)) * MICROS_PER_DAY
+            + i128::from(self.micros)
+    }
+
+    /// Its length as a duration; a negative lease counts as none.
+    pub fn as_duration(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.as_micros().max(0)).unwrap_or(u64::MAX))
+    }
+}
+
+/// One lock as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub owner: String,
+    pub rvn: i64,
+    pub lease: Lease,
+    pub data: Option<Vec<u8>>,
+    pub released: bool,
+    pub holder_role: RoleId,
+}
+
+/// Who claims a lock in a write: the new holder's owner label, lease and role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub lease: &'a Lease,
+    pub role: RoleId,
+}
+
+/// Who says they hold a lock: owner label, the latest RVN they were given, and
+/// the role they act as.  A heartbeat or release matches only this exact holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub rvn: i64,
+    pub role: RoleId,
+}
+
+/// How a write treats the data already stored with a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataChange<'a> {
+    Keep,
+    Replace(Option<&'a [u8]>),
+}

@@ -1,0 +1,249 @@
+//! An in-memory store and simulated clock for the protocol's tests: one caller's
+//! transaction, with other sessions' committed writes injected where a test
+//! wants them (right after a read, or at a time on the clock).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::lock::{Claim, DataChange, Holder, Lease, Lock, RoleId};
+use crate::store::Store;
+use crate::waiting::Clock;
+
+type Interference = Box<dyn FnOnce(&mut World)>;
+
+pub struct World {
+    pub locks: BTreeMap<String, Lock>,
+    pub last_rvn: i64,
+    pub caller: RoleId,
+    /// The name locks the caller's transaction holds, with their counts.
+    pub name_locks: BTreeMap<String, usize>,
+    /// Writes by other sessions, each committed right after one of our reads.
+    pub after_reads: VecDeque<Interference>,
+    /// Writes by other sessions, committed when the clock reaches their time.
+    pub scheduled: Vec<(Duration, Interference)>,
+    /// When set, reads show this older state: a transaction snapshot that cannot
+    /// see later commits (REPEATABLE READ), while writes meet the real table.
+    pub snapshot: Option<BTreeMap<String, Lock>>,
+    pub now: Duration,
+    pub reads: usize,
+    pub sleeps: usize,
+}
+
+pub const CALLER: RoleId = RoleId(10);
+pub const OTHER_ROLE: RoleId = RoleId(20);
+
+pub fn lease_secs(secs: u64) -> Lease {
+    Lease::from_duration(Duration::from_secs(secs))
+}
+
+impl World {
+    pub fn new() -> World {
+        World {
+            locks: BTreeMap::new(),
+            last_rvn: 0,
+            caller: CALLER,
+            name_locks: BTreeMap::new(),
+            after_reads: VecDeque::new(),
+            scheduled: Vec::new(),
+            snapshot: None,
+            now: Duration::ZERO,
+            reads: 0,
+            sleeps: 0,
+        }
+    }
+
+    pub fn next_rvn(&mut self) -> i64 {
+        self.last_rvn += 1;
+        self.last_rvn
+    }
+
+    /// Another session's committed lock: `owner` of `role` holds `name`.
+    pub fn put(&mut self, name: &str, owner: &str, role: RoleId, lease: Lease) -> i64 {
+        let rvn = self.next_rvn();
+        self.locks.insert(
+            name.to_owned(),
+            Lock {
+                owner: owner.to_owned(),
+                rvn,
+                lease,
+                data: None,
+                released: false,
+                holder_role: role,
+            },
+        );
+        rvn
+    }
+
+    /// Another session's heartbeat of `name`: a new RVN.
+    pub fn bump(&mut self, name: &str) -> i64 {
+        let rvn = self.next_rvn();
+        if let Some(lock) = self.locks.get_mut(name) {
+            lock.rvn = rvn;
+        }
+        rvn
+    }
+
+    pub fn is_name_locked(&self, name: &str) -> bool {
+        self.name_locks.get(name).is_some_and(|count| *count > 0)
+    }
+
+    fn held_exactly(&self, holder: &Holder<'_>) -> bool {
+        self.locks.get(holder.name).is_some_and(|lock| {
+            !lock.released
+                && lock.owner == holder.owner
+                && lock.rvn == holder.rvn
+                && lock.holder_role == holder.role
+        })
+    }
+
+    fn store_data(current: Option<Vec<u8>>, change: DataChange<'_>) -> Option<Vec<u8>> {
+        match change {
+            DataChange::Keep => current,
+            DataChange::Replace(data) => data.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+impl Store for World {
+    fn caller(&mut self) -> RoleId {
+        self.caller
+    }
+
+    fn read(&mut self, name: &str) -> Option<Lock> {
+        self.reads += 1;
+        let seen = match &self.snapshot {
+            Some(snapshot) => snapshot.get(name).cloned(),
+            None => self.locks.get(name).cloned(),
+        };
+        if let Some(interfere) = self.after_reads.pop_front() {
+            interfere(self);
+        }
+        seen
+    }
+
+    fn insert(&mut self, claim: &Claim<'_>, data: Option<&[u8]>) -> Option<i64> {
+        if self.locks.contains_key(claim.name) {
+            return None;
+        }
+        let rvn = self.next_rvn();
+        self.locks.insert(
+            claim.name.to_owned(),
+            Lock {
+                owner: claim.owner.to_owned(),
+                rvn,
+                lease: *claim.lease,
+                data: data.map(<[u8]>::to_vec),
+                released: false,
+                holder_role: claim.role,
+            },
+        );
+        Some(rvn)
+    }
+
+    fn take_over(
+        &mut self,
+        claim: &Claim<'_>,
+        expected_rvn: i64,
+        data: DataChange<'_>,
+    ) -> Option<(i64, Option<Vec<u8>>)> {
+        let current = self.locks.get(claim.name)?;
+        if current.rvn != expected_rvn {
+            return None;
+        }
+        let data = World::store_data(current.data.clone(), data);
+        let rvn = self.next_rvn();
+        self.locks.insert(
+            claim.name.to_owned(),
+            Lock {
+                owner: claim.owner.to_owned(),
+                rvn,
+                lease: *claim.lease,
+                data: data.clone(),
+                released: false,
+                holder_role: claim.role,
+            },
+        );
+        Some((rvn, data))
+    }
+
+    fn heartbeat(
+        &mut self,
+        holder: &Holder<'_>,
+        data: DataChange<'_>,
+        lease: Option<&Lease>,
+    ) -> Option<i64> {
+        if !self.held_exactly(holder) {
+            return None;
+        }
+        let rvn = self.next_rvn();
+        let lock = self.locks.get_mut(holder.name)?;
+        lock.rvn = rvn;
+        lock.data = World::store_data(lock.data.take(), data);
+        if let Some(lease) = lease {
+            lock.lease = *lease;
+        }
+        Some(rvn)
+    }
+
+    fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>) -> bool {
+        if !self.held_exactly(holder) {
+            return false;
+        }
+        if !keep {
+            self.locks.remove(holder.name);
+            return true;
+        }
+        let rvn = self.next_rvn();
+        if let Some(lock) = self.locks.get_mut(holder.name) {
+            lock.released = true;
+            lock.rvn = rvn;
+            if let Some(data) = data {
+                lock.data = Some(data.to_vec());
+            }
+        }
+        true
+    }
+
+    fn held_by(&mut self, owner: &str, role: RoleId) -> Vec<(String, i64)> {
+        // Reverse name order, so a test sees the protocol impose its own order.
+        self.locks
+            .iter()
+            .rev()
+            .filter(|(_, lock)| !lock.released && lock.owner == owner && lock.holder_role == role)
+            .map(|(name, lock)| (name.clone(), lock.rvn))
+            .collect()
+    }
+
+    fn lock_name(&mut self, name: &str) {
+        *self.name_locks.entry(name.to_owned()).or_default() += 1;
+    }
+
+    fn unlock_name(&mut self, name: &str) {
+        let count = self.name_locks.entry(name.to_owned()).or_default();
+        assert!(*count > 0, "unlock_name({name}) without a lock_name");
+        *count -= 1;
+    }
+}
+
+impl Clock for World {
+    fn now(&mut self) -> Duration {
+        self.now
+    }
+
+    fn sleep_until(&mut self, wake: Duration) {
+        assert!(
+            wake >= self.now,
+            "sleep into the past: {wake:?} < {:?}",
+            self.now
+        );
+        self.sleeps += 1;
+        self.now = wake;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .partition(|(at, _)| *at <= wake);
+        self.scheduled = later;
+        for (_, interfere) in due {
+            interfere(self);
+        }
+    }
+}

@@ -1,0 +1,338 @@
+use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
+use crate::error::{NotHeldReason, ProtocolError};
+use crate::steps::*;
+
+fn request<'a>(name: &'a str, owner: &'a str) -> AcquireRequest<'a> {
+    AcquireRequest {
+        name,
+        owner,
+        lease: lease_secs(20),
+        data: None,
+        replace_data: false,
+        observed_rvn: None,
+    }
+}
+
+fn heartbeat_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> HeartbeatRequest<'a> {
+    HeartbeatRequest {
+        name,
+        owner,
+        rvn,
+        data: None,
+        replace_data: false,
+        lease: None,
+    }
+}
+
+fn release_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> ReleaseRequest<'a> {
+    ReleaseRequest {
+        name,
+        owner,
+        rvn,
+        keep: false,
+        data: None,
+    }
+}
+
+#[test]
+fn a_missing_lock_is_created_under_the_name_lock() {
+    let mut world = World::new();
+    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(outcome.acquired && !outcome.taken_over);
+    assert_eq!(outcome.rvn, world.locks["job"].rvn);
+    assert_eq!(world.locks["job"].holder_role, CALLER);
+    assert!(
+        world.is_name_locked("job"),
+        "a write holds the name until commit"
+    );
+}
+
+#[test]
+fn a_refused_acquire_writes_nothing_and_holds_nothing() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(60));
+    let before = world.locks.clone();
+    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(!outcome.acquired);
+    assert_eq!((outcome.rvn, outcome.owner.as_str()), (rvn, "b"));
+    assert_eq!(
+        outcome.lease,
+        lease_secs(60),
+        "the holder's lease, to wait out"
+    );
+    assert_eq!(world.locks, before);
+    assert!(!world.is_name_locked("job"));
+}
+
+#[test]
+fn the_same_owner_is_refused_like_anyone_else() {
+    let mut world = World::new();
+    acquire(&mut world, &request("job", "a")).unwrap();
+    let again = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(!again.acquired);
+}
+
+#[test]
+fn a_takeover_needs_the_rvn_that_stood_still_and_keeps_the_data() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", CALLER, lease_secs(5));
+    world.locks.get_mut("job").unwrap().data = Some(b"checkpoint".to_vec());
+    let stale = AcquireRequest {
+        observed_rvn: Some(rvn - 1),
+        ..request("job", "a")
+    };
+    assert!(!acquire(&mut world, &stale).unwrap().acquired);
+    let seen = AcquireRequest {
+        observed_rvn: Some(rvn),
+        ..request("job", "a")
+    };
+    let outcome = acquire(&mut world, &seen).unwrap();
+    assert!(outcome.acquired && outcome.taken_over);
+    assert!(outcome.rvn > rvn, "a takeover moves the RVN on");
+    assert_eq!(outcome.data.as_deref(), Some(&b"checkpoint"[..]));
+    assert_eq!(world.locks["job"].owner, "a");
+}
+
+#[test]
+fn a_released_lock_is_taken_at_once_and_is_no_takeover() {
+    let mut world = World::new();
+    world.put("job", "b", CALLER, lease_secs(5));
+    world.locks.get_mut("job").unwrap().released = true;
+    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(outcome.acquired && !outcome.taken_over);
+}
+
+#[test]
+fn replace_data_stores_null_over_a_checkpoint() {
+    let mut world = World::new();
+    world.put("job", "b", CALLER, lease_secs(5));
+    let lock = world.locks.get_mut("job").unwrap();
+    lock.released = true;
+    lock.data = Some(b"old".to_vec());
+    let clearing = AcquireRequest {
+        replace_data: true,
+        ..request("job", "a")
+    };
+    let outcome = acquire(&mut world, &clearing).unwrap();
+    assert_eq!(outcome.data, None);
+    assert_eq!(world.locks["job"].data, None);
+}
+
+#[test]
+fn losing_the_insert_race_refuses_and_gives_the_name_back() {
+    let mut world = World::new();
+    // Between our read (no lock) and our insert, another session takes the name.
+    world.after_reads.push_back(Box::new(|world: &mut World| {
+        world.put("job", "b", OTHER_ROLE, lease_secs(20));
+    }));
+    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(!outcome.acquired);
+    assert_eq!(outcome.owner, "b");
+    assert_eq!(world.reads, 2, "the second pass reads under the name lock");
+    assert!(
+        !world.is_name_locked("job"),
+        "a late refusal gives back the name lock the first pass took"
+    );
+}
+
+#[test]
+fn losing_the_takeover_race_to_a_heartbeat_refuses_with_the_new_rvn() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(5));
+    world.after_reads.push_back(Box::new(|world: &mut World| {
+        world.bump("job");
+    }));
+    let seen = AcquireRequest {
+        observed_rvn: Some(rvn),
+        ..request("job", "a")
+    };
+    let outcome = acquire(&mut world, &seen).unwrap();
+    assert!(!outcome.acquired);
+    assert!(outcome.rvn > rvn, "the refusal shows the heartbeat's RVN");
+    assert_eq!(world.locks["job"].owner, "b");
+    assert!(!world.is_name_locked("job"));
+}
+
+#[test]
+fn a_race_lost_to_a_release_takes_the_lock_on_the_next_pass() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(5));
+    world.after_reads.push_back(Box::new(|world: &mut World| {
+        drop(world.locks.remove("job"))
+    }));
+    let seen = AcquireRequest {
+        observed_rvn: Some(rvn),
+        ..request("job", "a")
+    };
+    let outcome = acquire(&mut world, &seen).unwrap();
+    assert!(outcome.acquired && !outcome.taken_over);
+    assert!(world.is_name_locked("job"));
+}
+
+#[test]
+fn a_snapshot_that_never_sees_the_writer_runs_out_of_passes() {
+    let mut world = World::new();
+    // The snapshot shows no lock, but the table has one: every insert fails.
+    world.snapshot = Some(world.locks.clone());
+    world.put("job", "b", OTHER_ROLE, lease_secs(5));
+    let error = acquire(&mut world, &request("job", "a")).unwrap_err();
+    assert_eq!(
+        error,
+        ProtocolError::SerializationFailure { name: "job".into() }
+    );
+    assert_eq!(world.reads, ACQUIRE_PASSES);
+}
+
+#[test]
+fn a_heartbeat_renews_with_a_new_rvn_and_optionally_a_new_lease() {
+    let mut world = World::new();
+    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let renewed = heartbeat(
+        &mut world,
+        &HeartbeatRequest {
+            lease: Some(lease_secs(90)),
+            data: Some(b"step 3"),
+            ..heartbeat_of("job", "a", rvn)
+        },
+    )
+    .unwrap();
+    assert!(renewed > rvn);
+    let lock = &world.locks["job"];
+    assert_eq!((lock.rvn, lock.lease), (renewed, lease_secs(90)));
+    assert_eq!(lock.data.as_deref(), Some(&b"step 3"[..]));
+}
+
+#[test]
+fn a_heartbeat_after_a_takeover_says_the_rvn_moved_on() {
+    let mut world = World::new();
+    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let newer = world.bump("job");
+    let error = heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).unwrap_err();
+    assert_eq!(
+        error,
+        ProtocolError::NotHeld {
+            name: "job".into(),
+            owner: "a".into(),
+            reason: NotHeldReason::NewerRvn { rvn: newer }
+        }
+    );
+}
+
+#[test]
+fn a_heartbeat_from_another_role_is_refused_as_such() {
+    let mut world = World::new();
+    let rvn = world.put("job", "a", OTHER_ROLE, lease_secs(5));
+    let error = heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).unwrap_err();
+    assert_eq!(
+        error,
+        ProtocolError::HeldByOtherRole {
+            name: "job".into(),
+            holder_role: OTHER_ROLE
+        }
+    );
+    assert_eq!(world.locks["job"].rvn, rvn, "nothing written");
+}
+
+#[test]
+fn releasing_a_lock_not_held_is_false_not_an_error() {
+    let mut world = World::new();
+    assert_eq!(release(&mut world, &release_of("job", "a", 7)), Ok(false));
+    let rvn = world.put("job", "b", CALLER, lease_secs(5));
+    assert_eq!(release(&mut world, &release_of("job", "a", rvn)), Ok(false));
+    assert_eq!(
+        release(&mut world, &release_of("job", "b", rvn + 1)),
+        Ok(false)
+    );
+    assert!(world.locks.contains_key("job"));
+}
+
+#[test]
+fn releasing_another_roles_lock_is_an_error() {
+    let mut world = World::new();
+    let rvn = world.put("job", "a", OTHER_ROLE, lease_secs(5));
+    assert!(matches!(
+        release(&mut world, &release_of("job", "a", rvn)),
+        Err(ProtocolError::HeldByOtherRole { .. })
+    ));
+    assert!(world.locks.contains_key("job"));
+}
+
+#[test]
+fn data_on_a_deleting_release_is_refused_before_anything_is_locked() {
+    let mut world = World::new();
+    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    world.name_locks.clear();
+    let with_data = ReleaseRequest {
+        data: Some(b"lost"),
+        ..release_of("job", "a", rvn)
+    };
+    assert_eq!(
+        release(&mut world, &with_data),
+        Err(ProtocolError::DataWithoutKeep)
+    );
+    assert!(!world.is_name_locked("job"));
+    assert_eq!(world.locks["job"].rvn, rvn);
+}
+
+#[test]
+fn a_keeping_release_hands_its_data_to_the_next_holder() {
+    let mut world = World::new();
+    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let keeping = ReleaseRequest {
+        keep: true,
+        data: Some(b"done to 9000"),
+        ..release_of("job", "a", rvn)
+    };
+    assert_eq!(release(&mut world, &keeping), Ok(true));
+    let lock = &world.locks["job"];
+    assert!(lock.released && lock.rvn > rvn);
+    let next = acquire(&mut world, &request("job", "b")).unwrap();
+    assert!(next.acquired);
+    assert_eq!(next.data.as_deref(), Some(&b"done to 9000"[..]));
+}
+
+#[test]
+fn release_all_releases_only_the_callers_own_in_name_order() {
+    let mut world = World::new();
+    for name in ["c", "a", "b"] {
+        acquire(&mut world, &request(name, "w")).unwrap();
+    }
+    world.put("theirs", "w", OTHER_ROLE, lease_secs(5));
+    world.put("other-owner", "x", CALLER, lease_secs(5));
+    world.name_locks.clear();
+    assert_eq!(release_all(&mut world, "w", false), 3);
+    let left: Vec<&str> = world.locks.keys().map(String::as_str).collect();
+    assert_eq!(left, ["other-owner", "theirs"]);
+    let locked: Vec<&str> = world.name_locks.keys().map(String::as_str).collect();
+    assert_eq!(locked, ["a", "b", "c"]);
+}
+
+#[test]
+fn rvns_only_grow_through_every_kind_of_write() {
+    let mut world = World::new();
+    let mut last = 0;
+    let mut saw = |rvn: i64| {
+        assert!(rvn > last, "{rvn} after {last}");
+        last = rvn;
+    };
+    let first = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    saw(first);
+    let beat = heartbeat(&mut world, &heartbeat_of("job", "a", first)).unwrap();
+    saw(beat);
+    let taken = acquire(
+        &mut world,
+        &AcquireRequest {
+            observed_rvn: Some(beat),
+            ..request("job", "b")
+        },
+    )
+    .unwrap();
+    saw(taken.rvn);
+    let keeping = ReleaseRequest {
+        keep: true,
+        ..release_of("job", "b", taken.rvn)
+    };
+    release(&mut world, &keeping).unwrap();
+    saw(world.locks["job"].rvn);
+    saw(acquire(&mut world, &request("job", "c")).unwrap().rvn);
+}
