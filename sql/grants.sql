@@ -35,18 +35,3 @@ GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor;
 -- be SECURITY DEFINER), and calls the step in pglock's schema.  USAGE lets it
 -- name the step; the table and sequence stay without grants.
 GRANT USAGE ON SCHEMA pglock TO pglock_user;
-
--- Every statement pglock runs looks a lock up by name.  On a small or freshly
--- vacuumed table the planner prefers a sequential scan, and a cached plan keeps
--- it while dead rows pile up; with seq scans off the primary key is always used.
-ALTER FUNCTION pglock_acquire(text, text, interval, bytea, boolean, bigint) SET enable_seqscan = off;
-ALTER FUNCTION pglock_heartbeat(text, text, bigint, bytea, boolean, interval) SET enable_seqscan = off;
-ALTER FUNCTION pglock_release(text, text, bigint, boolean, bytea) SET enable_seqscan = off;
-ALTER FUNCTION pglock_get(text) SET enable_seqscan = off;
-ALTER FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval) SET enable_seqscan = off;
-ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval) SET enable_seqscan = off;
-
--- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
--- at 1 would hand out fencing tokens lower than ones already issued.
-SELECT pg_catalog.pg_extension_config_dump('pglock.locks', '');
-SELECT pg_catalog.pg_extension_config_dump('pglock.rvn_seq', '');

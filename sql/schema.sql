@@ -43,6 +43,11 @@ WITH (fillfactor = 92);
 
 REVOKE ALL ON pglock.locks, pglock.rvn_seq FROM PUBLIC;
 
+-- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
+-- at 1 would hand out fencing tokens lower than ones already issued.
+SELECT pg_catalog.pg_extension_config_dump('pglock.locks', '');
+SELECT pg_catalog.pg_extension_config_dump('pglock.rvn_seq', '');
+
 -- Roles that may use pglock are members of pglock_user.  Roles are global to
 -- the cluster, so it may already exist from another database.
 DO $$

@@ -12,6 +12,8 @@ use pgrx::atomics::PgAtomic;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory};
 
+use crate::ffi;
+
 #[derive(Default)]
 pub struct Counters {
     /// Free (missing or released) locks taken.
@@ -26,9 +28,12 @@ pub struct Counters {
     pub released: AtomicU64,
 }
 
-// Plain atomics, no pointers: valid at any address in shared memory.
+// SAFETY: plain atomics and no pointers, so the struct is valid at whatever
+// address each process maps shared memory, and shared between processes.
 unsafe impl PGRXSharedMemory for Counters {}
 
+// SAFETY: the name is unique to pglock in the shared-memory index, and the
+// counters are only read after `init` reserved them (see `get`).
 static COUNTERS: PgAtomic<Counters> = unsafe { PgAtomic::new(c"pglock_counters") };
 
 /// Set in the postmaster when it loads pglock at start-up; backends inherit it.
@@ -37,7 +42,7 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 /// Called from `_PG_init`: reserve the counters if the server is starting with
 /// pglock in `shared_preload_libraries`.
 pub fn init() {
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    if ffi::preloading_libraries() {
         pg_shmem_init!(COUNTERS);
         PRELOADED.store(true, Ordering::Relaxed);
     }

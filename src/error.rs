@@ -1,75 +1,71 @@
-//! Every error pglock raises, each with the one SQLSTATE the README documents.
+//! Every error pglock raises, each with the one SQLSTATE the reference documents.
 //!
-//! Errors are built as plain values (so the protocol can be unit-tested) and
-//! turned into a PostgreSQL ERROR only at the SQL boundary, by [`PglockError::raise`].
+//! Errors are plain values (the protocol's, and the argument checks' here) until
+//! the SQL boundary, where `?` turns them into a PostgreSQL ERROR with SQLSTATE,
+//! DETAIL and HINT, located at that `?`.
 
-use std::fmt;
+use std::panic::Location;
 
-use crate::store;
-
+use pglock_protocol::limits::{MAX_DATA_BYTES, MAX_LABEL_CHARS};
+use pglock_protocol::{NotHeldReason, ProtocolError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::Oid;
 use pgrx::prelude::*;
 
-/// Longest lock name or owner label, in characters.
-pub const MAX_LABEL_CHARS: usize = 255;
-/// Largest `data` payload a lock may carry, in bytes (1 MiB).
-pub const MAX_DATA_BYTES: usize = 1024 * 1024;
-/// Longest lease, in microseconds (one day).
-pub const MAX_LEASE_MICROS: i128 = 24 * 60 * 60 * 1_000_000;
+use crate::ffi;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PglockError {
     /// 22004: an argument that must be given was NULL.
+    #[error("pglock: {argument} must not be NULL")]
     NullArgument { argument: &'static str },
     /// 22023: a name or owner label that is the empty string.
+    #[error("pglock: {argument} must not be empty")]
     EmptyLabel { argument: &'static str },
-    /// 22001: a name or owner label over [`MAX_LABEL_CHARS`].
+    /// 22001: a name or owner label over `MAX_LABEL_CHARS`.
+    #[error("pglock: {argument} is {chars} characters long; the limit is {MAX_LABEL_CHARS}")]
     LabelTooLong {
         argument: &'static str,
         chars: usize,
     },
-    /// 22023: a lease that is zero, negative or over [`MAX_LEASE_MICROS`].
+    /// 22023: a lease that is zero, negative or over a day.
+    #[error(
+        "pglock: {argument} must be greater than 0 and at most 1 day, got {} seconds",
+        seconds(*micros)
+    )]
     LeaseOutOfRange {
         argument: &'static str,
         micros: i128,
     },
     /// 22023: a negative `wait_timeout`.
+    #[error("pglock: {argument} must not be negative, got {} seconds", seconds(*micros))]
     NegativeWait {
         argument: &'static str,
         micros: i128,
     },
     /// 25000: a waiting acquire in a transaction whose snapshot would never show a
     /// release or a heartbeat (REPEATABLE READ or SERIALIZABLE).
+    #[error(
+        "pglock: a waiting acquire needs READ COMMITTED: this transaction's \
+         snapshot would never show the lock change"
+    )]
     WaitNeedsReadCommitted,
     /// 55000: counters asked for, but pglock was not preloaded.
+    #[error("pglock: counters are kept only when pglock is in shared_preload_libraries")]
     NotPreloaded,
     /// 22023: an RVN that is zero or negative (the sequence starts at 1).
+    #[error("pglock: {argument} must be a positive RVN, got {rvn}")]
     RvnNotPositive { argument: &'static str, rvn: i64 },
-    /// 54000: data larger than [`MAX_DATA_BYTES`].
+    /// 54000: data larger than `MAX_DATA_BYTES`.
+    #[error("pglock: data is {bytes} bytes; the limit is {MAX_DATA_BYTES} bytes")]
     DataTooLarge { bytes: usize },
-    /// 22023: `data` given to a release that deletes the lock, so it would be lost.
-    DataWithoutKeep,
-    /// 55000: a heartbeat from a caller that no longer holds the lock.
-    NotHeld {
-        name: String,
-        owner: String,
-        reason: NotHeldReason,
-    },
-    /// 42501: owner and RVN match but the lock was taken by another role.
-    HeldByOtherRole { name: String, holder_role: Oid },
-    /// 40001: the lock kept changing under a transaction whose snapshot cannot see it
-    /// (REPEATABLE READ or SERIALIZABLE); retry the transaction.
-    SerializationFailure { name: String },
+    /// What a protocol step ended with (55000, 42501, 40001, 22023).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
 }
 
-/// Why a heartbeat found that its caller does not hold the lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotHeldReason {
-    Missing,
-    Released,
-    OtherOwner { owner: String },
-    NewerRvn { rvn: i64 },
+fn seconds(micros: i128) -> f64 {
+    micros as f64 / 1e6
 }
 
 impl PglockError {
@@ -81,19 +77,23 @@ impl PglockError {
             | Self::LeaseOutOfRange { .. }
             | Self::RvnNotPositive { .. }
             | Self::NegativeWait { .. }
-            | Self::DataWithoutKeep => ERRCODE_INVALID_PARAMETER_VALUE,
+            | Self::Protocol(ProtocolError::DataWithoutKeep) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
             Self::LabelTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::DataTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            Self::NotHeld { .. } | Self::NotPreloaded => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            Self::HeldByOtherRole { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            Self::SerializationFailure { .. } => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            Self::Protocol(ProtocolError::NotHeld { .. }) | Self::NotPreloaded => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
+            Self::Protocol(ProtocolError::HeldByOtherRole { .. }) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            Self::Protocol(ProtocolError::SerializationFailure { .. }) => {
+                ERRCODE_T_R_SERIALIZATION_FAILURE
+            }
         }
     }
 
     fn detail(&self) -> Option<String> {
         match self {
-            Self::NotHeld { reason, .. } => Some(match reason {
+            Self::Protocol(ProtocolError::NotHeld { reason, .. }) => Some(match reason {
                 NotHeldReason::Missing => "The lock does not exist: it was released \
                                            without keep, or never taken."
                     .into(),
@@ -106,8 +106,10 @@ impl PglockError {
                      or the RVN given is not the latest."
                 ),
             }),
-            Self::HeldByOtherRole { holder_role, .. } => {
-                Some(format!("The lock was taken by role \"{}\".", store::role_name(*holder_role)))
+            Self::Protocol(ProtocolError::HeldByOtherRole { holder_role, .. }) => {
+                let role = Oid::from(holder_role.0);
+                let name = ffi::role_name(role).unwrap_or_else(|| role.to_u32().to_string());
+                Some(format!("The lock was taken by role \"{name}\"."))
             }
             _ => None,
         }
@@ -115,98 +117,80 @@ impl PglockError {
 
     fn hint(&self) -> Option<&'static str> {
         match self {
-            Self::NotHeld { .. } => {
+            Self::Protocol(ProtocolError::NotHeld { .. }) => {
                 Some("Stop the work this lock protects; acquire the lock again to continue.")
             }
-            Self::HeldByOtherRole { .. } => {
+            Self::Protocol(ProtocolError::HeldByOtherRole { .. }) => {
                 Some("Only the role that acquired a lock may heartbeat or release it.")
             }
-            Self::DataWithoutKeep => Some("Pass keep => true to store data on release."),
+            Self::Protocol(ProtocolError::DataWithoutKeep) => {
+                Some("Pass keep => true to store data on release.")
+            }
             Self::WaitNeedsReadCommitted => {
                 Some("Call it in autocommit, or in a READ COMMITTED transaction.")
             }
             Self::NotPreloaded => Some(
                 "Add pglock to shared_preload_libraries in postgresql.conf and restart the server.",
             ),
-            Self::SerializationFailure { .. } => {
+            Self::Protocol(ProtocolError::SerializationFailure { .. }) => {
                 Some("Call pglock functions in READ COMMITTED, ideally in autocommit.")
             }
             _ => None,
         }
     }
+}
 
-    /// Raise this error as a PostgreSQL ERROR; the current transaction aborts.
-    pub fn raise(self) -> ! {
-        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pglock");
-        if let Some(detail) = self.detail() {
+/// The `?` in an SQL function turns a pglock error into the ERROR PostgreSQL
+/// raises, with its SQLSTATE, DETAIL and HINT, located at that `?`.
+impl From<PglockError> for ErrorReport {
+    #[track_caller]
+    fn from(error: PglockError) -> ErrorReport {
+        let at = Location::caller();
+        let mut report = ErrorReport::new(error.sqlstate(), error.to_string(), module_of(at));
+        if let Some(detail) = error.detail() {
             report = report.set_detail(detail);
         }
-        if let Some(hint) = self.hint() {
+        if let Some(hint) = error.hint() {
             report = report.set_hint(hint);
         }
-        report.report(PgLogLevel::ERROR);
-        unreachable!("an ERROR report does not return")
+        report
     }
 }
 
 /// Raise XX000 for a broken invariant inside pglock: a bug, never a user's mistake.
-pub fn internal_error(message: String) -> ! {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message, "pglock")
-        .report(PgLogLevel::ERROR);
+pub fn internal_error(message: String, at: &'static Location<'static>) -> ! {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        message,
+        module_of(at),
+    )
+    .report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 
-impl fmt::Display for PglockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NullArgument { argument } => write!(f, "pglock: {argument} must not be NULL"),
-            Self::EmptyLabel { argument } => write!(f, "pglock: {argument} must not be empty"),
-            Self::LabelTooLong { argument, chars } => write!(
-                f,
-                "pglock: {argument} is {chars} characters long; the limit is {MAX_LABEL_CHARS}"
-            ),
-            Self::LeaseOutOfRange { argument, micros } => write!(
-                f,
-                "pglock: {argument} must be greater than 0 and at most 1 day, got {} seconds",
-                *micros as f64 / 1e6
-            ),
-            Self::NegativeWait { argument, micros } => write!(
-                f,
-                "pglock: {argument} must not be negative, got {} seconds",
-                *micros as f64 / 1e6
-            ),
-            Self::NotPreloaded => write!(
-                f,
-                "pglock: counters are kept only when pglock is in shared_preload_libraries"
-            ),
-            Self::WaitNeedsReadCommitted => write!(
-                f,
-                "pglock: a waiting acquire needs READ COMMITTED: this transaction's \
-                 snapshot would never show the lock change"
-            ),
-            Self::RvnNotPositive { argument, rvn } => {
-                write!(f, "pglock: {argument} must be a positive RVN, got {rvn}")
-            }
-            Self::DataTooLarge { bytes } => write!(
-                f,
-                "pglock: data is {bytes} bytes; the limit is {MAX_DATA_BYTES} bytes"
-            ),
-            Self::DataWithoutKeep => {
-                write!(
-                    f,
-                    "pglock: data given to a release with keep = false would be lost"
-                )
-            }
-            Self::NotHeld { name, owner, .. } => {
-                write!(f, "pglock: lock \"{name}\" is not held by \"{owner}\"")
-            }
-            Self::HeldByOtherRole { name, .. } => {
-                write!(f, "pglock: lock \"{name}\" belongs to another role")
-            }
-            Self::SerializationFailure { name } => write!(
-                f,
-                "pglock: could not serialize access to lock \"{name}\" due to concurrent update"
-            ),
-        }
+/// The module a source location is in (`functions/lease` for
+/// `src/functions/lease.rs`), as the function part of an error's LOCATION.
+fn module_of(at: &'static Location<'static>) -> &'static str {
+    let file = at.file();
+    let file = file.strip_prefix("src/").unwrap_or(file);
+    file.strip_suffix(".rs").unwrap_or(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::result_large_err)]
+    fn failing_call() -> Result<(), ErrorReport> {
+        Err(PglockError::DataTooLarge { bytes: 7 })?;
+        Ok(())
+    }
+
+    #[test]
+    fn errors_are_located_at_the_question_mark_that_raises_them() {
+        let report = failing_call().unwrap_err().to_string();
+        let raised_at = format!("LOCATION: error, {}:{}:", file!(), line!() - 6);
+        assert!(report.contains(&raised_at), "{report}");
+        assert!(report.contains("pglock: data is 7 bytes; the limit is 1048576 bytes"));
     }
 }

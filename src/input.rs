@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use pglock_protocol::limits::{MAX_DATA_BYTES, MAX_LABEL_CHARS, MAX_LEASE};
+use pglock_protocol::Lease;
 use pgrx::prelude::Interval;
 
-use crate::error::{PglockError, MAX_DATA_BYTES, MAX_LABEL_CHARS, MAX_LEASE_MICROS};
+use crate::error::PglockError;
+use crate::interval::lease_of;
 
 /// A lock name or owner label: 1 to [`MAX_LABEL_CHARS`] characters.
 pub fn label<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a str, PglockError> {
@@ -23,20 +26,20 @@ pub fn label<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a s
 }
 
 /// A lease: more than zero and at most a day, months counted as 30 days.
-pub fn lease(argument: &'static str, value: Option<Interval>) -> Result<Interval, PglockError> {
-    let value = required(argument, value)?;
-    let micros = value.as_micros();
-    if micros <= 0 || micros > MAX_LEASE_MICROS {
+pub fn lease(argument: &'static str, value: Option<Interval>) -> Result<Lease, PglockError> {
+    let lease = lease_of(required(argument, value)?);
+    let micros = lease.as_micros();
+    if micros <= 0 || micros > MAX_LEASE.as_micros() as i128 {
         return Err(PglockError::LeaseOutOfRange { argument, micros });
     }
-    Ok(value)
+    Ok(lease)
 }
 
 /// An optional new lease (heartbeat): NULL keeps the current one.
 pub fn optional_lease(
     argument: &'static str,
     value: Option<Interval>,
-) -> Result<Option<Interval>, PglockError> {
+) -> Result<Option<Lease>, PglockError> {
     value
         .map(|lease_value| lease(argument, Some(lease_value)))
         .transpose()
@@ -53,7 +56,7 @@ pub fn wait_timeout(
             argument,
             micros: interval.as_micros(),
         }),
-        Some(interval) => Ok(Some(crate::waiting::duration(interval))),
+        Some(interval) => Ok(Some(lease_of(interval).as_duration())),
     }
 }
 

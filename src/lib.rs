@@ -1,21 +1,29 @@
 //! pglock: lease-based distributed locks inside PostgreSQL, fenced by record
 //! version numbers.  This file only wires the modules together.
 //!
-//! - `protocol`: the lease protocol and its decisions
-//! - `waiting`: the waiting acquire (the caller's half of the protocol)
-//! - `store`: `pglock.locks` through SPI
+//! The lease protocol itself (decisions, steps, the waiting rule, limits) is the
+//! crate `pglock-protocol` in `protocol/`; this crate runs it inside the server:
+//!
 //! - `functions`: the SQL functions
-//! - `counters`: operators' counters in shared memory, when preloaded
+//! - `store`: `pglock.locks` through SPI, the protocol's store for this backend
+//! - `name_lock`: the per-name lock every write takes
+//! - `waiting`: the waiting acquire on this backend's monotonic clock
 //! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
-//! - `sql/`: the schema, table and grants the extension installs
+//! - `interval`: PostgreSQL intervals as the protocol's leases
+//! - `counters`: operators' counters in shared memory, when preloaded
+//! - `ffi`: every direct call into PostgreSQL's C API
+//! - `sql/`: the schema and table, the committing procedure, the monitoring view,
+//!   the functions' planner settings and the grants
 
 ::pgrx::pg_module_magic!(name, version);
 
 mod counters;
 mod error;
+mod ffi;
 mod functions;
 mod input;
-mod protocol;
+mod interval;
+mod name_lock;
 mod store;
 mod waiting;
 
@@ -29,6 +37,18 @@ pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
     requires = ["schema"]
+);
+pgrx::extension_sql_file!(
+    "../sql/plans.sql",
+    name = "plans",
+    requires = [
+        functions::lease::pglock_acquire,
+        functions::lease::pglock_heartbeat,
+        functions::lease::pglock_release,
+        functions::lease::pglock_get,
+        functions::wait::pglock_acquire_wait,
+        functions::wait::pglock::acquire_wait_step
+    ]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

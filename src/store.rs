@@ -1,39 +1,31 @@
-//! `pglock.locks` through SPI: the one module that holds the table's SQL.
+//! `pglock.locks` through SPI: the one module that holds the table's SQL, and the
+//! protocol's [`Store`] for this backend.
 //!
 //! Each statement is planned once per backend and kept (`SPI_keepplan`), so a call
 //! costs an execution, not a parse and plan.  Every statement is prepared as
 //! "mutating": SPI then takes a fresh snapshot for each one, which a read made after
-//! waiting for [`lock_name`] needs to see the writer it waited for.  Reads never
+//! waiting for the name's lock needs to see the writer it waited for.  Reads never
 //! assign a transaction id, so a refused acquire writes no WAL.
 //!
 //! All writes draw their new RVN with `nextval` inside the statement, after the
-//! per-name lock is held: writes to one name are serialized, so its RVNs only grow.
+//! name's lock is held: writes to one name are serialized, so its RVNs only grow.
 
 use std::cell::OnceCell;
+use std::panic::Location;
 
-use crate::error::internal_error;
+use pglock_protocol::{Claim, DataChange, Holder, Lease, Lock, RoleId, Store};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 
-/// One row of `pglock.locks`.
-#[derive(Debug, Clone)]
-pub struct LockRow {
-    pub owner: String,
-    pub rvn: i64,
-    pub lease: Interval,
-    pub data: Option<Vec<u8>>,
-    pub released: bool,
-    pub holder_role: Oid,
-}
+use crate::error::internal_error;
+use crate::interval::{interval_of, lease_of};
+use crate::{ffi, name_lock};
 
-/// How a write treats the data already stored with a lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataChange<'a> {
-    Keep,
-    Replace(Option<&'a [u8]>),
-}
+/// This backend, as the protocol sees it: the table through SPI and the name
+/// locks (and, in `waiting`, its monotonic clock).
+pub struct Backend;
 
 const READ: &str = "\
     SELECT owner, rvn, lease, data, released, holder_role::pg_catalog.oid \
@@ -127,240 +119,164 @@ fn with_statements<R>(f: impl FnOnce(&SpiClient<'_>, &Statements) -> R) -> R {
 
 /// SPI-level failures (not PostgreSQL errors, which propagate as themselves) mean a
 /// statement above is wrong: a bug, reported as such.
+#[track_caller]
 fn checked<T>(result: SpiResult<T>) -> T {
-    result.unwrap_or_else(|error| internal_error(format!("pglock: SPI failed: {error}")))
+    let at = Location::caller();
+    result.unwrap_or_else(|error| internal_error(format!("pglock: SPI failed: {error}"), at))
 }
 
 fn column<T: FromDatum + IntoDatum>(table: &SpiTupleTable<'_>, ordinal: usize) -> Option<T> {
     checked(table.get::<T>(ordinal))
 }
 
+#[track_caller]
 fn required_column<T: FromDatum + IntoDatum>(table: &SpiTupleTable<'_>, ordinal: usize) -> T {
+    let at = Location::caller();
     column(table, ordinal)
-        .unwrap_or_else(|| internal_error(format!("pglock: column {ordinal} of a row is NULL")))
+        .unwrap_or_else(|| internal_error(format!("pglock: column {ordinal} of a row is NULL"), at))
 }
 
 /// `(keep existing, replacement)` for the `CASE WHEN $keep THEN data ELSE $new END` in SQL.
-fn data_args<'a>(change: DataChange<'a>) -> (bool, Option<&'a [u8]>) {
+fn data_args(change: DataChange<'_>) -> (bool, Option<&[u8]>) {
     match change {
         DataChange::Keep => (true, None),
         DataChange::Replace(data) => (false, data),
     }
 }
 
-/// The role the caller acts as: its `current_role` outside this SECURITY DEFINER
-/// function (the function runs as the extension's owner).
-pub fn caller_role() -> Oid {
-    unsafe { pg_sys::GetOuterUserId() }
+fn oid_of(role: RoleId) -> Oid {
+    Oid::from(role.0)
 }
 
-/// A role's name, for messages; `"<oid>"` if the role was dropped.
-pub fn role_name(role: Oid) -> String {
-    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
-    if name.is_null() {
-        return format!("{}", role.to_u32());
+impl Store for Backend {
+    /// The role the caller acts as: its `current_role` outside this SECURITY
+    /// DEFINER function (the function runs as the extension's owner).
+    fn caller(&mut self) -> RoleId {
+        RoleId(ffi::outer_user_id().to_u32())
     }
-    unsafe { std::ffi::CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned()
-}
 
-/// Marks pglock's own per-name locks apart from user advisory locks (which use 1 and 2).
-const NAME_LOCK_TAG: u16 = 0x504c; // "PL"
-
-/// Take this transaction's exclusive lock on a lock name, held until commit or
-/// rollback. Every write to `pglock.locks` takes it first, so writes to one name
-/// happen one at a time and each draws its RVN after the previous one committed;
-/// reads never take it.  Honors `lock_timeout`, cancel and deadlock detection.
-pub fn lock_name(name: &str) {
-    unsafe {
-        pg_sys::LockAcquire(&name_lock_tag(name), NAME_LOCK_MODE, false, false);
-    }
-}
-
-/// Give back one [`lock_name`] of this transaction after a write that wrote
-/// nothing: a caller that goes on waiting inside the same transaction must not
-/// keep the holder from heartbeating.  A lock taken earlier in the transaction
-/// by a write that did happen stays held (the count only drops by one).
-pub fn unlock_name(name: &str) {
-    unsafe {
-        pg_sys::LockRelease(&name_lock_tag(name), NAME_LOCK_MODE, false);
-    }
-}
-
-const NAME_LOCK_MODE: pg_sys::LOCKMODE = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
-
-fn name_lock_tag(name: &str) -> pg_sys::LOCKTAG {
-    let key = fnv1a_64(name.as_bytes());
-    pg_sys::LOCKTAG {
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: (key >> 32) as u32,
-        locktag_field3: key as u32,
-        locktag_field4: NAME_LOCK_TAG,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
-    }
-}
-
-/// FNV-1a: fixed and specified, so every backend and every pglock version agree
-/// on which lock a name maps to.
-fn fnv1a_64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-pub fn read(name: &str) -> Option<LockRow> {
-    with_statements(|client, statements| {
-        let table = checked(client.select(&statements.read, Some(1), &[name.into()]));
-        if table.is_empty() {
-            return None;
-        }
-        let row = table.first();
-        Some(LockRow {
-            owner: required_column(&row, 1),
-            rvn: required_column(&row, 2),
-            lease: required_column(&row, 3),
-            data: column(&row, 4),
-            released: required_column(&row, 5),
-            holder_role: required_column(&row, 6),
-        })
-    })
-}
-
-/// Every lock `owner` holds for `holder_role`, as `(name, rvn)`.  No index
-/// leads with the owner: this reads the whole table, which suits a client
-/// shutting down, not a hot path.
-pub fn held_by(owner: &str, holder_role: Oid) -> Vec<(String, i64)> {
-    with_statements(|client, statements| {
-        let args: [DatumWithOid; 2] = [owner.into(), holder_role.into()];
-        checked(client.select(&statements.held_by, None, &args))
-            .map(|row| {
-                (
-                    checked(row.get::<String>(1)).unwrap_or_default(),
-                    checked(row.get::<i64>(2)).unwrap_or_default(),
-                )
+    fn read(&mut self, name: &str) -> Option<Lock> {
+        with_statements(|client, statements| {
+            let table = checked(client.select(&statements.read, Some(1), &[name.into()]));
+            if table.is_empty() {
+                return None;
+            }
+            let row = table.first();
+            Some(Lock {
+                owner: required_column(&row, 1),
+                rvn: required_column(&row, 2),
+                lease: lease_of(required_column(&row, 3)),
+                data: column(&row, 4),
+                released: required_column(&row, 5),
+                holder_role: RoleId(required_column::<Oid>(&row, 6).to_u32()),
             })
-            .collect()
-    })
-}
+        })
+    }
 
-/// Insert a new lock; `None` if the name exists after all (a concurrent insert).
-pub fn insert(
-    name: &str,
-    owner: &str,
-    lease: Interval,
-    data: Option<&[u8]>,
-    holder_role: Oid,
-) -> Option<i64> {
-    with_statements(|client, statements| {
-        let args: [DatumWithOid; 5] = [
-            name.into(),
-            owner.into(),
-            lease.into(),
-            data.into(),
-            holder_role.into(),
-        ];
-        let table = checked(client.select(&statements.insert, None, &args));
-        (!table.is_empty()).then(|| required_column(&table.first(), 1))
-    })
-}
-
-/// Give the lock to a new holder if its RVN is still `expected_rvn`; returns the new
-/// RVN and the stored data, or `None` if the lock changed meanwhile.
-pub fn take_over(
-    name: &str,
-    expected_rvn: i64,
-    owner: &str,
-    lease: Interval,
-    data: DataChange<'_>,
-    holder_role: Oid,
-) -> Option<(i64, Option<Vec<u8>>)> {
-    let (keep_data, new_data) = data_args(data);
-    with_statements(|client, statements| {
-        let args: [DatumWithOid; 7] = [
-            name.into(),
-            expected_rvn.into(),
-            owner.into(),
-            lease.into(),
-            keep_data.into(),
-            new_data.into(),
-            holder_role.into(),
-        ];
-        let table = checked(client.select(&statements.take_over, None, &args));
-        if table.is_empty() {
-            return None;
-        }
-        let row = table.first();
-        Some((required_column(&row, 1), column(&row, 2)))
-    })
-}
-
-/// Renew a lease held by `owner` at `rvn` for `holder_role`; the new RVN, or `None`
-/// if the lock is not held that way.
-pub fn heartbeat(
-    name: &str,
-    owner: &str,
-    rvn: i64,
-    holder_role: Oid,
-    data: DataChange<'_>,
-    lease: Option<Interval>,
-) -> Option<i64> {
-    let (keep_data, new_data) = data_args(data);
-    with_statements(|client, statements| {
-        let args: [DatumWithOid; 7] = [
-            name.into(),
-            owner.into(),
-            rvn.into(),
-            holder_role.into(),
-            keep_data.into(),
-            new_data.into(),
-            lease.into(),
-        ];
-        let table = checked(client.select(&statements.heartbeat, None, &args));
-        (!table.is_empty()).then(|| required_column(&table.first(), 1))
-    })
-}
-
-/// Release a lock held by `owner` at `rvn` for `holder_role`: delete it, or with
-/// `keep` mark it released (new RVN, data replaced unless NULL).  False if not held.
-pub fn release(
-    name: &str,
-    owner: &str,
-    rvn: i64,
-    holder_role: Oid,
-    keep: bool,
-    data: Option<&[u8]>,
-) -> bool {
-    with_statements(|client, statements| {
-        let table = if keep {
+    fn insert(&mut self, claim: &Claim<'_>, data: Option<&[u8]>) -> Option<i64> {
+        with_statements(|client, statements| {
             let args: [DatumWithOid; 5] = [
-                name.into(),
-                owner.into(),
-                rvn.into(),
-                holder_role.into(),
+                claim.name.into(),
+                claim.owner.into(),
+                interval_of(claim.lease).into(),
                 data.into(),
+                oid_of(claim.role).into(),
             ];
-            checked(client.select(&statements.release_keep, None, &args))
-        } else {
-            let args: [DatumWithOid; 4] =
-                [name.into(), owner.into(), rvn.into(), holder_role.into()];
-            checked(client.select(&statements.release_delete, None, &args))
-        };
-        !table.is_empty()
-    })
-}
+            let table = checked(client.select(&statements.insert, None, &args));
+            (!table.is_empty()).then(|| required_column(&table.first(), 1))
+        })
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::fnv1a_64;
+    fn take_over(
+        &mut self,
+        claim: &Claim<'_>,
+        expected_rvn: i64,
+        data: DataChange<'_>,
+    ) -> Option<(i64, Option<Vec<u8>>)> {
+        let (keep_data, new_data) = data_args(data);
+        with_statements(|client, statements| {
+            let args: [DatumWithOid; 7] = [
+                claim.name.into(),
+                expected_rvn.into(),
+                claim.owner.into(),
+                interval_of(claim.lease).into(),
+                keep_data.into(),
+                new_data.into(),
+                oid_of(claim.role).into(),
+            ];
+            let table = checked(client.select(&statements.take_over, None, &args));
+            if table.is_empty() {
+                return None;
+            }
+            let row = table.first();
+            Some((required_column(&row, 1), column(&row, 2)))
+        })
+    }
 
-    #[test]
-    fn name_hash_is_the_published_fnv1a() {
-        // Reference values of 64-bit FNV-1a; a change would split the per-name lock
-        // between backends running different pglock builds.
-        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    fn heartbeat(
+        &mut self,
+        holder: &Holder<'_>,
+        data: DataChange<'_>,
+        lease: Option<&Lease>,
+    ) -> Option<i64> {
+        let (keep_data, new_data) = data_args(data);
+        with_statements(|client, statements| {
+            let args: [DatumWithOid; 7] = [
+                holder.name.into(),
+                holder.owner.into(),
+                holder.rvn.into(),
+                oid_of(holder.role).into(),
+                keep_data.into(),
+                new_data.into(),
+                lease.map(interval_of).into(),
+            ];
+            let table = checked(client.select(&statements.heartbeat, None, &args));
+            (!table.is_empty()).then(|| required_column(&table.first(), 1))
+        })
+    }
+
+    fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>) -> bool {
+        with_statements(|client, statements| {
+            let (name, owner, rvn, role) = (holder.name, holder.owner, holder.rvn, holder.role);
+            let table = if keep {
+                let args: [DatumWithOid; 5] = [
+                    name.into(),
+                    owner.into(),
+                    rvn.into(),
+                    oid_of(role).into(),
+                    data.into(),
+                ];
+                checked(client.select(&statements.release_keep, None, &args))
+            } else {
+                let args: [DatumWithOid; 4] =
+                    [name.into(), owner.into(), rvn.into(), oid_of(role).into()];
+                checked(client.select(&statements.release_delete, None, &args))
+            };
+            !table.is_empty()
+        })
+    }
+
+    /// No index leads with the owner: this reads the whole table, which suits a
+    /// client shutting down, not a hot path.
+    fn held_by(&mut self, owner: &str, role: RoleId) -> Vec<(String, i64)> {
+        with_statements(|client, statements| {
+            let args: [DatumWithOid; 2] = [owner.into(), oid_of(role).into()];
+            checked(client.select(&statements.held_by, None, &args))
+                .map(|row| {
+                    (
+                        checked(row.get::<String>(1)).unwrap_or_default(),
+                        checked(row.get::<i64>(2)).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn lock_name(&mut self, name: &str) {
+        name_lock::lock(name);
+    }
+
+    fn unlock_name(&mut self, name: &str) {
+        name_lock::unlock(name);
     }
 }

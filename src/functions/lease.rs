@@ -2,13 +2,17 @@
 
 use std::sync::atomic::Ordering;
 
+use pglock_protocol::steps::{self, HeartbeatRequest, ReleaseRequest};
+use pglock_protocol::Store;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire, or_raise};
+use super::{acquire_request, acquire_row, count_acquire};
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
-use crate::protocol::{self, HeartbeatRequest, ReleaseRequest};
+use crate::interval::interval_of;
+use crate::store::Backend;
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
 #[allow(clippy::type_complexity)]
@@ -21,27 +25,23 @@ fn pglock_acquire(
     data: default!(Option<&[u8]>, "NULL"),
     replace_data: default!(Option<bool>, false),
     observed_rvn: default!(Option<i64>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(acquired, bool),
-        name!(rvn, i64),
-        name!(owner, String),
-        name!(lease, Interval),
-        name!(data, Option<Vec<u8>>),
-    ),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(acquired, bool),
+            name!(rvn, i64),
+            name!(owner, String),
+            name!(lease, Interval),
+            name!(data, Option<Vec<u8>>),
+        ),
+    >,
+    ErrorReport,
 > {
-    let request = or_raise(acquire_request(
-        name,
-        owner,
-        lease,
-        data,
-        replace_data,
-        observed_rvn,
-    ));
-    let outcome = or_raise(protocol::acquire(&request));
+    let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
+    let outcome = steps::acquire(&mut Backend, &request).map_err(PglockError::Protocol)?;
     count_acquire(&outcome);
-    TableIterator::once(acquire_row(outcome))
+    Ok(TableIterator::once(acquire_row(outcome)))
 }
 
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
@@ -53,23 +53,21 @@ fn pglock_heartbeat(
     data: default!(Option<&[u8]>, "NULL"),
     replace_data: default!(Option<bool>, false),
     lease: default!(Option<Interval>, "NULL"),
-) -> i64 {
-    let request = or_raise((|| {
-        Ok(HeartbeatRequest {
-            name: input::label("name", name)?,
-            owner: input::label("owner", owner)?,
-            rvn: input::rvn("rvn", rvn)?,
-            data: input::data(data)?,
-            replace_data: input::flag("replace_data", replace_data)?,
-            lease: input::optional_lease("lease", lease)?,
-        })
-    })());
-    let renewed = protocol::heartbeat(&request);
+) -> Result<i64, ErrorReport> {
+    let request = HeartbeatRequest {
+        name: input::label("name", name)?,
+        owner: input::label("owner", owner)?,
+        rvn: input::rvn("rvn", rvn)?,
+        data: input::data(data)?,
+        replace_data: input::flag("replace_data", replace_data)?,
+        lease: input::optional_lease("lease", lease)?,
+    };
+    let renewed = steps::heartbeat(&mut Backend, &request);
     counters::count(|c| match renewed {
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
     });
-    or_raise(renewed)
+    Ok(renewed.map_err(PglockError::Protocol)?)
 }
 
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
@@ -80,58 +78,61 @@ fn pglock_release(
     rvn: Option<i64>,
     keep: default!(Option<bool>, false),
     data: default!(Option<&[u8]>, "NULL"),
-) -> bool {
-    let request = or_raise((|| {
-        Ok(ReleaseRequest {
-            name: input::label("name", name)?,
-            owner: input::label("owner", owner)?,
-            rvn: input::rvn("rvn", rvn)?,
-            keep: input::flag("keep", keep)?,
-            data: input::data(data)?,
-        })
-    })());
-    let released = or_raise(protocol::release(&request));
+) -> Result<bool, ErrorReport> {
+    let request = ReleaseRequest {
+        name: input::label("name", name)?,
+        owner: input::label("owner", owner)?,
+        rvn: input::rvn("rvn", rvn)?,
+        keep: input::flag("keep", keep)?,
+        data: input::data(data)?,
+    };
+    let released = steps::release(&mut Backend, &request).map_err(PglockError::Protocol)?;
     if released {
         counters::count(|c| &c.released);
     }
-    released
+    Ok(released)
 }
 
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn pglock_release_all(owner: Option<&str>, keep: default!(Option<bool>, false)) -> i64 {
-    let (owner, keep) = or_raise((|| {
-        Ok((input::label("owner", owner)?, input::flag("keep", keep)?))
-    })());
-    let released = protocol::release_all(owner, keep);
+fn pglock_release_all(
+    owner: Option<&str>,
+    keep: default!(Option<bool>, false),
+) -> Result<i64, ErrorReport> {
+    let owner = input::label("owner", owner)?;
+    let keep = input::flag("keep", keep)?;
+    let released = steps::release_all(&mut Backend, owner, keep);
     counters::add(|c| &c.released, released as u64);
-    released
+    Ok(released)
 }
 
 /// The counters since the server started; only with pglock preloaded.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_safe)]
-fn pglock_stats() -> TableIterator<
-    'static,
-    (
-        name!(acquired, i64),
-        name!(taken_over, i64),
-        name!(refused, i64),
-        name!(heartbeats, i64),
-        name!(failed_heartbeats, i64),
-        name!(released, i64),
-    ),
+fn pglock_stats() -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(acquired, i64),
+            name!(taken_over, i64),
+            name!(refused, i64),
+            name!(heartbeats, i64),
+            name!(failed_heartbeats, i64),
+            name!(released, i64),
+        ),
+    >,
+    ErrorReport,
 > {
-    let counters = or_raise(counters::get().ok_or(PglockError::NotPreloaded));
+    let counters = counters::get().ok_or(PglockError::NotPreloaded)?;
     let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as i64;
-    TableIterator::once((
+    Ok(TableIterator::once((
         read(&counters.acquired),
         read(&counters.taken_over),
         read(&counters.refused),
         read(&counters.heartbeats),
         read(&counters.failed_heartbeats),
         read(&counters.released),
-    ))
+    )))
 }
 
 #[allow(clippy::type_complexity)]
@@ -139,27 +140,30 @@ fn pglock_stats() -> TableIterator<
 #[search_path(pg_catalog, pg_temp)]
 fn pglock_get(
     name: Option<&str>,
-) -> TableIterator<
-    'static,
-    (
-        name!(name, String),
-        name!(owner, String),
-        name!(rvn, i64),
-        name!(lease, Interval),
-        name!(data, Option<Vec<u8>>),
-        name!(released, bool),
-    ),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(name, String),
+            name!(owner, String),
+            name!(rvn, i64),
+            name!(lease, Interval),
+            name!(data, Option<Vec<u8>>),
+            name!(released, bool),
+        ),
+    >,
+    ErrorReport,
 > {
-    let name = or_raise(input::label("name", name));
-    let row = protocol::get(name).map(|lock| {
+    let name = input::label("name", name)?;
+    let row = Backend.read(name).map(|lock| {
         (
             name.to_owned(),
             lock.owner,
             lock.rvn,
-            lock.lease,
+            interval_of(&lock.lease),
             lock.data,
             lock.released,
         )
     });
-    TableIterator::new(row)
+    Ok(TableIterator::new(row))
 }

@@ -1,23 +1,25 @@
 //! The SQL functions: check arguments, run one protocol step, shape the result.
 //!
-//! All run as the extension's owner (SECURITY DEFINER, `search_path` pinned to
-//! `pg_catalog, pg_temp`): callers need EXECUTE (via `pglock_user`), never rights on
-//! the table.  None is STRICT: a NULL argument gets a 22004 error, not a NULL result.
+//! Each returns `Result`: `?` raises an error with its SQLSTATE (see `error`).
+//! Those that touch the table run as the extension's owner (SECURITY DEFINER,
+//! `search_path` pinned to `pg_catalog, pg_temp`): callers need EXECUTE (via
+//! `pglock_user`), never rights on the table.  None is STRICT: a NULL argument
+//! gets a 22004 error, not a NULL result.
 
-mod lease;
+// pgrx raises the `ErrorReport` a function returns; it is large, but it only
+// ever travels on the error path, once per call.
+#![allow(clippy::result_large_err)]
+
+pub mod lease;
 pub mod wait;
 
+use pglock_protocol::{AcquireOutcome, AcquireRequest};
 use pgrx::prelude::Interval;
 
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
-use crate::protocol::{AcquireOutcome, AcquireRequest};
-
-/// Unwrap a protocol result, raising its error with its SQLSTATE.
-fn or_raise<T>(result: Result<T, PglockError>) -> T {
-    result.unwrap_or_else(|error| error.raise())
-}
+use crate::interval::interval_of;
 
 /// Count how an acquire ended (a waiting acquire counts once, when it ends).
 fn count_acquire(outcome: &AcquireOutcome) {
@@ -56,7 +58,7 @@ fn acquire_row(outcome: AcquireOutcome) -> AcquireRow {
         outcome.acquired,
         outcome.rvn,
         outcome.owner,
-        outcome.lease,
+        interval_of(&outcome.lease),
         outcome.data,
     )
 }

@@ -1,31 +1,26 @@
 //! The waiting acquire: `pglock_acquire_wait`, and the step that the procedure
 //! `pglock_acquire_wait_committing` (sql/waiting.sql) repeats between commits.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pgrx::pg_sys;
+use pglock_protocol::waiting::{self, Watch};
+use pglock_protocol::AcquireRequest;
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire, or_raise};
+use super::{acquire_request, acquire_row, count_acquire};
 use crate::error::PglockError;
 use crate::input;
-use crate::protocol::AcquireRequest;
-use crate::waiting::{self, Watch};
+use crate::interval::lease_of;
+use crate::store::Backend;
+use crate::{ffi, waiting as clock};
 
 /// How long one step of the committing procedure may wait: the longest its
 /// snapshot holds back vacuum.
 const STEP: Duration = Duration::from_secs(1);
 
-/// A wait only ends well if each attempt sees the latest committed lock.
-fn require_read_committed() -> Result<(), PglockError> {
-    let level = unsafe { pg_sys::XactIsoLevel };
-    if level >= pg_sys::XACT_REPEATABLE_READ as i32 {
-        return Err(PglockError::WaitNeedsReadCommitted);
-    }
-    Ok(())
-}
-
 /// The checked arguments of a waiting acquire: the request and `wait_timeout`.
+/// A wait only ends well if each attempt sees the latest committed lock.
 fn wait_request<'a>(
     name: Option<&'a str>,
     owner: Option<&'a str>,
@@ -33,17 +28,17 @@ fn wait_request<'a>(
     data: Option<&'a [u8]>,
     replace_data: Option<bool>,
     wait_timeout: Option<Interval>,
-) -> (AcquireRequest<'a>, Option<Duration>) {
-    or_raise((|| {
-        let request = acquire_request(name, owner, lease, data, replace_data, None)?;
-        let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
-        require_read_committed()?;
-        Ok((request, wait))
-    })())
+) -> Result<(AcquireRequest<'a>, Option<Duration>), PglockError> {
+    let request = acquire_request(name, owner, lease, data, replace_data, None)?;
+    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+    if ffi::snapshot_per_transaction() {
+        return Err(PglockError::WaitNeedsReadCommitted);
+    }
+    Ok((request, wait))
 }
 
-fn after(start: Instant, wait: Option<Duration>) -> Option<Instant> {
-    wait.and_then(|wait| start.checked_add(wait))
+fn after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
+    wait.map(|wait| start.saturating_add(wait))
 }
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
@@ -57,21 +52,25 @@ fn pglock_acquire_wait(
     data: default!(Option<&[u8]>, "NULL"),
     replace_data: default!(Option<bool>, false),
     wait_timeout: default!(Option<Interval>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(acquired, bool),
-        name!(rvn, i64),
-        name!(owner, String),
-        name!(lease, Interval),
-        name!(data, Option<Vec<u8>>),
-    ),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(acquired, bool),
+            name!(rvn, i64),
+            name!(owner, String),
+            name!(lease, Interval),
+            name!(data, Option<Vec<u8>>),
+        ),
+    >,
+    ErrorReport,
 > {
-    let start = Instant::now();
-    let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout);
-    let ended = or_raise(waiting::acquire_wait(&request, after(start, wait), None));
+    let start = clock::now();
+    let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
+    let ended = waiting::acquire_wait(&mut Backend, &request, after(start, wait), None)
+        .map_err(PglockError::Protocol)?;
     count_acquire(&ended.outcome);
-    TableIterator::once(acquire_row(ended.outcome))
+    Ok(TableIterator::once(acquire_row(ended.outcome)))
 }
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
@@ -83,9 +82,9 @@ pub mod pglock {
     /// `wait_timeout`, counted from `started`, runs out first), resuming the watch
     /// of `watched_rvn` (first seen at `watched_since`, with lease `watched_lease`).
     /// `started` and `watched_since` are readings of this backend's monotonic clock
-    /// ([`waiting::MonotonicClock`]), so a wall-clock jump between steps cannot
-    /// shorten a wait.  `timed_out` says the whole wait is over; the other outputs
-    /// are what the next step needs.
+    /// (`waiting::reading`), so a wall-clock jump between steps cannot shorten a
+    /// wait.  `timed_out` says the whole wait is over; the other outputs are what
+    /// the next step needs.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     #[pg_extern(volatile, parallel_unsafe, security_definer)]
     #[search_path(pg_catalog, pg_temp)]
@@ -100,56 +99,56 @@ pub mod pglock {
         watched_rvn: Option<i64>,
         watched_since: Option<i64>,
         watched_lease: Option<Interval>,
-    ) -> TableIterator<
-        'static,
-        (
-            name!(acquired, bool),
-            name!(rvn, i64),
-            name!(owner, String),
-            name!(lease, Interval),
-            name!(data, Option<Vec<u8>>),
-            name!(timed_out, bool),
-            name!(started, i64),
-            name!(watched_since, Option<i64>),
-        ),
+    ) -> Result<
+        TableIterator<
+            'static,
+            (
+                name!(acquired, bool),
+                name!(rvn, i64),
+                name!(owner, String),
+                name!(lease, Interval),
+                name!(data, Option<Vec<u8>>),
+                name!(timed_out, bool),
+                name!(started, i64),
+                name!(watched_since, Option<i64>),
+            ),
+        >,
+        ErrorReport,
     > {
-        let clock = waiting::MonotonicClock::get();
-        let now = Instant::now();
-        let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout);
-        let started = started.map_or(now, |reading| clock.instant(reading));
+        let now = clock::now();
+        let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
+        let started = started.map_or(now, clock::time_of);
         let deadline = after(started, wait);
         let resumed = match (watched_rvn, watched_since) {
             (Some(rvn), Some(since)) => Some(Watch {
                 rvn,
-                since: clock.instant(since),
+                since: clock::time_of(since),
                 // Unknown: learnt again from this step's first refusal.
-                holder_lease: watched_lease.map_or(Duration::MAX, waiting::duration),
+                holder_lease: watched_lease
+                    .map_or(Duration::MAX, |lease| lease_of(lease).as_duration()),
             }),
             _ => None,
         };
         let step_end = now + STEP;
         let step_deadline = deadline.map_or(step_end, |deadline| deadline.min(step_end));
-        let ended = or_raise(waiting::acquire_wait(
-            &request,
-            Some(step_deadline),
-            resumed,
-        ));
+        let ended = waiting::acquire_wait(&mut Backend, &request, Some(step_deadline), resumed)
+            .map_err(PglockError::Protocol)?;
         let timed_out =
-            !ended.outcome.acquired && deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            !ended.outcome.acquired && deadline.is_some_and(|deadline| clock::now() >= deadline);
         if ended.outcome.acquired || timed_out {
             count_acquire(&ended.outcome);
         }
-        let watched_since = ended.watch.map(|watch| clock.reading(watch.since));
+        let watched_since = ended.watch.map(|watch| clock::reading(watch.since));
         let (acquired, rvn, owner, lease, data) = acquire_row(ended.outcome);
-        TableIterator::once((
+        Ok(TableIterator::once((
             acquired,
             rvn,
             owner,
             lease,
             data,
             timed_out,
-            clock.reading(started),
+            clock::reading(started),
             watched_since,
-        ))
+        )))
     }
 }
