@@ -11,41 +11,8 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::heartbeat;
 use crate::lock::{Acquired, Held, Lock};
+use crate::options::AcquireOptions;
 use crate::sql::{limited, AcquireCall, AcquireRow};
-
-/// How to acquire: the data to store and how long to wait.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AcquireOptions {
-    data: Option<Vec<u8>>,
-    replace_data: bool,
-    wait_at_most: Option<Duration>,
-}
-
-impl AcquireOptions {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Data to store in the lock when it is acquired. Without it the lock keeps the
-    /// data it has (e.g. from a keeping release), unless [`Self::replace_data`].
-    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
-        self.data = Some(data.into());
-        self
-    }
-
-    /// Store the data given, even none (clearing the lock's data).
-    pub fn replace_data(mut self, replace: bool) -> Self {
-        self.replace_data = replace;
-        self
-    }
-
-    /// Give up a waiting acquire after `limit` with [`Error::Timeout`]; the last try
-    /// is made at the limit. `try_acquire` ignores it. Default: wait forever.
-    pub fn wait_at_most(mut self, limit: Duration) -> Self {
-        self.wait_at_most = Some(limit);
-        self
-    }
-}
 
 /// The outcome of [`Client::try_acquire`].
 #[derive(Debug)]
@@ -101,10 +68,6 @@ impl Client {
                 return Ok(lock);
             }
             let now = Instant::now();
-            let mut wake = now + self.config().poll_interval();
-            if let Some(takeover_at) = self.seen().takeover_at(name).filter(|at| *at > now) {
-                wake = wake.min(takeover_at);
-            }
             if let Some((deadline, limit)) = deadline {
                 if now >= deadline {
                     return Err(Error::Timeout {
@@ -112,8 +75,10 @@ impl Client {
                         after: limit,
                     });
                 }
-                wake = wake.min(deadline);
             }
+            let poll = self.config().poll_interval();
+            let until = deadline.map(|(deadline, _)| deadline);
+            let wake = self.seen().next_attempt(name, now, poll, until);
             sleep_until(wake).await;
         }
     }

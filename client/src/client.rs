@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-use crate::acquire::AcquireOptions;
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::heartbeat::Timing;
 use crate::observe::Observations;
+use crate::options::AcquireOptions;
 use crate::sql::{limited, LockInfo, Sql};
 
 /// A pglock client: one owner label, lease and heartbeat period, on one connection.
@@ -47,7 +47,7 @@ impl Client {
                 sql: Arc::new(sql),
                 timing: Timing::new(&config),
                 config,
-                seen: Mutex::new(Observations::default()),
+                seen: Mutex::new(Observations::new()),
             }),
         })
     }

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-/// The longest lease the server accepts (`pglock_acquire` raises `22023` above it).
-pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The longest owner label the server accepts, in characters.
-pub const MAX_OWNER_CHARS: usize = 255;
+/// The longest lease the server accepts (`pglock_acquire` raises `22023` above
+/// it), and the longest owner label, in characters: the protocol's limits.
+pub use pglock_protocol::limits::{MAX_LABEL_CHARS as MAX_OWNER_CHARS, MAX_LEASE};
 
 /// The longest default poll interval; shorter leases poll at a tenth of the lease.
 const MAX_DEFAULT_POLL: Duration = Duration::from_millis(500);

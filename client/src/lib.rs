@@ -88,12 +88,14 @@ mod error;
 mod heartbeat;
 mod lock;
 mod observe;
+mod options;
 mod sql;
 
-pub use acquire::{AcquireOptions, Attempt, Holder};
+pub use acquire::{Attempt, Holder};
 pub use client::Client;
 pub use config::{ClientConfig, ConfigError, MAX_LEASE, MAX_OWNER_CHARS};
 pub use error::{Error, LostReason};
 pub use lock::Lock;
+pub use options::AcquireOptions;
 pub use sql::LockInfo;
 pub use tokio_util::sync::CancellationToken;

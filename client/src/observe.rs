@@ -1,65 +1,65 @@
-//! The RVN watch: which holder RVN a client has seen on each lock, since when,
-//! and when that RVN has stood still long enough to take the lock over.
+//! What a client has seen of the locks it could not get: per lock name, the
+//! protocol's [`Watch`] on the holder's RVN (see `pglock_protocol::waiting`).
 //!
 //! Time runs from the moment a refusal's reply *arrived*: the holder wrote its RVN
 //! before the server read it for us, so the holder's lease had started by then and
-//! a takeover cannot come early. Clocks are monotonic ([`Instant`]), never wall time.
+//! a takeover cannot come early. Clocks are monotonic (tokio's [`Instant`], which
+//! tests can pause), never wall time.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use pglock_protocol::Watch;
 use tokio::time::Instant;
 
-/// A holder's RVN as first seen, and the holder's lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Sighting {
-    rvn: i64,
-    since: Instant,
-    lease: Duration,
-}
-
-impl Sighting {
-    fn takeover_at(&self) -> Instant {
-        self.since + self.lease
-    }
-}
-
-/// What a client has seen of the locks it could not get, by lock name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Observations {
-    by_name: HashMap<String, Sighting>,
+    /// The origin of the protocol's elapsed times.
+    origin: Instant,
+    by_name: HashMap<String, Watch>,
 }
 
 impl Observations {
-    /// The RVN to pass as `observed_rvn` at `now`: the holder's RVN once it has
-    /// stood still for the holder's whole lease, else `None`.
-    pub fn takeover_rvn(&self, name: &str, now: Instant) -> Option<i64> {
-        self.by_name
-            .get(name)
-            .filter(|sighting| now >= sighting.takeover_at())
-            .map(|sighting| sighting.rvn)
-    }
-
-    /// Notes a refusal that arrived at `now` from a holder at `rvn` with `lease`.
-    /// The watch restarts only when the RVN differs from the one watched.
-    pub fn refused(&mut self, name: &str, rvn: i64, lease: Duration, now: Instant) {
-        let sighting = Sighting {
-            rvn,
-            since: now,
-            lease,
-        };
-        match self.by_name.get_mut(name) {
-            Some(watched) if watched.rvn == rvn => {}
-            Some(watched) => *watched = sighting,
-            None => {
-                self.by_name.insert(name.to_owned(), sighting);
-            }
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            by_name: HashMap::new(),
         }
     }
 
-    /// When the watched RVN will have stood still for its holder's lease.
-    pub fn takeover_at(&self, name: &str) -> Option<Instant> {
-        self.by_name.get(name).map(Sighting::takeover_at)
+    fn elapsed(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
+    }
+
+    /// The RVN to pass as `observed_rvn` at `now`: the holder's RVN once it has
+    /// stood still for the holder's whole lease, else `None`.
+    pub fn takeover_rvn(&self, name: &str, now: Instant) -> Option<i64> {
+        let watch = self.by_name.get(name)?;
+        watch.observed_rvn(self.elapsed(now))
+    }
+
+    /// Notes a refusal that arrived at `now` from a holder at `rvn` with `lease`.
+    pub fn refused(&mut self, name: &str, rvn: i64, lease: Duration, now: Instant) {
+        let seen = self.by_name.get(name).copied();
+        let watch = Watch::after_refusal(seen, rvn, lease, self.elapsed(now));
+        self.by_name.insert(name.to_owned(), watch);
+    }
+
+    /// When to ask for `name` again after a refusal at `now`: after one `poll`,
+    /// when the watched RVN has stood still for its lease, or at the deadline.
+    pub fn next_attempt(
+        &self,
+        name: &str,
+        now: Instant,
+        poll: Duration,
+        deadline: Option<Instant>,
+    ) -> Instant {
+        let deadline = deadline.map(|deadline| self.elapsed(deadline));
+        let wake = match self.by_name.get(name) {
+            Some(watch) => watch.next_attempt(self.elapsed(now), poll, deadline),
+            None => (self.elapsed(now) + poll).min(deadline.unwrap_or(Duration::MAX)),
+        };
+        self.origin + wake
     }
 
     /// Forgets a lock, once acquired.
@@ -73,11 +73,12 @@ mod tests {
     use super::*;
 
     const LEASE: Duration = Duration::from_secs(10);
+    const POLL: Duration = Duration::from_millis(500);
 
     #[test]
     fn takes_over_only_after_the_same_rvn_stood_still_for_the_lease() {
+        let mut seen = Observations::new();
         let start = Instant::now();
-        let mut seen = Observations::default();
         assert_eq!(seen.takeover_rvn("a", start), None);
         seen.refused("a", 7, LEASE, start);
         assert_eq!(seen.takeover_rvn("a", start + LEASE / 2), None);
@@ -87,13 +88,12 @@ mod tests {
             None
         );
         assert_eq!(seen.takeover_rvn("a", start + LEASE), Some(7));
-        assert_eq!(seen.takeover_at("a"), Some(start + LEASE));
     }
 
     #[test]
     fn a_new_rvn_restarts_the_watch_with_its_lease() {
+        let mut seen = Observations::new();
         let start = Instant::now();
-        let mut seen = Observations::default();
         seen.refused("a", 7, LEASE, start);
         let later = start + LEASE / 2;
         seen.refused("a", 9, 2 * LEASE, later);
@@ -103,14 +103,28 @@ mod tests {
 
     #[test]
     fn names_are_watched_apart_and_forgotten() {
+        let mut seen = Observations::new();
         let start = Instant::now();
-        let mut seen = Observations::default();
         seen.refused("a", 7, LEASE, start);
         seen.refused("b", 8, LEASE, start + LEASE);
         assert_eq!(seen.takeover_rvn("a", start + LEASE), Some(7));
         assert_eq!(seen.takeover_rvn("b", start + LEASE), None);
         seen.forget("a");
         assert_eq!(seen.takeover_rvn("a", start + 3 * LEASE), None);
-        assert_eq!(seen.takeover_at("a"), None);
+    }
+
+    #[test]
+    fn the_next_attempt_comes_at_a_poll_the_lease_end_or_the_deadline() {
+        let mut seen = Observations::new();
+        let start = Instant::now();
+        assert_eq!(seen.next_attempt("a", start, POLL, None), start + POLL);
+        seen.refused("a", 7, LEASE, start);
+        let near_end = start + LEASE - POLL / 5;
+        assert_eq!(seen.next_attempt("a", near_end, POLL, None), start + LEASE);
+        let deadline = start + POLL / 2;
+        assert_eq!(
+            seen.next_attempt("a", start, POLL, Some(deadline)),
+            deadline
+        );
     }
 }
