@@ -19,6 +19,9 @@ say "cargo fmt --check, cargo clippy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+say "the lease protocol's own tests (pglock-protocol, in memory, no server)"
+cargo test -p pglock-protocol
+
 say "cargo pgrx test (unit and in-server tests)"
 pgrx_data=/tmp/pglock-pgrx-test
 mkdir -p "$pgrx_data" && chown postgres: "$pgrx_data"
