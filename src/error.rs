@@ -175,22 +175,3 @@ fn module_of(at: &'static Location<'static>) -> &'static str {
     let file = file.strip_prefix("src/").unwrap_or(file);
     file.strip_suffix(".rs").unwrap_or(file)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[allow(clippy::result_large_err)]
-    fn failing_call() -> Result<(), ErrorReport> {
-        Err(PglockError::DataTooLarge { bytes: 7 })?;
-        Ok(())
-    }
-
-    #[test]
-    fn errors_are_located_at_the_question_mark_that_raises_them() {
-        let report = failing_call().unwrap_err().to_string();
-        let raised_at = format!("LOCATION: error, {}:{}:", file!(), line!() - 6);
-        assert!(report.contains(&raised_at), "{report}");
-        assert!(report.contains("pglock: data is 7 bytes; the limit is 1048576 bytes"));
-    }
-}

@@ -6,6 +6,7 @@
 //! SQLSTATE it raised, so a test can go on after an expected error.
 
 mod acquire;
+mod errors;
 mod heartbeat;
 mod operators;
 mod release;
