@@ -185,12 +185,15 @@ impl Server {
             .expect("kill");
         assert!(status.success(), "kill -9 {pids:?}");
         // Wait until every process is gone, so the restart finds no leftovers.
-        while pids
-            .iter()
-            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        crate::wait_for(
+            &format!("the killed server processes {pids:?} to exit"),
+            crate::WAIT_LIMIT,
+            || {
+                !pids
+                    .iter()
+                    .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            },
+        );
     }
 
     pub fn connect_as(&self, role: &str) -> Result<Client, postgres::Error> {
@@ -204,6 +207,7 @@ impl Server {
             .port(self.port)
             .user(role)
             .dbname(database)
+            .options(crate::STATEMENT_TIMEOUT)
             .connect(NoTls)
     }
 
