@@ -62,14 +62,21 @@ fn lock_name(worker: usize, lock: usize) -> String {
     format!("crash-{worker}-{lock}")
 }
 
-/// The crash, as a client sees it: the connection broke.  Anything the server
-/// answered with a SQLSTATE is not that, whatever the code.
+/// The crash, as a client sees it: the connection broke, with no word from the
+/// server, or with the FATAL "terminating connection" (class 57P) that a backend
+/// sends when it notices the postmaster is gone before it is killed itself.
+/// Anything else the server answered is not the crash, whatever its SQLSTATE.
 fn connection_lost(error: &postgres::Error) -> bool {
-    error.code().is_none()
-        && (error.is_closed()
-            || error
-                .source()
-                .is_some_and(|source| source.is::<std::io::Error>()))
+    match error.as_db_error() {
+        Some(db) => db.severity() == "FATAL" && db.code().code().starts_with("57P"),
+        None => {
+            error.code().is_none()
+                && (error.is_closed()
+                    || error
+                        .source()
+                        .is_some_and(|source| source.is::<std::io::Error>()))
+        }
+    }
 }
 
 /// One pass over a worker's own locks: acquire, heartbeat, release (keeping every
@@ -133,8 +140,11 @@ fn work_until_the_crash(mut client: postgres::Client, worker: usize, ledger: &Mu
         if let Err(error) = pass(&mut client, worker, step, ledger) {
             assert!(
                 connection_lost(&error),
-                "worker-{worker}: a call failed while the server was up: {error} ({:?})",
-                error.code()
+                "worker-{worker}: a call failed while the server was up: {:?} {}",
+                error.code(),
+                error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |db| db.message().to_owned())
             );
             return;
         }
