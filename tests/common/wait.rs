@@ -28,6 +28,12 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 #[derive(Debug)]
 pub struct Aborted;
 
+/// Unwind this thread with [`Aborted`], quietly: the failure worth reading is the
+/// other thread's, already printed.
+fn stop_aborted() -> ! {
+    panic::resume_unwind(Box::new(Aborted))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A thread that panicked while holding the mutex left consistent state: every
     // change below is a single assignment.
@@ -91,7 +97,7 @@ impl Rendezvous {
         let mut state = lock(&self.state);
         if state.broken {
             drop(state);
-            panic::panic_any(Aborted);
+            stop_aborted();
         }
         state.arrived += 1;
         if state.arrived == self.parties {
@@ -108,7 +114,7 @@ impl Rendezvous {
             }
             if state.broken {
                 drop(state);
-                panic::panic_any(Aborted);
+                stop_aborted();
             }
             let now = Instant::now();
             if now >= deadline {
