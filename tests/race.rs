@@ -124,6 +124,13 @@ fn racing_to_take_over_a_silent_holder_has_one_winner_per_round() {
     assert_eq!(results.len(), ROUNDS);
 }
 
+/// The session marked as holder of the churned lock, and every hold's RVN in order.
+#[derive(Default)]
+struct Holding {
+    holder: Option<(String, i64)>,
+    rvns: Vec<i64>,
+}
+
 #[test]
 fn churn_on_one_name_never_has_two_holders_nor_needs_a_retry() {
     // Acquire-and-release (which deletes the row) as fast as 16 sessions can:
@@ -136,11 +143,10 @@ fn churn_on_one_name_never_has_two_holders_nor_needs_a_retry() {
     const SESSIONS: usize = 16;
     const ROUNDS: usize = 300;
     let name = unique_name("churn");
-    let holder: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
-    let holds: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let holding: Arc<Mutex<Holding>> = Arc::default();
     let threads: Vec<_> = (0..SESSIONS)
         .map(|n| {
-            let (name, holder, holds) = (name.clone(), holder.clone(), holds.clone());
+            let (name, holding) = (name.clone(), holding.clone());
             thread::spawn(move || {
                 let mut client = connect();
                 let owner = format!("churner-{n}");
@@ -153,22 +159,23 @@ fn churn_on_one_name_never_has_two_holders_nor_needs_a_retry() {
                     }
                     won += 1;
                     let mine = (owner.clone(), outcome.rvn);
-                    {
-                        let mut current = holder.lock().unwrap();
-                        assert_eq!(
-                            *current, None,
-                            "{owner} won RVN {} while another session held the lock",
-                            outcome.rvn
-                        );
-                        *current = Some(mine.clone());
-                        holds.lock().unwrap().push(outcome.rvn);
-                    }
+                    let previous = {
+                        let mut holding = holding.lock().unwrap();
+                        holding.rvns.push(outcome.rvn);
+                        holding.holder.replace(mine.clone())
+                    };
+                    assert_eq!(
+                        previous, None,
+                        "{owner} won RVN {} while another session held the lock",
+                        outcome.rvn
+                    );
                     let seen = client
                         .query_one("SELECT owner, rvn FROM pglock_get($1)", &[&name])
                         .unwrap();
                     let seen: (String, i64) = (seen.get(0), seen.get(1));
                     assert_eq!(seen, mine, "the server shows the holder");
-                    assert_eq!(holder.lock().unwrap().take(), Some(mine));
+                    let marked = holding.lock().unwrap().holder.take();
+                    assert_eq!(marked, Some(mine));
                     assert!(
                         release(&mut client, &name, &owner, outcome.rvn, false).unwrap(),
                         "{owner}: the lock changed while it held it"
@@ -180,7 +187,7 @@ fn churn_on_one_name_never_has_two_holders_nor_needs_a_retry() {
         .collect();
     let won: usize = join_all("churners", threads, RACE_LIMIT).iter().sum();
     assert!(won > 0);
-    let holds = holds.lock().unwrap();
+    let holds = &holding.lock().unwrap().rvns;
     assert_eq!(holds.len(), won);
     assert!(
         holds.windows(2).all(|pair| pair[0] < pair[1]),
