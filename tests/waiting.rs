@@ -205,11 +205,13 @@ fn cancel_timeouts_and_termination_end_a_wait_at_once_and_change_nothing() {
         Some(LONG_WAIT),
     );
     join(terminator);
+    // The client reads the backend's FATAL 57P01, or finds the connection
+    // closed first; any other answer is not the termination.
     let error = outcome.expect_err("the wait ends with the session");
-    assert_eq!(
-        error.code(),
-        Some(&SqlState::ADMIN_SHUTDOWN),
-        "terminated: {error}"
+    assert!(
+        error.code() == Some(&SqlState::ADMIN_SHUTDOWN)
+            || (error.code().is_none() && error.is_closed()),
+        "terminated: {error:?}"
     );
     assert!(waiter.is_closed() || waiter.simple_query("SELECT 1").is_err());
 
