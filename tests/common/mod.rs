@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use wait::{join, join_all, wait_for, Rendezvous, TerminateOnPanic, WAIT_LIMIT};
+pub use wait::{join, join_all, output_within, wait_for, Rendezvous, TerminateOnPanic, WAIT_LIMIT};
 
 pub use postgres::error::SqlState;
 pub use postgres::{Client, Error, NoTls};

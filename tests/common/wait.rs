@@ -4,7 +4,8 @@
 
 use std::any::Any;
 use std::panic;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::process::{Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,29 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
             "timed out after {limit:?} waiting for {what}"
         );
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Run `command` to its end and return what it printed; panic naming `what` (and
+/// kill it) if it runs longer than `limit`.
+pub fn output_within(command: &mut Command, what: &str, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {what}: {error}"));
+    let pid = child.id().to_string();
+    let (sender, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output.unwrap_or_else(|error| panic!("{what}: {error}")),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
     }
 }
 
@@ -201,5 +225,91 @@ impl Drop for TerminateOnPanic {
         if let Ok(mut admin) = crate::config_as("postgres").connect(postgres::NoTls) {
             let _ = admin.execute("SELECT pg_terminate_backend($1)", &[&self.pid]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panic_message(failure: Box<dyn Any + Send>) -> String {
+        failure
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| failure.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned())
+    }
+
+    /// Threads meeting at a rendezvous of three, member 1 panicking first.
+    fn members_with_one_failing() -> Vec<JoinHandle<()>> {
+        let rendezvous = Rendezvous::new(3);
+        (0..3)
+            .map(|member| {
+                let rendezvous = Arc::clone(&rendezvous);
+                thread::spawn(move || {
+                    let _member = rendezvous.member();
+                    if member == 1 {
+                        panic!("member 1 failed");
+                    }
+                    rendezvous.wait();
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn join_all_reports_the_first_failure() {
+        let failure = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+            join_all("members", members_with_one_failing(), WAIT_LIMIT)
+        }))
+        .expect_err("a member failed");
+        assert_eq!(panic_message(failure), "member 1 failed");
+    }
+
+    #[test]
+    fn a_member_that_panics_stops_the_others_waiting() {
+        let mut members = members_with_one_failing();
+        let failed = members.remove(1).join().expect_err("member 1 failed");
+        assert_eq!(panic_message(failed), "member 1 failed");
+        // Had the rendezvous not broken, they would wait WAIT_LIMIT and then fail
+        // with a timeout, not stop as aborted.
+        for member in members {
+            let stopped = member.join().expect_err("stopped by the failure");
+            assert!(stopped.is::<Aborted>(), "{}", panic_message(stopped));
+        }
+    }
+
+    #[test]
+    fn a_rendezvous_lets_everyone_through_with_one_leader_per_round() {
+        let rendezvous = Rendezvous::new(4);
+        let threads = (0..4)
+            .map(|_| {
+                let rendezvous = Arc::clone(&rendezvous);
+                thread::spawn(move || {
+                    let _member = rendezvous.member();
+                    (0..3).filter(|_| rendezvous.wait()).count()
+                })
+            })
+            .collect();
+        let leaderships: usize = join_all("members", threads, WAIT_LIMIT).iter().sum();
+        assert_eq!(leaderships, 3);
+    }
+
+    #[test]
+    fn a_program_that_runs_too_long_is_killed_and_named() {
+        let failure = panic::catch_unwind(|| {
+            output_within(
+                Command::new("sleep").arg("30"),
+                "sleep 30",
+                Duration::from_millis(200),
+            )
+        })
+        .expect_err("sleep outlives its limit");
+        assert_eq!(
+            panic_message(failure),
+            "timed out after 200ms waiting for sleep 30"
+        );
+        let output = output_within(Command::new("echo").arg("done"), "echo", WAIT_LIMIT);
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "done\n");
     }
 }
