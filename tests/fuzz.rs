@@ -401,7 +401,7 @@ impl Model {
     /// The answer `caller` gets for `call`; arguments are checked in the order
     /// of the function's signature, and the first bad one decides the SQLSTATE.
     fn predict(&self, call: &Call, caller: Role) -> Prediction {
-        let refused = |state| Prediction {
+        let raised = |state| Prediction {
             answer: Answer::Error(state),
             change: Change::Nothing,
         };
@@ -503,7 +503,7 @@ impl Model {
                 change: Change::Nothing,
             }),
         };
-        predicted.unwrap_or_else(refused)
+        predicted.unwrap_or_else(raised)
     }
 
     #[allow(clippy::too_many_arguments)]
