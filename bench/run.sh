@@ -74,17 +74,46 @@ say "failed attempts on a lock another owner holds, 16 clients"
 reset_tables
 sql "SELECT FROM pglock_acquire('held', 'holder', '1 day')"
 sql "INSERT INTO locks VALUES ('held', nextval('locks_rvn'), NULL, 'holder')"
-wal_before=$(sql "SELECT pg_current_wal_insert_lsn()")
+# A failed attempt only reads: no WAL, no transaction id.  This is checked, not
+# just reported (the smoke run in the test command fails if it breaks).  So that
+# only the attempts count: autovacuum (which takes xids) is paused, the xid
+# readings are taken outside the WAL range, and pg_waldump tells the attempts'
+# records from the bgwriter's periodic running-xacts snapshot (rmgr Standby).
+alter_system() { sql "ALTER SYSTEM $1" && sql "SELECT pg_reload_conf()" >/dev/null; }
+alter_system "SET autovacuum = off"
+for ((tries = 0; ; tries++)); do
+    [[ $(sql "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") == 0 ]] && break
+    ((tries < 600)) || { echo "autovacuum workers still running after 60 s" >&2; exit 1; }
+    sleep 0.1
+done
+# The first read after the holder's commit sets the row's hint bits: that is
+# reading, not the attempts' doing (with data checksums it can log a page image).
+sql "SELECT FROM pglock_get('held')" >/dev/null
 xid_before=$(sql "SELECT txid_current()")
+wal_before=$(sql "SELECT pg_current_wal_insert_lsn()")
 run failed-attempt pglock 16 pglock_attempt_held.sql
-xid_after=$(sql "SELECT txid_current()")
 wal_after=$(sql "SELECT pg_current_wal_insert_lsn()")
+# Its commit flushes every record before it, so pg_waldump finds them on disk.
+xid_after=$(sql "SELECT txid_current()")
+alter_system "RESET autovacuum"
 attempts_of() { awk -v label="$1" -v seconds="$seconds" \
     '$1 == "failed-attempt" && $2 == label {printf "%d", $4 * seconds}' "$results"; }
 failed_attempts=$(attempts_of pglock)
-pglock_wal=$(sql "SELECT pg_wal_lsn_diff('$wal_after', '$wal_before')")
 pglock_xids=$((xid_after - xid_before - 1))
+attempt_records=
+if [[ $wal_before != "$wal_after" ]]; then
+    attempt_records=$("$PG_BIN/pg_waldump" -p "$PRIVATE_DIR/data/pg_wal" \
+        -s "$wal_before" -e "$wal_after" | awk '$1 == "rmgr:" && $2 != "Standby"')
+fi
+pglock_wal=$(awk '{sub(/.*len \(rec\/tot\): *[0-9]+\/ */, ""); bytes += $1} END {print bytes + 0}' \
+    <<<"$attempt_records")
 echo "  pglock: ~$failed_attempts failed attempts wrote $pglock_wal bytes of WAL, took $pglock_xids xids"
+if [[ -n $attempt_records ]] || ((pglock_xids != 0)); then
+    echo "FAILED: failed attempts must write no WAL and take no transaction id;" \
+        "$(grep -c . <<<"$attempt_records") WAL records, the first ones:" >&2
+    head -n 10 <<<"${attempt_records:-(none)}" >&2
+    exit 1
+fi
 wal_before=$(sql "SELECT pg_current_wal_insert_lsn()")
 run failed-attempt client 16 client_attempt_held.sql
 wal_after=$(sql "SELECT pg_current_wal_insert_lsn()")

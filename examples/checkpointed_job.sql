@@ -27,10 +27,10 @@ DECLARE
     my_rvn bigint;
     done   integer;
 BEGIN
-    -- Wait a little longer than a lease: enough to take over from a worker that
-    -- died holding the lock, not so long that runs pile up.
+    -- Wait up to three leases: enough to take over from a worker that died
+    -- holding the lock (one lease) on a busy machine, not so long that runs pile up.
     CALL pglock_acquire_wait_committing('nightly-export', worker, lease,
-         wait_timeout => lease * 1.5, acquired => got, rvn => my_rvn);
+         wait_timeout => lease * 3, acquired => got, rvn => my_rvn);
     IF NOT got THEN
         RAISE NOTICE 'nightly-export: another worker holds the lock';
         RETURN;

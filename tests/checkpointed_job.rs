@@ -5,9 +5,8 @@
 //! exactly once.
 
 use std::thread;
-use std::time::{Duration, Instant};
 
-use pglock_tests::{backend_pid, connect, sqlstate, Client, SqlState};
+use pglock_tests::{backend_pid, connect, join, sqlstate, wait_for, Client, SqlState, WAIT_LIMIT};
 
 const LOCK: &str = "nightly-export";
 
@@ -71,14 +70,6 @@ fn checkpoint(client: &mut Client) -> (bool, String) {
     (row.get(0), row.get(1))
 }
 
-fn wait_for(mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
     install_example();
@@ -87,11 +78,11 @@ fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
     // 1. worker-1 stalls in its first step for longer than its lease.
     let stalled = thread::spawn(|| {
         worker_connection().execute(
-            "CALL nightly_export('worker-1', lease => '1 second', step_time => '2.5 seconds')",
+            "CALL nightly_export('worker-1', lease => '1 second', step_time => '4 seconds')",
             &[],
         )
     });
-    wait_for(|| {
+    wait_for("worker-1 to hold the lock", WAIT_LIMIT, || {
         observer
             .query_opt(
                 "SELECT FROM pglock_get($1) WHERE owner = 'worker-1'",
@@ -105,7 +96,7 @@ fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
     worker_connection()
         .execute("CALL nightly_export('worker-2', lease => '1 second')", &[])
         .unwrap();
-    let outcome = stalled.join().unwrap();
+    let outcome = join(stalled);
     assert_eq!(
         sqlstate(outcome),
         SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -124,11 +115,13 @@ fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
             &[],
         )
     });
-    wait_for(|| steps_by(&mut observer).len() >= 3);
+    wait_for("worker-1 to do three steps", WAIT_LIMIT, || {
+        steps_by(&mut observer).len() >= 3
+    });
     observer
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .unwrap();
-    assert!(dying.join().unwrap().is_err());
+    assert!(join(dying).is_err());
     let (released, saved) = checkpoint(&mut observer);
     assert!(
         !released,

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use pglock_tests::{
-    acquire_waiting, connect, heartbeat, release_keeping, sqlstate, unique_name, SqlState,
+    acquire_waiting, connect, heartbeat, join_all, release_keeping, sqlstate, unique_name, SqlState,
 };
 
 const CLIENTS: usize = 50;
@@ -95,9 +95,7 @@ fn run_counter(lease: Duration, stall_chance: f64, stall: Duration) -> Tally {
             })
         })
         .collect();
-    for client in clients {
-        client.join().expect("client thread");
-    }
+    join_all("counting clients", clients, Duration::from_secs(600));
     let tally = Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap();
 
     let total = CLIENTS * INCREMENTS;

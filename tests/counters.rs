@@ -4,7 +4,9 @@
 
 use std::thread;
 
-use pglock_tests::{acquire, connect, heartbeat, release, unique_name, Client};
+use pglock_tests::{
+    acquire, connect, heartbeat, join_all, release, unique_name, Client, WAIT_LIMIT,
+};
 
 const COUNTERS: [&str; 6] = [
     "acquired",
@@ -81,9 +83,7 @@ fn every_kind_of_call_moves_its_counter_exactly() {
             })
         })
         .collect();
-    for worker in workers {
-        worker.join().unwrap();
-    }
+    join_all("counted sessions", workers, WAIT_LIMIT * 4);
     let after = stats(&mut client);
     let moved = delta(&before, &after);
     assert_eq!(moved[0], ("acquired", SESSIONS as i64 * ROUNDS));

@@ -1,7 +1,7 @@
 //! Leader election driven by pg_cron, for real: two scheduled jobs, standing for
 //! two application instances, run the recipe in examples/leader_election.sql.
-//! The leader is killed mid-run; the other takes over after the lease, and the
-//! work log never shows two leaders in one round.
+//! The leader's session is terminated mid-run; the other takes over after the
+//! lease, and the work log never shows two leaders in one round.
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,10 @@ fn two_cron_jobs_elect_one_leader_and_the_survivor_takes_over() {
     server.restart();
     let mut admin = server.client();
 
-    // Let the first leader work a few rounds, then kill it as a crash would.
+    // Let the first leader work a few rounds, then end its session with
+    // pg_terminate_backend: SIGTERM to its backend, which aborts the round it is
+    // in and exits, so the job fails.  Nothing releases the lock on the way out
+    // (a lease is not a session): the other instance must wait out the lease.
     let deadline = Instant::now() + Duration::from_secs(30);
     let first_leader_pid: i32 = loop {
         let row = admin
@@ -61,7 +64,7 @@ fn two_cron_jobs_elect_one_leader_and_the_survivor_takes_over() {
         .execute("SELECT pg_terminate_backend($1)", &[&first_leader_pid])
         .unwrap();
 
-    // Both jobs end: the killed one failed, the survivor ran out its time.
+    // Both jobs end: the terminated one failed, the survivor ran out its time.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let running: i64 = admin
@@ -92,7 +95,7 @@ fn two_cron_jobs_elect_one_leader_and_the_survivor_takes_over() {
         .collect();
     assert_eq!(statuses, ["failed", "succeeded"]);
 
-    // The work log: one leader, then (after the kill) the other, never both.
+    // The work log: one leader, then (after the termination) the other, never both.
     let log: Vec<(f64, String, i32, i64)> = admin
         .query(
             "SELECT extract(epoch FROM at)::float8 * 1000, instance, backend_pid, fencing_rvn \
@@ -111,7 +114,7 @@ fn two_cron_jobs_elect_one_leader_and_the_survivor_takes_over() {
     assert_eq!(
         log[switch - 1].2,
         first_leader_pid,
-        "the killed instance led first"
+        "the terminated instance led first"
     );
     let gap_ms = log[switch].0 - log[switch - 1].0;
     assert!(

@@ -11,12 +11,15 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use pglock_tests::server::Server;
-use pglock_tests::{heartbeat, release, Client};
+use pglock_tests::{heartbeat, output_within, release, Client};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PORT: u16 = 54344;
+/// The longest pg_dump or pg_restore may take.
+const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
 const RESTORED: &str = "pglock_restored";
 const ELSEWHERE: &str = "pglock_elsewhere";
 const NO_ROLE: &str = "pglock_no_role";
@@ -73,18 +76,20 @@ fn rvn_sequence(admin: &mut Client) -> (i64, bool) {
 fn run(server: &Server, program: &str, args: &[&str]) {
     let port = server.port.to_string();
     let socket = server.socket_dir();
-    let output = Command::new(Path::new(PG_BIN).join(program))
-        .args([
-            "-h",
-            socket.to_str().unwrap(),
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-        ])
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("run {program}: {error}"));
+    let output = output_within(
+        Command::new(Path::new(PG_BIN).join(program))
+            .args([
+                "-h",
+                socket.to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+            ])
+            .args(args),
+        &format!("{program} {args:?}"),
+        PROGRAM_LIMIT,
+    );
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}\n{}",
@@ -290,18 +295,20 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
         .batch_execute(&format!("CREATE DATABASE {NO_ROLE}"))
         .unwrap();
     let port = server.port.to_string();
-    let output = Command::new(Path::new(PG_BIN).join("pg_restore"))
-        .args([
-            "-h",
-            server.socket_dir().to_str().unwrap(),
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-        ])
-        .args(["--exit-on-error", "-d", NO_ROLE, dump.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = output_within(
+        Command::new(Path::new(PG_BIN).join("pg_restore"))
+            .args([
+                "-h",
+                server.socket_dir().to_str().unwrap(),
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+            ])
+            .args(["--exit-on-error", "-d", NO_ROLE, dump.to_str().unwrap()]),
+        "pg_restore without the role",
+        PROGRAM_LIMIT,
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

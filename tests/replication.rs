@@ -3,8 +3,10 @@
 //! and the promoted server goes on handing out larger RVNs.  A standby itself is
 //! read-only: acquiring there fails clearly, reading works.
 
+use std::thread;
+
 use pglock_tests::server::Server;
-use pglock_tests::{sqlstate, SqlState};
+use pglock_tests::{backend_pid, join, sqlstate, wait_for, SqlState, WAIT_LIMIT};
 
 #[test]
 fn locks_committed_with_remote_apply_survive_a_promotion() {
@@ -17,22 +19,84 @@ fn locks_committed_with_remote_apply_survive_a_promotion() {
         .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
         .unwrap();
     writer.batch_execute("SELECT pg_reload_conf()").unwrap();
-    while writer
-        .query_opt(
-            "SELECT FROM pg_stat_replication WHERE sync_state = 'sync'",
-            &[],
-        )
-        .unwrap()
-        .is_none()
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for("the standby to become synchronous", WAIT_LIMIT, || {
+        writer
+            .query_opt(
+                "SELECT FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .unwrap()
+            .is_some()
+    });
     writer
         .batch_execute("SET synchronous_commit = remote_apply")
         .unwrap();
 
+    // Replication is synchronous for real: with the standby's replay paused, a
+    // pglock call does not return (its commit waits for the standby) ...
+    let mut reader = standby.client();
+    let mut admin = primary.client();
+    reader
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .unwrap();
+    wait_for("the standby's replay to pause", WAIT_LIMIT, || {
+        reader
+            .query_one("SELECT pg_get_wal_replay_pause_state() = 'paused'", &[])
+            .unwrap()
+            .get(0)
+    });
+    let writer_pid = backend_pid(&mut writer);
+    let writing = thread::spawn(move || {
+        let rvn: i64 = writer
+            .query_one(
+                "SELECT rvn FROM pglock_acquire('replicated-paused', 'app', '1 hour', \
+                        'data-paused'::text::bytea)",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (writer, rvn)
+    });
+    wait_for(
+        "the acquire's commit to wait for the standby",
+        WAIT_LIMIT,
+        || {
+            admin
+                .query_one(
+                    "SELECT coalesce(bool_or(wait_event = 'SyncRep'), false) \
+                   FROM pg_stat_activity WHERE pid = $1",
+                    &[&writer_pid],
+                )
+                .unwrap()
+                .get(0)
+        },
+    );
+    assert!(
+        !writing.is_finished(),
+        "the acquire returned before the standby had it"
+    );
+    let on_standby = reader
+        .query_opt("SELECT FROM pglock_get('replicated-paused')", &[])
+        .unwrap();
+    assert!(on_standby.is_none(), "replay is paused");
+    // ... and returns once the standby has applied it.
+    reader
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .unwrap();
+    let (mut writer, paused_rvn) = join(writing);
+    let on_standby: i64 = reader
+        .query_one("SELECT rvn FROM pglock_get('replicated-paused')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(on_standby, paused_rvn);
+
     // Held, renewed and kept-released locks, each with its own data.
-    let mut expected = Vec::new();
+    let mut expected = vec![(
+        "replicated-paused".to_owned(),
+        paused_rvn,
+        false,
+        "data-paused".to_owned(),
+    )];
     for n in 0..60 {
         let name = format!("replicated-{n}");
         let data = format!("data-{n}");
@@ -68,19 +132,18 @@ fn locks_committed_with_remote_apply_survive_a_promotion() {
     let max_rvn = expected.iter().map(|(_, rvn, _, _)| *rvn).max().unwrap();
 
     // On the standby, before promotion: readable, not writable.
-    let mut reader = standby.client();
     let row = reader
         .query_one("SELECT count(*) FROM pglock.locks", &[])
         .unwrap();
     assert_eq!(
         row.get::<_, i64>(0),
-        60,
+        61,
         "remote_apply: every lock is visible on the standby"
     );
     let attempt = reader.query_one("SELECT * FROM pglock_acquire('on-standby', 'app')", &[]);
     assert_eq!(sqlstate(attempt), SqlState::READ_ONLY_SQL_TRANSACTION);
 
-    drop(writer);
+    drop((writer, admin, reader));
     drop(primary); // the primary goes away
     standby.promote();
     let mut client = standby.client();

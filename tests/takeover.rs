@@ -1,38 +1,56 @@
-//! Lease timing done by real clients: a holder that keeps heartbeating is never
-//! taken over; once it goes silent, the lock is taken over after its lease, and the
-//! old holder learns it lost the lock.
+//! Lease timing with real connections: a holder that keeps heartbeating is never
+//! taken over; once it goes silent (it stops heartbeating, or its connection is
+//! dropped), a contender that tries before the holder's lease has passed is
+//! refused, one that waits takes the lock over, and the old holder learns it lost
+//! the lock.
+//!
+//! The server stores leases but never times them: callers do.  So the contenders
+//! here are `pglock_acquire_wait`, the caller's half of the protocol run in the
+//! server, and the timing asserted is pglock's, not this test's own sleeps: a wait
+//! shorter than the holder's lease ends refused with the RVN it saw, and a
+//! takeover comes no sooner than a full lease after the holder went silent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pglock_tests::{acquire, connect, heartbeat, release, sqlstate, unique_name, SqlState};
+use pglock_tests::{
+    acquire, acquire_wait, connect, heartbeat, join, release, sqlstate, unique_name, Acquire,
+    Client, SqlState,
+};
 
-const LEASE: Duration = Duration::from_millis(600);
+const LEASE: Duration = Duration::from_millis(1500);
+/// Heartbeats come every tenth of the lease: a heartbeat thread delayed by most
+/// of a lease on a loaded machine still keeps the lock.
+const HEARTBEAT_PERIOD: Duration = Duration::from_millis(150);
 
-/// A contender that follows the protocol: note the holder's RVN, wait the holder's
-/// lease, claim with the RVN seen; repeat until it wins or `give_up` passes.
-fn contend(name: &str, give_up: Duration) -> Option<(i64, Instant)> {
-    let mut client = connect();
-    let deadline = Instant::now() + give_up;
-    let mut observed = None;
-    while Instant::now() < deadline {
-        let outcome = acquire(
-            &mut client,
-            name,
-            "contender",
-            LEASE.as_secs_f64(),
-            observed,
-        )
-        .unwrap();
-        if outcome.acquired {
-            return Some((outcome.rvn, Instant::now()));
-        }
-        observed = Some(outcome.rvn);
-        thread::sleep(LEASE);
-    }
-    None
+/// Try for half the holder's lease: must be refused, showing the holder at `rvn`.
+fn try_early(contender: &mut Client, name: &str, rvn: i64) {
+    let early = acquire_wait(contender, name, "contender", LEASE, Some(LEASE / 2)).unwrap();
+    assert_eq!(
+        (early.acquired, early.owner.as_str(), early.rvn),
+        (false, "holder", rvn),
+        "a wait of half the holder's lease is refused"
+    );
+}
+
+/// Wait as long as it takes (up to ten leases): must take the lock over, and no
+/// sooner than a lease after this wait began (and so after the holder went silent).
+fn take_over_patiently(contender: &mut Client, name: &str, last_rvn: i64) -> (Acquire, Instant) {
+    let waiting_since = Instant::now();
+    let taken = acquire_wait(contender, name, "contender", LEASE, Some(LEASE * 10)).unwrap();
+    let taken_at = Instant::now();
+    assert!(
+        taken.acquired && taken.owner == "contender" && taken.rvn > last_rvn,
+        "taken over within ten leases: {taken:?}"
+    );
+    assert!(
+        taken_at - waiting_since >= LEASE,
+        "taken over {:?} into the wait, before the holder's lease {LEASE:?}",
+        taken_at - waiting_since
+    );
+    (taken, taken_at)
 }
 
 #[test]
@@ -42,33 +60,42 @@ fn a_heartbeating_holder_keeps_the_lock_and_a_silent_one_loses_it() {
     let first = acquire(&mut holder, &name, "holder", LEASE.as_secs_f64(), None).unwrap();
     assert!(first.acquired);
 
-    // Heartbeat every third of the lease for a while, then stop as if crashed.
+    // Heartbeat for a while, then stop as if crashed.
     let heartbeating = Arc::new(AtomicBool::new(true));
     let beats = {
         let (name, heartbeating) = (name.clone(), heartbeating.clone());
         thread::spawn(move || {
             let mut rvn = first.rvn;
             while heartbeating.load(Ordering::SeqCst) {
-                thread::sleep(LEASE / 3);
+                thread::sleep(HEARTBEAT_PERIOD);
                 rvn = heartbeat(&mut holder, &name, "holder", rvn).expect("the holder heartbeats");
             }
             (holder, rvn, Instant::now())
         })
     };
-    assert_eq!(
-        contend(&name, LEASE * 5),
-        None,
-        "no takeover while the holder heartbeats"
+    let mut contender = connect();
+    // Waiting twice the lease gets nothing while the holder heartbeats ...
+    let refused = acquire_wait(&mut contender, &name, "contender", LEASE, Some(LEASE * 2)).unwrap();
+    assert!(
+        !refused.acquired && refused.owner == "holder" && refused.rvn > first.rvn,
+        "no takeover while the holder heartbeats: {refused:?}"
     );
+    // ... and a claim with an RVN the holder has since renewed is refused.
+    let stale = acquire(
+        &mut contender,
+        &name,
+        "contender",
+        LEASE.as_secs_f64(),
+        Some(first.rvn),
+    )
+    .unwrap();
+    assert!(!stale.acquired && stale.owner == "holder");
 
     heartbeating.store(false, Ordering::SeqCst);
-    let (mut holder, last_rvn, went_silent) = beats.join().unwrap();
-    let (new_rvn, taken_at) = contend(&name, LEASE * 10).expect("taken over after the lease");
-    assert!(new_rvn > last_rvn);
-    assert!(
-        taken_at.duration_since(went_silent) >= LEASE,
-        "not taken over before the holder's RVN stood still for a lease"
-    );
+    let (mut holder, last_rvn, went_silent) = join(beats);
+    try_early(&mut contender, &name, last_rvn);
+    let (taken, taken_at) = take_over_patiently(&mut contender, &name, last_rvn);
+    assert!(taken_at - went_silent >= LEASE);
 
     // The old holder finds out on its next call.
     let error = heartbeat(&mut holder, &name, "holder", last_rvn);
@@ -79,7 +106,7 @@ fn a_heartbeating_holder_keeps_the_lock_and_a_silent_one_loses_it() {
         .unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, i64>(1)),
-        ("contender".into(), new_rvn)
+        ("contender".into(), taken.rvn)
     );
 }
 
@@ -87,17 +114,15 @@ fn a_heartbeating_holder_keeps_the_lock_and_a_silent_one_loses_it() {
 fn a_dropped_connection_does_not_free_the_lock_before_its_lease() {
     let name = unique_name("dropped");
     let mut holder = connect();
-    let first = acquire(&mut holder, &name, "holder", 30.0, None).unwrap();
+    let first = acquire(&mut holder, &name, "holder", LEASE.as_secs_f64(), None).unwrap();
     drop(holder);
+    let dropped_at = Instant::now();
     // Locks are rows, not sessions: the lock outlives its holder's connection ...
-    let mut other = connect();
-    let seen = acquire(&mut other, &name, "other", 30.0, None).unwrap();
-    assert!(!seen.acquired);
-    assert_eq!(seen.rvn, first.rvn);
-    // ... until someone has watched its RVN stand still and claims it.
-    assert!(
-        acquire(&mut other, &name, "other", 30.0, Some(seen.rvn))
-            .unwrap()
-            .acquired
-    );
+    let mut contender = connect();
+    let seen = acquire(&mut contender, &name, "contender", 30.0, None).unwrap();
+    assert_eq!((seen.acquired, seen.rvn), (false, first.rvn));
+    try_early(&mut contender, &name, first.rvn);
+    // ... until its RVN has stood still for its lease.
+    let (_, taken_at) = take_over_patiently(&mut contender, &name, first.rvn);
+    assert!(taken_at - dropped_at >= LEASE);
 }

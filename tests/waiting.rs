@@ -4,14 +4,18 @@
 //! `wait_timeout`, answers cancel and timeouts, and blocks nobody while it waits.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    acquire, acquire_wait, backend_pid, connect, heartbeat, release, sqlstate, unique_name,
-    wait_until_running, SqlState,
+    acquire, acquire_wait, assert_cancelled_by_request, backend_pid, connect, heartbeat, join,
+    join_all, release, sqlstate, unique_name, wait_until_running, Rendezvous, SqlState,
+    TerminateOnPanic,
 };
+
+/// A wait_timeout that only a wait gone wrong reaches.
+const LONG_WAIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_silent_holder_is_taken_over_only_after_its_lease() {
@@ -19,16 +23,17 @@ fn a_silent_holder_is_taken_over_only_after_its_lease() {
     let lease = Duration::from_millis(800);
     let mut holder = connect();
     let held = acquire(&mut holder, &name, "holder", lease.as_secs_f64(), None).unwrap();
-    let started = Instant::now();
     let mut waiter = connect();
-    let won = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        lease,
-        Some(Duration::from_secs(30)),
-    )
-    .unwrap();
+    // Waiting half the lease is not enough ...
+    let early = acquire_wait(&mut waiter, &name, "waiter", lease, Some(lease / 2)).unwrap();
+    assert_eq!(
+        (early.acquired, early.owner.as_str(), early.rvn),
+        (false, "holder", held.rvn)
+    );
+    // ... waiting on takes the lock over, a full lease after this wait first saw
+    // the holder's RVN.
+    let started = Instant::now();
+    let won = acquire_wait(&mut waiter, &name, "waiter", lease, Some(LONG_WAIT)).unwrap();
     assert!(won.acquired && won.owner == "waiter" && won.rvn > held.rvn);
     assert!(
         started.elapsed() >= lease,
@@ -42,28 +47,31 @@ fn a_silent_holder_is_taken_over_only_after_its_lease() {
 #[test]
 fn a_heartbeating_holder_is_never_taken_over_and_never_blocked() {
     let name = unique_name("wait-heartbeats");
-    let lease = Duration::from_millis(400);
+    // Heartbeats every tenth of the lease: on a loaded machine a heartbeat may come
+    // late by most of a lease and the holder still keeps it.
+    let lease = Duration::from_secs(2);
+    let period = lease / 10;
     let mut holder = connect();
     let held = acquire(&mut holder, &name, "holder", lease.as_secs_f64(), None).unwrap();
-    let wait = Duration::from_millis(2000);
+    let wait = lease * 2;
     let waiter = {
         let name = name.clone();
         thread::spawn(move || acquire_wait(&mut connect(), &name, "waiter", lease, Some(wait)))
     };
-    // Heartbeat every quarter lease through the whole wait: none may block on the
-    // waiter, or the lease would run out.
+    // Heartbeat through the whole wait: none may block on the waiter, or the lease
+    // would run out and the waiter take the lock.
     let mut rvn = held.rvn;
     let until = Instant::now() + wait + lease;
     let mut beats = 0;
     while Instant::now() < until {
-        thread::sleep(lease / 4);
+        thread::sleep(period);
         rvn = heartbeat(&mut holder, &name, "holder", rvn).expect("heartbeats go through");
         beats += 1;
     }
-    let outcome = waiter.join().unwrap().unwrap();
+    let outcome = join(waiter).unwrap();
     assert!(!outcome.acquired, "the waiter gave up at wait_timeout");
     assert_eq!(outcome.owner, "holder");
-    assert!(beats >= 8, "{beats} heartbeats");
+    assert!(beats >= 10, "{beats} heartbeats");
     assert!(release(&mut holder, &name, "holder", rvn, false).unwrap());
 }
 
@@ -79,17 +87,19 @@ fn a_release_is_noticed_long_before_the_lease() {
         let name = name.clone();
         thread::spawn(move || {
             let started = Instant::now();
-            let outcome = acquire_wait(&mut waiter, &name, "waiter", Duration::from_secs(60), None);
+            let outcome = acquire_wait(&mut waiter, &name, "waiter", LONG_WAIT, Some(LONG_WAIT));
             (outcome, started.elapsed())
         })
     };
     wait_until_running(&mut connect(), pid, "pglock_acquire_wait");
     thread::sleep(Duration::from_millis(200));
     assert!(release(&mut holder, &name, "holder", held.rvn, false).unwrap());
-    let (outcome, waited) = waiting.join().unwrap();
+    let (outcome, waited) = join(waiting);
     let outcome = outcome.unwrap();
-    assert!(outcome.acquired && outcome.owner == "waiter");
-    assert!(waited < Duration::from_secs(60), "noticed after {waited:?}");
+    assert!(
+        outcome.acquired && outcome.owner == "waiter",
+        "the release was not noticed in {waited:?}: {outcome:?}"
+    );
 }
 
 #[test]
@@ -98,7 +108,7 @@ fn many_waiters_each_get_the_lock_one_at_a_time() {
     let name = unique_name("wait-many");
     let inside = Arc::new(AtomicUsize::new(0));
     let most_inside = Arc::new(AtomicUsize::new(0));
-    let start = Arc::new(Barrier::new(WAITERS));
+    let start = Rendezvous::new(WAITERS);
     let threads: Vec<_> = (0..WAITERS)
         .map(|n| {
             let (name, inside, most_inside, start) = (
@@ -108,12 +118,19 @@ fn many_waiters_each_get_the_lock_one_at_a_time() {
                 start.clone(),
             );
             thread::spawn(move || {
+                let _start = start.member();
                 let mut client = connect();
                 let owner = format!("waiter-{n}");
                 start.wait();
-                let held = acquire_wait(&mut client, &name, &owner, Duration::from_secs(30), None)
-                    .unwrap();
-                assert!(held.acquired);
+                let held = acquire_wait(
+                    &mut client,
+                    &name,
+                    &owner,
+                    Duration::from_secs(30),
+                    Some(LONG_WAIT),
+                )
+                .unwrap();
+                assert!(held.acquired, "{owner} waited {LONG_WAIT:?} in vain");
                 let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 most_inside.fetch_max(now_inside, Ordering::SeqCst);
                 thread::sleep(Duration::from_millis(5));
@@ -123,7 +140,7 @@ fn many_waiters_each_get_the_lock_one_at_a_time() {
             })
         })
         .collect();
-    let mut rvns: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut rvns: Vec<i64> = join_all("waiters", threads, LONG_WAIT * 2);
     assert_eq!(most_inside.load(Ordering::SeqCst), 1, "two holders at once");
     rvns.sort();
     rvns.dedup();
@@ -151,12 +168,14 @@ fn cancel_timeouts_and_termination_end_a_wait_at_once_and_change_nothing() {
     waiter.batch_execute("RESET statement_timeout").unwrap();
 
     // pg_cancel_backend, from another session, for the function and the procedure.
+    // Their wait_timeout only ends a wait the cancel missed.
     for statement in [
-        "SELECT * FROM pglock_acquire_wait($1, 'waiter')",
-        "CALL pglock_acquire_wait_committing($1, 'waiter')",
+        "SELECT * FROM pglock_acquire_wait($1, 'waiter', wait_timeout => '60 s')",
+        "CALL pglock_acquire_wait_committing($1, 'waiter', wait_timeout => '60 s')",
     ] {
         let pid = backend_pid(&mut waiter);
         let canceller = thread::spawn(move || {
+            let _guard = TerminateOnPanic { pid };
             let mut admin = connect();
             wait_until_running(&mut admin, pid, "pglock_acquire_wait");
             admin
@@ -164,22 +183,36 @@ fn cancel_timeouts_and_termination_end_a_wait_at_once_and_change_nothing() {
                 .unwrap();
         });
         let outcome = waiter.execute(statement, &[&name]);
-        canceller.join().unwrap();
-        assert_eq!(sqlstate(outcome), SqlState::QUERY_CANCELED, "{statement}");
+        join(canceller);
+        assert_cancelled_by_request(outcome, statement);
     }
 
     // pg_terminate_backend ends the session.
     let pid = backend_pid(&mut waiter);
     let terminator = thread::spawn(move || {
+        let _guard = TerminateOnPanic { pid };
         let mut admin = connect();
         wait_until_running(&mut admin, pid, "pglock_acquire_wait");
         admin
             .execute("SELECT pg_terminate_backend($1)", &[&pid])
             .unwrap();
     });
-    let outcome = acquire_wait(&mut waiter, &name, "waiter", Duration::from_secs(5), None);
-    terminator.join().unwrap();
-    assert!(outcome.is_err());
+    let outcome = acquire_wait(
+        &mut waiter,
+        &name,
+        "waiter",
+        Duration::from_secs(5),
+        Some(LONG_WAIT),
+    );
+    join(terminator);
+    // The client reads the backend's FATAL 57P01, or finds the connection
+    // closed first; any other answer is not the termination.
+    let error = outcome.expect_err("the wait ends with the session");
+    assert!(
+        error.code() == Some(&SqlState::ADMIN_SHUTDOWN)
+            || (error.code().is_none() && error.is_closed()),
+        "terminated: {error:?}"
+    );
     assert!(waiter.is_closed() || waiter.simple_query("SELECT 1").is_err());
 
     let after = admin

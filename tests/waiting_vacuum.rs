@@ -10,7 +10,8 @@ use std::thread;
 use std::time::Duration;
 
 use pglock_tests::{
-    acquire, backend_pid, connect, heartbeat, unique_name, wait_until_running, Client,
+    acquire, assert_cancelled_by_request, backend_pid, connect, heartbeat, join, unique_name,
+    wait_until_running, Client,
 };
 
 const HEARTBEATS: i64 = 200;
@@ -42,7 +43,7 @@ fn dead_left_while_waiting(statement: &'static str) -> i64 {
     let pid = backend_pid(&mut waiter);
     let waiting = {
         let name = name.clone();
-        thread::spawn(move || waiter.execute(statement, &[&name]).unwrap())
+        thread::spawn(move || waiter.execute(statement, &[&name]))
     };
     wait_until_running(&mut admin, pid, "pglock_acquire_wait");
     for _ in 0..HEARTBEATS {
@@ -54,7 +55,7 @@ fn dead_left_while_waiting(statement: &'static str) -> i64 {
     admin
         .execute("SELECT pg_cancel_backend($1)", &[&pid])
         .unwrap();
-    let _ = waiting.join();
+    assert_cancelled_by_request(join(waiting), statement);
     dead
 }
 

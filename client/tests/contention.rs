@@ -5,11 +5,31 @@ mod common;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{client_with, ms, unique};
+use common::{client_with, ms, unique, within, WAIT_LIMIT};
 use pglock_client::ClientConfig;
 
 const CLIENTS: usize = 20;
 const ROUNDS: u64 = 5;
+
+/// Every worker's result, in order; the first worker to fail fails the test at
+/// once, without waiting for the others.
+async fn join_failing_fast<T: Send + 'static>(workers: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut set = tokio::task::JoinSet::new();
+    for (index, worker) in workers.into_iter().enumerate() {
+        set.spawn(async move { (index, worker.await) });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = within(WAIT_LIMIT * 4, "the workers", set.join_next()).await {
+        let (index, result) = joined.expect("joining a worker");
+        match result {
+            Ok(value) => results.push((index, value)),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("worker {index}: {error}"),
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, value)| value).collect()
+}
 
 fn config(owner: String) -> ClientConfig {
     ClientConfig::new(owner, ms(2_000), ms(500)).with_poll_interval(ms(10))
@@ -29,7 +49,9 @@ async fn twenty_clients_increment_a_counter_kept_in_the_lock() {
             let client = client_with(config(unique(&format!("w{worker}")))).await;
             let mut seen = Vec::new();
             for _ in 0..ROUNDS {
-                let lock = client.acquire(&name).await.expect("acquire");
+                let lock = within(WAIT_LIMIT, "the lock", client.acquire(&name))
+                    .await
+                    .expect("acquire");
                 assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                 let count: u64 = match lock.data() {
                     None => 0,
@@ -48,8 +70,8 @@ async fn twenty_clients_increment_a_counter_kept_in_the_lock() {
         }));
     }
     let mut seen = Vec::new();
-    for worker in workers {
-        seen.extend(worker.await.expect("worker"));
+    for worker in join_failing_fast(workers).await {
+        seen.extend(worker);
     }
 
     let total = CLIENTS as u64 * ROUNDS;
@@ -85,23 +107,21 @@ async fn with_lock_serializes_an_unguarded_read_modify_write() {
             let client = client_with(config(unique(&format!("v{worker}")))).await;
             for _ in 0..ROUNDS {
                 let (counter, inside) = (Arc::clone(&counter), Arc::clone(&inside));
-                client
-                    .with_lock(&name, |lost| async move {
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                        let read = counter.load(Ordering::SeqCst);
-                        tokio::time::sleep(ms(1)).await;
-                        counter.store(read + 1, Ordering::SeqCst);
-                        assert!(!lost.is_cancelled());
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                    })
+                let with_lock = client.with_lock(&name, |lost| async move {
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    let read = counter.load(Ordering::SeqCst);
+                    tokio::time::sleep(ms(1)).await;
+                    counter.store(read + 1, Ordering::SeqCst);
+                    assert!(!lost.is_cancelled());
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                });
+                within(WAIT_LIMIT, "with_lock", with_lock)
                     .await
                     .expect("with_lock");
             }
         }));
     }
-    for worker in workers {
-        worker.await.expect("worker");
-    }
+    join_failing_fast(workers).await;
     assert_eq!(counter.load(Ordering::SeqCst), WORKERS as u64 * ROUNDS);
     let client = client_with(config(unique("reader"))).await;
     assert_eq!(client.get(&name).await.unwrap(), None, "released");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bump_rvn, client, kill_connection, ms, superuser, unique};
+use common::{bump_rvn, client, kill_connection, ms, superuser, unique, within, WAIT_LIMIT};
 use pglock_client::{Error, LostReason};
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout, Instant};
@@ -40,7 +40,7 @@ async fn with_lock_sees_a_takeover() {
         held.await.unwrap();
         bump_rvn(&name).await;
     };
-    let (outcome, ()) = tokio::join!(work, rival);
+    let (outcome, ()) = within(WAIT_LIMIT, "the loss", async { tokio::join!(work, rival) }).await;
     match outcome {
         Err(Error::LockLost {
             name: lost_name,
@@ -76,10 +76,16 @@ async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
         held.await.unwrap();
         kill_connection(&holder_name).await;
         let waiting_since = Instant::now();
-        let lock = rival.acquire(&name).await.unwrap();
+        let lock = within(WAIT_LIMIT, "the takeover", rival.acquire(&name))
+            .await
+            .unwrap();
         (waiting_since, Instant::now(), lock)
     };
-    let (outcome, (waiting_since, taken_at, lock)) = tokio::join!(work, rival);
+    let (outcome, (waiting_since, taken_at, lock)) =
+        within(WAIT_LIMIT, "the loss and the takeover", async {
+            tokio::join!(work, rival)
+        })
+        .await;
     assert!(
         matches!(
             outcome,
@@ -110,7 +116,9 @@ async fn a_lock_reports_loss_before_its_lease_could_run_out() {
     kill_connection(&holder_name).await;
 
     let taking_over = tokio::spawn(async move {
-        let lock = rival.acquire(&name).await.unwrap();
+        let lock = within(WAIT_LIMIT, "the takeover", rival.acquire(&name))
+            .await
+            .unwrap();
         (Instant::now(), lock)
     });
     timeout(ms(5_000), lock.lost()).await.expect("lost in time");
@@ -122,7 +130,9 @@ async fn a_lock_reports_loss_before_its_lease_could_run_out() {
             last_error: Some(_)
         })
     ));
-    let (taken_at, taken) = taking_over.await.unwrap();
+    let (taken_at, taken) = within(WAIT_LIMIT, "the takeover", taking_over)
+        .await
+        .unwrap();
     assert!(
         lost_at < taken_at,
         "the rival took over before the loss was seen"

@@ -1,12 +1,17 @@
 //! Connections to the private PostgreSQL that `scripts/test.sh` starts, with
-//! pglock installed in the database `PGLOCK_TEST_DB`.
+//! pglock installed in the database `PGLOCK_TEST_DB`, and the tests' ways of
+//! waiting: every wait has a deadline that names what hung, and a thread that
+//! fails makes its test fail at once (see [`wait`]).
 
 pub mod proxy;
 pub mod server;
+pub mod wait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use wait::{join, join_all, output_within, wait_for, Rendezvous, TerminateOnPanic, WAIT_LIMIT};
 
 pub use postgres::error::SqlState;
 pub use postgres::{Client, Error, NoTls};
@@ -19,15 +24,27 @@ fn env(name: &str) -> String {
     })
 }
 
-/// A new connection as `role`.
-pub fn connect_as(role: &str) -> Client {
+/// No statement of a test runs longer than this: one that hangs is cancelled with
+/// "canceling statement due to statement timeout" instead of holding the test.
+pub const STATEMENT_TIMEOUT: &str = "-c statement_timeout=60s";
+
+/// The test database as `role`, for connecting later.
+pub fn config_as(role: &str) -> postgres::Config {
     let port = env("PGPORT").parse().expect("PGPORT is a port number");
-    postgres::Config::new()
+    let mut config = postgres::Config::new();
+    config
         .host_path(env("PGHOST"))
         .port(port)
         .user(role)
         .dbname(&env("PGLOCK_TEST_DB"))
         .application_name("pglock-tests")
+        .options(STATEMENT_TIMEOUT);
+    config
+}
+
+/// A new connection as `role`.
+pub fn connect_as(role: &str) -> Client {
+    config_as(role)
         .connect(NoTls)
         .unwrap_or_else(|error| panic!("connect as {role}: {error}"))
 }
@@ -100,8 +117,12 @@ pub fn acquire(
     Ok(Acquire::from_row(&row))
 }
 
+/// How long [`acquire_waiting`] tries before failing its test.
+pub const ACQUIRE_WAITING_LIMIT: Duration = Duration::from_secs(120);
+
 /// Acquire the way a real client does: poll every `poll`; once the holder's RVN
 /// has stood still for the holder's whole lease, claim the lock with that RVN.
+/// Panics if the lock is not acquired within [`ACQUIRE_WAITING_LIMIT`].
 pub fn acquire_waiting(
     client: &mut Client,
     name: &str,
@@ -109,9 +130,15 @@ pub fn acquire_waiting(
     lease: Duration,
     poll: Duration,
 ) -> Result<Acquire, Error> {
+    let deadline = Instant::now() + ACQUIRE_WAITING_LIMIT;
     // The holder's RVN, when we first saw it, and the holder's lease.
     let mut watched: Option<(i64, Instant, Duration)> = None;
     loop {
+        assert!(
+            Instant::now() < deadline,
+            "acquire_waiting: {owner} did not get {name} within {ACQUIRE_WAITING_LIMIT:?} \
+             (last seen held at {watched:?})"
+        );
         let observed = watched
             .filter(|(_, since, holder_lease)| since.elapsed() >= *holder_lease)
             .map(|(rvn, _, _)| rvn);
@@ -152,19 +179,45 @@ pub fn backend_pid(client: &mut Client) -> i32 {
         .get(0)
 }
 
-/// Block until backend `pid` runs a statement containing `text`.
+/// Block until backend `pid` runs a statement containing `text` (at most
+/// [`WAIT_LIMIT`]).
 pub fn wait_until_running(observer: &mut Client, pid: i32, text: &str) {
     let pattern = format!("%{text}%");
-    while observer
-        .query_opt(
-            "SELECT FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE $2",
-            &[&pid, &pattern],
-        )
-        .unwrap()
-        .is_none()
-    {
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        &format!("backend {pid} running a statement with {text:?}"),
+        WAIT_LIMIT,
+        || {
+            observer
+                .query_opt(
+                    "SELECT FROM pg_stat_activity \
+                      WHERE pid = $1 AND state = 'active' AND query LIKE $2",
+                    &[&pid, &pattern],
+                )
+                .unwrap()
+                .is_some()
+        },
+    );
+}
+
+/// Block until backend `pid` waits for a heavyweight lock (`wait_event_type` is
+/// `Lock`; NULL while the backend runs) held by backend `holder` (at most
+/// [`WAIT_LIMIT`]).
+pub fn wait_until_blocked_by(observer: &mut Client, pid: i32, holder: i32) {
+    wait_for(
+        &format!("backend {pid} waiting for a lock held by backend {holder}"),
+        WAIT_LIMIT,
+        || {
+            observer
+                .query_one(
+                    "SELECT coalesce(bool_or(a.wait_event_type = 'Lock' \
+                                             AND $2 = ANY (pg_blocking_pids(a.pid))), false) \
+                       FROM pg_stat_activity a WHERE a.pid = $1",
+                    &[&pid, &holder],
+                )
+                .unwrap()
+                .get(0)
+        },
+    );
 }
 
 pub fn heartbeat(client: &mut Client, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
@@ -203,6 +256,24 @@ pub fn release_keeping(
         &[&name, &owner, &rvn, &data],
     )?;
     Ok(row.get(0))
+}
+
+/// A call ended by `pg_cancel_backend` (not by a statement or lock timeout, whose
+/// SQLSTATE is the same or close).
+pub fn assert_cancelled_by_request<T: std::fmt::Debug>(result: Result<T, Error>, what: &str) {
+    let error = result.expect_err(what);
+    let message = error
+        .as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        (error.code(), message.as_str()),
+        (
+            Some(&SqlState::QUERY_CANCELED),
+            "canceling statement due to user request"
+        ),
+        "{what}: {error}"
+    );
 }
 
 /// The SQLSTATE of a failed call.

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
@@ -15,15 +16,26 @@ pub struct Server {
     pub port: u16,
 }
 
+/// The longest a server program (initdb, pg_ctl, pg_basebackup) may take.
+const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
+
 fn as_postgres(program: &str, args: &[&str]) {
-    let status = Command::new("runuser")
-        // Servers started here should report errors as users' servers do.
-        .env_remove("RUST_BACKTRACE")
-        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
-        .args(args)
-        .status()
-        .unwrap_or_else(|error| panic!("run {program}: {error}"));
-    assert!(status.success(), "{program} {args:?} failed: {status}");
+    let output = crate::output_within(
+        Command::new("runuser")
+            // Servers started here should report errors as users' servers do.
+            .env_remove("RUST_BACKTRACE")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+            .args(args),
+        &format!("{program} {args:?}"),
+        PROGRAM_LIMIT,
+    );
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn chown_postgres(path: &Path) {
@@ -185,12 +197,15 @@ impl Server {
             .expect("kill");
         assert!(status.success(), "kill -9 {pids:?}");
         // Wait until every process is gone, so the restart finds no leftovers.
-        while pids
-            .iter()
-            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        crate::wait_for(
+            &format!("the killed server processes {pids:?} to exit"),
+            crate::WAIT_LIMIT,
+            || {
+                !pids
+                    .iter()
+                    .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            },
+        );
     }
 
     pub fn connect_as(&self, role: &str) -> Result<Client, postgres::Error> {
@@ -204,6 +219,7 @@ impl Server {
             .port(self.port)
             .user(role)
             .dbname(database)
+            .options(crate::STATEMENT_TIMEOUT)
             .connect(NoTls)
     }
 

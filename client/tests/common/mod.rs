@@ -2,6 +2,7 @@
 //! its socket folder, PGPORT its port), with pglock installed in `PGLOCK_TEST_DB`.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -94,4 +95,15 @@ pub async fn bump_rvn(name: &str) {
 
 pub fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
+}
+
+/// The longest a test waits for something that takes a moment when all is well.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// `future`'s output, or a panic naming `what` if it takes longer than `limit`:
+/// a wait that goes wrong fails its test instead of hanging it.
+pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
