@@ -1,6 +1,6 @@
 -- Runs last in CREATE EXTENSION (finalize), once the functions exist.
 -- Only members of pglock_user may call pglock; the functions reach the table as
--- the extension's owner, so no grant on pglock.locks is ever needed.
+-- its owner, so no grant on pglock.locks is ever needed.
 
 REVOKE ALL ON FUNCTION
     pglock_acquire(text, text, interval, bytea, boolean, bigint),
@@ -27,11 +27,12 @@ TO pglock_user;
 GRANT EXECUTE ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
 TO pglock_user;
--- Counters are for operators.
-REVOKE ALL ON FUNCTION pglock_stats() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor;
+-- Counters are for operators; forcing a release is for pglock_admin (and
+-- superusers, who need no grant).
+REVOKE ALL ON FUNCTION pglock_stats(), pglock_force_release(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor, pglock_admin;
+GRANT EXECUTE ON FUNCTION pglock_force_release(text) TO pglock_admin;
 
--- The committing procedure runs as its caller (a procedure that COMMITs may not
--- be SECURITY DEFINER), and calls the step in pglock's schema.  USAGE lets it
--- name the step; the table and sequence stay without grants.
+-- The committing procedure calls the step in pglock's schema: USAGE lets it name
+-- the step; the tables and the sequence stay without grants.
 GRANT USAGE ON SCHEMA pglock TO pglock_user;

@@ -1,8 +1,9 @@
 -- What operators read: every lock, without write access and without data.
 --
--- The view runs with its owner's rights (the extension's owner), so
--- pglock_monitor needs no grant on pglock.locks itself.  It shows the size of
--- each lock's data, not the data: that may be a job's private checkpoint.
+-- The view runs with its owner's rights (the extension's owner, to whom the
+-- table's row-level security does not apply), so pglock_monitor needs no grant
+-- on pglock.locks itself.  It shows the size of each lock's data, not the data:
+-- that may be a job's private checkpoint.
 
 DO $$
 BEGIN
@@ -27,4 +28,4 @@ SELECT l.name,
   FROM pglock.locks AS l;
 
 REVOKE ALL ON pglock_locks FROM PUBLIC;
-GRANT SELECT ON pglock_locks TO pglock_monitor, pglock_user;
+GRANT SELECT ON pglock_locks TO pglock_monitor, pglock_user, pglock_admin;

@@ -1,8 +1,22 @@
--- The table pglock owns, its RVN sequence and the role that may use pglock.
+-- The table pglock owns, its RVN sequence, the secret that keys its name locks,
+-- and the roles that may use and operate pglock.
 -- Runs first in CREATE EXTENSION (bootstrap), before the functions exist.
 
+-- Lock names and owners are text that pglock handles as UTF-8: in a database of
+-- another encoding they could not be read, so refuse to install there.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'pglock: this database''s encoding is %; pglock needs UTF8',
+                pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create a database with ENCODING ''UTF8'' (from template0) for pglock.';
+    END IF;
+END
+$$;
+
 -- Everything pglock stores lives in its own schema; only the extension's
--- functions (SECURITY DEFINER) read or write it.
+-- functions read or write it, acting as its owner.
 CREATE SCHEMA pglock;
 REVOKE ALL ON SCHEMA pglock FROM PUBLIC;
 
@@ -43,17 +57,39 @@ WITH (fillfactor = 92);
 
 REVOKE ALL ON pglock.locks, pglock.rvn_seq FROM PUBLIC;
 
+-- Nobody reads or writes the table but pglock's functions, which act as its
+-- owner: row-level security without a policy denies every other role, members of
+-- pg_write_all_data and pg_read_all_data included (the owner is exempt).
+ALTER TABLE pglock.locks ENABLE ROW LEVEL SECURITY;
+
+-- The key of the hash that maps each lock name to the lock its writers take
+-- (src/name_lock.rs), drawn at random for each installation and readable by no
+-- role but the owner: nobody can compute colliding names offline.  Not dumped: a
+-- restore draws a new one.
+CREATE TABLE pglock.name_lock_secret (secret bytea NOT NULL);
+INSERT INTO pglock.name_lock_secret (secret)
+SELECT pg_catalog.decode(pg_catalog.md5(pg_catalog.concat(
+           pg_catalog.gen_random_uuid(), pg_catalog.gen_random_uuid())), 'hex');
+REVOKE ALL ON pglock.name_lock_secret FROM PUBLIC;
+ALTER TABLE pglock.name_lock_secret ENABLE ROW LEVEL SECURITY;
+
 -- pg_dump must carry the locks and the RVN sequence: a restore that restarted RVNs
 -- at 1 would hand out fencing tokens lower than ones already issued.
 SELECT pg_catalog.pg_extension_config_dump('pglock.locks', '');
 SELECT pg_catalog.pg_extension_config_dump('pglock.rvn_seq', '');
 
--- Roles that may use pglock are members of pglock_user.  Roles are global to
--- the cluster, so it may already exist from another database.
+-- Roles that may use pglock are members of pglock_user; pglock_admin may also
+-- force a lock's release.  Roles are global to the cluster, so they may already
+-- exist from another database.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pglock_user') THEN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname OPERATOR(pg_catalog.=) 'pglock_user') THEN
         CREATE ROLE pglock_user NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles
+                    WHERE rolname OPERATOR(pg_catalog.=) 'pglock_admin') THEN
+        CREATE ROLE pglock_admin NOLOGIN;
     END IF;
 END
 $$;

@@ -9,7 +9,9 @@
 -- since when on the backend's monotonic clock, its lease) is carried to the next.
 --
 -- SECURITY INVOKER and without SET clauses, because a procedure with either may
--- not COMMIT; it only calls pglock's own SECURITY DEFINER functions, qualified.
+-- not COMMIT; it only calls pglock's own step function, schema-qualified, which
+-- refuses to start (2D000, with a pglock message) where the procedure could not
+-- commit: inside a transaction block or a function.
 CREATE PROCEDURE pglock_acquire_wait_committing(
     name text,
     owner text,
@@ -30,9 +32,6 @@ DECLARE
     watched_lease interval;
     step          record;
 BEGIN
-    -- Inside a transaction block (or a function) a procedure cannot commit: fail
-    -- now with 2D000 rather than after the first step.
-    COMMIT;
     LOOP
         SELECT s.acquired, s.rvn, s.lease, s.timed_out, s.started, s.watched_since
           INTO step

@@ -26,6 +26,8 @@ pub struct Counters {
     /// Heartbeats that raised because the caller no longer held the lock.
     pub failed_heartbeats: AtomicU64,
     pub released: AtomicU64,
+    /// Locks an operator removed with `pglock_force_release`.
+    pub force_released: AtomicU64,
 }
 
 // SAFETY: plain atomics and no pointers, so the struct is valid at whatever

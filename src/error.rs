@@ -50,6 +50,12 @@ pub enum PglockError {
          snapshot would never show the lock change"
     )]
     WaitNeedsReadCommitted,
+    /// 2D000: the committing procedure called where it cannot commit.
+    #[error("pglock: pglock_acquire_wait_committing must be called outside a transaction block")]
+    CommittingWaitInTransaction,
+    /// 55000: the library is newer than the extension's objects in this database.
+    #[error("pglock: the extension in this database is older than its library")]
+    ExtensionNotUpdated,
     /// 55000: counters asked for, but pglock was not preloaded.
     #[error("pglock: counters are kept only when pglock is in shared_preload_libraries")]
     NotPreloaded,
@@ -79,11 +85,12 @@ impl PglockError {
             | Self::NegativeWait { .. }
             | Self::Protocol(ProtocolError::DataWithoutKeep) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
+            Self::CommittingWaitInTransaction => ERRCODE_INVALID_TRANSACTION_TERMINATION,
             Self::LabelTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             Self::DataTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            Self::Protocol(ProtocolError::NotHeld { .. }) | Self::NotPreloaded => {
-                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-            }
+            Self::Protocol(ProtocolError::NotHeld { .. })
+            | Self::NotPreloaded
+            | Self::ExtensionNotUpdated => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             Self::Protocol(ProtocolError::HeldByOtherRole { .. }) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             Self::Protocol(ProtocolError::SerializationFailure { .. }) => {
                 ERRCODE_T_R_SERIALIZATION_FAILURE
@@ -129,6 +136,11 @@ impl PglockError {
             Self::WaitNeedsReadCommitted => {
                 Some("Call it in autocommit, or in a READ COMMITTED transaction.")
             }
+            Self::CommittingWaitInTransaction => Some(
+                "It commits while it waits: CALL it on its own, not in BEGIN ... COMMIT or \
+                 from a function. Inside a transaction, use pglock_acquire_wait.",
+            ),
+            Self::ExtensionNotUpdated => Some("Run ALTER EXTENSION pglock UPDATE as a superuser."),
             Self::NotPreloaded => Some(
                 "Add pglock to shared_preload_libraries in postgresql.conf and restart the server.",
             ),

@@ -4,18 +4,142 @@
 //! functions; each `unsafe` block says why it is sound.  The rest of pglock
 //! reaches PostgreSQL through pgrx's safe wrappers (SPI, datums, errors).
 
-use std::ffi::{c_long, CStr};
+use std::ffi::{c_int, c_long, CStr, CString};
 use std::time::Duration;
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 
-/// The role of the session (`SET ROLE` included), outside any SECURITY DEFINER
-/// function on the stack.
-pub fn outer_user_id() -> Oid {
-    // SAFETY: reads a backend-local variable that is set for the whole session
-    // before any SQL function runs.
-    unsafe { pg_sys::GetOuterUserId() }
+/// The role whose privileges the current statement runs with: `current_user`
+/// (the owner of a SECURITY DEFINER function that called us, `SET ROLE`'s role).
+pub fn current_user_id() -> Oid {
+    // SAFETY: reads a backend-local variable, always set while SQL runs.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// While it lives, this backend acts as `role` in a security-restricted
+/// context (as PostgreSQL's own maintenance commands do: no `SET ROLE`, no
+/// temporary objects); dropping it, on return or while an error unwinds, gives
+/// the caller's role and context back.
+pub struct ActingAs {
+    user: Oid,
+    context: c_int,
+}
+
+impl ActingAs {
+    pub fn enter(role: Oid) -> ActingAs {
+        let mut user = Oid::INVALID;
+        let mut context: c_int = 0;
+        let restricted =
+            (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as c_int;
+        // SAFETY: both only read and write backend-local variables; the pair is
+        // put back by `drop`, and PostgreSQL also puts it back if the transaction
+        // or subtransaction aborts.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(role, context | restricted);
+        }
+        ActingAs { user, context }
+    }
+}
+
+impl Drop for ActingAs {
+    fn drop(&mut self) {
+        // SAFETY: restores the values read in `enter`.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) }
+    }
+}
+
+/// While it lives, the planner does not choose sequential scans (as
+/// `enable_seqscan = off` does), so pglock's kept plans always look a lock up
+/// through the primary key, whatever the caller's settings; dropping it puts the
+/// caller's setting back.  Setting the variable directly costs nothing, unlike a
+/// per-function `SET` clause, which saves and restores every setting per call.
+pub struct SeqScansOff {
+    caller_setting: bool,
+}
+
+impl SeqScansOff {
+    pub fn enter() -> SeqScansOff {
+        // SAFETY: a backend-local planner variable, read only by the planner, which
+        // runs inside this guard's life or after `drop` restored it.
+        unsafe {
+            let caller_setting = pg_sys::enable_seqscan;
+            pg_sys::enable_seqscan = false;
+            SeqScansOff { caller_setting }
+        }
+    }
+}
+
+impl Drop for SeqScansOff {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`.
+        unsafe { pg_sys::enable_seqscan = self.caller_setting }
+    }
+}
+
+/// The OID of the table `schema.name`, if it exists.
+pub fn relation_id(schema: &CStr, name: &CStr) -> Option<Oid> {
+    // SAFETY: both take NUL-terminated names and, with missing_ok, return
+    // InvalidOid instead of raising when nothing matches.
+    let relid = unsafe {
+        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        if namespace == Oid::INVALID {
+            return None;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), namespace)
+    };
+    (relid != Oid::INVALID).then_some(relid)
+}
+
+/// The role that owns the relation `relid`, if it exists.
+pub fn relation_owner(relid: Oid) -> Option<Oid> {
+    // SAFETY: a syscache lookup by OID; the tuple, if any, is a pg_class row
+    // that stays valid until ReleaseSysCache, and only its owner is copied out.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as c_int,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let class = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
+        let owner = (*class).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(owner)
+    }
+}
+
+/// The server's wall clock now (not the transaction's start), in microseconds
+/// since 2000-01-01.
+pub fn wall_clock_now() -> i64 {
+    // SAFETY: reads the system clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// Raise 25006 if the current transaction may not write (a hot standby, or
+/// `READ ONLY`), naming `function`.
+pub fn refuse_if_read_only(function: &str) {
+    let name = CString::new(function).expect("a function name has no NUL");
+    // SAFETY: a NUL-terminated name that outlives the call; raises or returns.
+    unsafe { pg_sys::PreventCommandIfReadOnly(name.as_ptr()) }
+}
+
+/// Whether the procedure that called this function may COMMIT: it was called
+/// by CALL outside a transaction block (and not from within a function).
+pub fn caller_can_commit() -> bool {
+    // SAFETY: reads the state of the innermost SPI connection, which is the
+    // calling PL/pgSQL procedure's while this function runs.
+    unsafe { pg_sys::SPI_inside_nonatomic_context() }
+}
+
+/// Make the current transaction's commit wait for its WAL to reach disk,
+/// whatever `synchronous_commit` the session set: an acknowledged lock must
+/// survive an operating-system crash, and no RVN may be issued twice.
+pub fn force_durable_commit() {
+    // SAFETY: sets a flag of the current transaction, read at commit.
+    unsafe { pg_sys::ForceSyncCommit() }
 }
 
 /// A role's name, or `None` if there is no such role (it was dropped).
@@ -61,6 +185,14 @@ pub fn lock_exclusive(tag: &pg_sys::LOCKTAG) {
     unsafe {
         pg_sys::LockAcquire(tag, EXCLUSIVE, false, false);
     }
+}
+
+/// [`lock_exclusive`] if no other transaction holds `tag`; false instead of waiting.
+pub fn try_lock_exclusive(tag: &pg_sys::LOCKTAG) -> bool {
+    // SAFETY: as for `lock_exclusive`; with dontWait the call returns
+    // LOCKACQUIRE_NOT_AVAIL instead of sleeping.
+    let result = unsafe { pg_sys::LockAcquire(tag, EXCLUSIVE, false, true) };
+    result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
 
 /// Give back one [`lock_exclusive`] of `tag` taken by this transaction.

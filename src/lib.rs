@@ -12,8 +12,8 @@
 //! - `interval`: PostgreSQL intervals as the protocol's leases
 //! - `counters`: operators' counters in shared memory, when preloaded
 //! - `ffi`: every direct call into PostgreSQL's C API
-//! - `sql/`: the schema and table, the committing procedure, the monitoring view,
-//!   the functions' planner settings and the grants
+//! - `sql/`: the schema and tables, the committing procedure, the monitoring view
+//!   and the grants
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -37,18 +37,6 @@ pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
     requires = ["schema"]
-);
-pgrx::extension_sql_file!(
-    "../sql/plans.sql",
-    name = "plans",
-    requires = [
-        functions::lease::pglock_acquire,
-        functions::lease::pglock_heartbeat,
-        functions::lease::pglock_release,
-        functions::lease::pglock_get,
-        functions::wait::pglock_acquire_wait,
-        functions::wait::pglock::acquire_wait_step
-    ]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

@@ -3,10 +3,17 @@
 //! Every write to `pglock.locks` takes its name's lock first, so writes to one
 //! name happen one at a time and each draws its RVN after the previous one
 //! committed; reads never take it.  It is an advisory-style lock of the user lock
-//! method, keyed by the database and a hash of the name, with a tag field no
-//! `pg_advisory_lock` call can produce.
+//! method, keyed by the database and a 64-bit hash of the name, with a tag field
+//! no `pg_advisory_lock` call can produce.
+//!
+//! The hash is SipHash-2-4 keyed by a secret that each database's installation
+//! draws at random (`pglock.name_lock_secret`, readable by no role but the
+//! extension's owner).  With a public hash, another role could compute offline a
+//! name whose lock collides with a victim's and hold it from its own open
+//! transaction; with a secret key, finding one takes about 2^64 tries.
 
 use pgrx::pg_sys;
+use siphasher::sip::SipHasher24;
 
 use crate::ffi;
 
@@ -14,19 +21,29 @@ use crate::ffi;
 const NAME_LOCK_TAG: u16 = 0x504c; // "PL"
 
 /// Take this transaction's exclusive lock on `name`, held until it ends.
-pub fn lock(name: &str) {
-    ffi::lock_exclusive(&tag(name));
+pub fn lock(secret: &[u8; 16], name: &str) {
+    ffi::lock_exclusive(&tag(secret, name));
+}
+
+/// [`lock`] if no other transaction holds it; false instead of waiting.
+pub fn try_lock(secret: &[u8; 16], name: &str) -> bool {
+    ffi::try_lock_exclusive(&tag(secret, name))
 }
 
 /// Give back one [`lock`] of `name` after a call that wrote nothing.  A lock taken
 /// earlier in the transaction by a write that did happen stays held (the count
 /// only drops by one).
-pub fn unlock(name: &str) {
-    ffi::unlock_exclusive(&tag(name));
+pub fn unlock(secret: &[u8; 16], name: &str) {
+    ffi::unlock_exclusive(&tag(secret, name));
 }
 
-fn tag(name: &str) -> pg_sys::LOCKTAG {
-    let key = fnv1a_64(name.as_bytes());
+/// The 64-bit key of `name`'s lock.
+pub fn key(secret: &[u8; 16], name: &str) -> u64 {
+    SipHasher24::new_with_key(secret).hash(name.as_bytes())
+}
+
+fn tag(secret: &[u8; 16], name: &str) -> pg_sys::LOCKTAG {
+    let key = key(secret, name);
     pg_sys::LOCKTAG {
         locktag_field1: ffi::database_id().to_u32(),
         locktag_field2: (key >> 32) as u32,
@@ -37,24 +54,17 @@ fn tag(name: &str) -> pg_sys::LOCKTAG {
     }
 }
 
-/// FNV-1a: fixed and specified, so every backend and every pglock version agree
-/// on which lock a name maps to.
-fn fnv1a_64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::fnv1a_64;
+    use super::key;
 
     #[test]
-    fn name_hash_is_the_published_fnv1a() {
-        // Reference values of 64-bit FNV-1a; a change would split the per-name lock
-        // between backends running different pglock builds.
-        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    fn the_key_is_siphash_2_4_and_depends_on_the_secret() {
+        // The reference vector of SipHash-2-4 (key 00..0f, message 00..0e).
+        let secret: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let message: Vec<u8> = (0..15).collect();
+        let name = String::from_utf8(message).unwrap();
+        assert_eq!(key(&secret, &name), 0xa129_ca61_49be_45e5);
+        assert_ne!(key(&[0; 16], "job"), key(&[1; 16], "job"));
     }
 }

@@ -117,7 +117,7 @@ impl Client {
             return Ok(Attempt::Acquired(self.hold(name, row, sent)));
         }
         self.seen()
-            .refused(name, row.rvn, row.lease, Instant::now());
+            .refused(name, row.rvn, row.lease, Instant::now(), call.observed_rvn);
         Ok(Attempt::Held(Holder {
             owner: row.owner,
             rvn: row.rvn,

@@ -38,10 +38,18 @@ impl Observations {
         watch.observed_rvn(self.elapsed(now))
     }
 
-    /// Notes a refusal that arrived at `now` from a holder at `rvn` with `lease`.
-    pub fn refused(&mut self, name: &str, rvn: i64, lease: Duration, now: Instant) {
+    /// Notes a refusal that arrived at `now` from a holder at `rvn` with `lease`,
+    /// for an attempt that presented `presented` as `observed_rvn`.
+    pub fn refused(
+        &mut self,
+        name: &str,
+        rvn: i64,
+        lease: Duration,
+        now: Instant,
+        presented: Option<i64>,
+    ) {
         let seen = self.by_name.get(name).copied();
-        let watch = Watch::after_refusal(seen, rvn, lease, self.elapsed(now));
+        let watch = Watch::after_refusal(seen, rvn, lease, self.elapsed(now), presented);
         self.by_name.insert(name.to_owned(), watch);
     }
 
@@ -80,9 +88,9 @@ mod tests {
         let mut seen = Observations::new();
         let start = Instant::now();
         assert_eq!(seen.takeover_rvn("a", start), None);
-        seen.refused("a", 7, LEASE, start);
+        seen.refused("a", 7, LEASE, start, None);
         assert_eq!(seen.takeover_rvn("a", start + LEASE / 2), None);
-        seen.refused("a", 7, LEASE, start + LEASE / 2);
+        seen.refused("a", 7, LEASE, start + LEASE / 2, None);
         assert_eq!(
             seen.takeover_rvn("a", start + LEASE - Duration::from_nanos(1)),
             None
@@ -94,9 +102,9 @@ mod tests {
     fn a_new_rvn_restarts_the_watch_with_its_lease() {
         let mut seen = Observations::new();
         let start = Instant::now();
-        seen.refused("a", 7, LEASE, start);
+        seen.refused("a", 7, LEASE, start, None);
         let later = start + LEASE / 2;
-        seen.refused("a", 9, 2 * LEASE, later);
+        seen.refused("a", 9, 2 * LEASE, later, None);
         assert_eq!(seen.takeover_rvn("a", start + LEASE), None);
         assert_eq!(seen.takeover_rvn("a", later + 2 * LEASE), Some(9));
     }
@@ -105,8 +113,8 @@ mod tests {
     fn names_are_watched_apart_and_forgotten() {
         let mut seen = Observations::new();
         let start = Instant::now();
-        seen.refused("a", 7, LEASE, start);
-        seen.refused("b", 8, LEASE, start + LEASE);
+        seen.refused("a", 7, LEASE, start, None);
+        seen.refused("b", 8, LEASE, start + LEASE, None);
         assert_eq!(seen.takeover_rvn("a", start + LEASE), Some(7));
         assert_eq!(seen.takeover_rvn("b", start + LEASE), None);
         seen.forget("a");
@@ -118,7 +126,7 @@ mod tests {
         let mut seen = Observations::new();
         let start = Instant::now();
         assert_eq!(seen.next_attempt("a", start, POLL, None), start + POLL);
-        seen.refused("a", 7, LEASE, start);
+        seen.refused("a", 7, LEASE, start, None);
         let near_end = start + LEASE - POLL / 5;
         assert_eq!(seen.next_attempt("a", near_end, POLL, None), start + LEASE);
         let deadline = start + POLL / 2;

@@ -1,7 +1,7 @@
 //! The protocol's decisions: pure functions of the lock as read and the request.
 
 use crate::error::{NotHeldReason, ProtocolError};
-use crate::lock::{DataChange, Holder, Lock};
+use crate::lock::{DataChange, Holder, Lock, RoleId, Timestamp};
 
 /// What an acquire should do, given the lock as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,29 +9,50 @@ pub enum AcquireDecision {
     /// No such lock: insert it.
     Create,
     /// Released, or its holder's RVN stood still for a lease: rewrite it, provided
-    /// the RVN is still `expected_rvn`.
-    TakeOver { expected_rvn: i64 },
+    /// the RVN is still `expected_rvn`.  The data stored with it passes to the new
+    /// holder only within the role that wrote it.
+    TakeOver { expected_rvn: i64, same_role: bool },
     /// Held by someone (the caller included) whose RVN the caller has not seen
-    /// stand still: report the holder, write nothing.
+    /// stand still, or by another role whose lease has not run out by the
+    /// server's clock: report the holder, write nothing.
     Refuse,
 }
 
-pub fn decide_acquire(current: Option<&Lock>, observed_rvn: Option<i64>) -> AcquireDecision {
-    match current {
-        None => AcquireDecision::Create,
-        Some(lock) if lock.released || observed_rvn == Some(lock.rvn) => {
-            AcquireDecision::TakeOver {
-                expected_rvn: lock.rvn,
-            }
-        }
-        Some(_) => AcquireDecision::Refuse,
+/// The trust model in one decision.  Owners within a role cooperate: a caller
+/// that saw the holder's RVN stand still for the holder's lease (`observed_rvn`)
+/// takes the lock over on its word.  Roles do not trust each other: taking over
+/// another role's lock also needs its lease to have run out by the server's
+/// clock (`server_now`, asked only then) since its holder's last write.
+pub fn decide_acquire(
+    current: Option<&Lock>,
+    observed_rvn: Option<i64>,
+    caller: RoleId,
+    server_now: impl FnOnce() -> Timestamp,
+) -> AcquireDecision {
+    let Some(lock) = current else {
+        return AcquireDecision::Create;
+    };
+    let take_over = AcquireDecision::TakeOver {
+        expected_rvn: lock.rvn,
+        same_role: lock.holder_role == caller,
+    };
+    if lock.released {
+        return take_over;
     }
+    if observed_rvn != Some(lock.rvn) {
+        return AcquireDecision::Refuse;
+    }
+    if lock.holder_role == caller || server_now() >= lock.written_at.plus(&lock.lease) {
+        return take_over;
+    }
+    AcquireDecision::Refuse
 }
 
 /// Which data a write stores: `data` if given or if `replace_data` asks to store
-/// even NULL; otherwise what the lock already has (a kept lock's checkpoint).
-pub fn data_change(data: Option<&[u8]>, replace_data: bool) -> DataChange<'_> {
-    if replace_data || data.is_some() {
+/// even NULL; otherwise what the lock already has (a kept lock's checkpoint) when
+/// the caller may inherit it, else nothing.
+pub fn data_change(data: Option<&[u8]>, replace_data: bool, inherit: bool) -> DataChange<'_> {
+    if replace_data || data.is_some() || !inherit {
         DataChange::Replace(data)
     } else {
         DataChange::Keep
@@ -68,7 +89,14 @@ pub fn why_not_held(current: Option<&Lock>, holder: &Holder<'_>) -> ProtocolErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::{Lease, RoleId};
+    use crate::lock::Lease;
+
+    const CALLER: RoleId = RoleId(10);
+    const NOW: Timestamp = Timestamp(1_000_000_000);
+
+    fn decide(current: Option<&Lock>, observed_rvn: Option<i64>) -> AcquireDecision {
+        decide_acquire(current, observed_rvn, CALLER, || NOW)
+    }
 
     fn held(owner: &str, rvn: i64, role: u32) -> Lock {
         Lock {
@@ -82,26 +110,27 @@ mod tests {
             data: None,
             released: false,
             holder_role: RoleId(role),
+            written_at: NOW,
         }
     }
 
     #[test]
     fn a_missing_lock_is_created() {
-        assert_eq!(decide_acquire(None, None), AcquireDecision::Create);
-        assert_eq!(decide_acquire(None, Some(7)), AcquireDecision::Create);
+        assert_eq!(decide(None, None), AcquireDecision::Create);
+        assert_eq!(decide(None, Some(7)), AcquireDecision::Create);
     }
 
     #[test]
     fn a_held_lock_is_refused_until_its_rvn_is_seen_standing_still() {
         let lock = held("a", 7, 10);
-        assert_eq!(decide_acquire(Some(&lock), None), AcquireDecision::Refuse);
+        assert_eq!(decide(Some(&lock), None), AcquireDecision::Refuse);
+        assert_eq!(decide(Some(&lock), Some(6)), AcquireDecision::Refuse);
         assert_eq!(
-            decide_acquire(Some(&lock), Some(6)),
-            AcquireDecision::Refuse
-        );
-        assert_eq!(
-            decide_acquire(Some(&lock), Some(7)),
-            AcquireDecision::TakeOver { expected_rvn: 7 }
+            decide(Some(&lock), Some(7)),
+            AcquireDecision::TakeOver {
+                expected_rvn: 7,
+                same_role: true
+            }
         );
     }
 
@@ -113,24 +142,74 @@ mod tests {
         };
         for observed in [None, Some(3), Some(7)] {
             assert_eq!(
-                decide_acquire(Some(&lock), observed),
-                AcquireDecision::TakeOver { expected_rvn: 7 }
+                decide(Some(&lock), observed),
+                AcquireDecision::TakeOver {
+                    expected_rvn: 7,
+                    same_role: true
+                }
             );
         }
     }
 
     #[test]
-    fn data_is_kept_unless_given_or_replaced() {
-        assert_eq!(data_change(None, false), DataChange::Keep);
+    fn another_roles_lock_needs_its_lease_run_out_by_the_server_clock_too() {
+        let lock = held("a", 7, 99); // lease 20 s, written at NOW
+        let at = |micros: i64| move || Timestamp(NOW.0 + micros);
+        let decide_at =
+            |observed, micros| decide_acquire(Some(&lock), observed, CALLER, at(micros));
+        assert_eq!(decide_at(Some(7), 0), AcquireDecision::Refuse);
+        assert_eq!(decide_at(Some(7), 19_999_999), AcquireDecision::Refuse);
         assert_eq!(
-            data_change(Some(b"x"), false),
+            decide_at(Some(7), 20_000_000),
+            AcquireDecision::TakeOver {
+                expected_rvn: 7,
+                same_role: false
+            }
+        );
+        // The server's clock alone is not enough: the RVN must be the one seen.
+        assert_eq!(decide_at(None, 99_000_000), AcquireDecision::Refuse);
+        assert_eq!(decide_at(Some(6), 99_000_000), AcquireDecision::Refuse);
+    }
+
+    #[test]
+    fn the_server_clock_is_asked_only_across_roles() {
+        let mine = held("a", 7, 10);
+        let asked = |current: &Lock, observed| {
+            let mut asked = false;
+            decide_acquire(Some(current), observed, CALLER, || {
+                asked = true;
+                NOW
+            });
+            asked
+        };
+        assert!(!asked(&mine, Some(7)));
+        assert!(!asked(&held("a", 7, 99), Some(6)));
+        assert!(asked(&held("a", 7, 99), Some(7)));
+    }
+
+    #[test]
+    fn data_is_kept_unless_given_or_replaced_or_another_roles() {
+        assert_eq!(data_change(None, false, true), DataChange::Keep);
+        assert_eq!(
+            data_change(Some(b"x"), false, true),
             DataChange::Replace(Some(b"x"))
         );
-        assert_eq!(data_change(None, true), DataChange::Replace(None));
+        assert_eq!(data_change(None, true, true), DataChange::Replace(None));
         assert_eq!(
-            data_change(Some(b"x"), true),
+            data_change(Some(b"x"), true, true),
             DataChange::Replace(Some(b"x"))
         );
+        assert_eq!(data_change(None, false, false), DataChange::Replace(None));
+    }
+
+    #[test]
+    fn data_shows_only_to_the_holders_role() {
+        let lock = Lock {
+            data: Some(b"secret".to_vec()),
+            ..held("a", 7, 10)
+        };
+        assert_eq!(lock.data_for(CALLER), Some(&b"secret"[..]));
+        assert_eq!(lock.data_for(RoleId(99)), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`decide`]: the decisions (create, take over or refuse; which data a write
 //!   keeps; why a caller does not hold a lock)
 //! - [`store`]: what the protocol needs from where locks are kept
-//! - [`steps`]: acquire, heartbeat, release and release-all over a [`Store`]
+//! - [`steps`]: acquire, heartbeat, release, release-all and an operator's forced
+//!   release over a [`Store`]
 //! - [`waiting`]: the caller's half: when a holder's RVN has stood still long
 //!   enough to take its lock over, and the waiting acquire built on it
 //! - [`limits`]: what the server accepts, so a client can check first
@@ -25,7 +26,7 @@ pub mod waiting;
 mod tests;
 
 pub use error::{NotHeldReason, ProtocolError};
-pub use lock::{Claim, DataChange, Holder, Lease, Lock, RoleId};
+pub use lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
 pub use steps::{AcquireOutcome, AcquireRequest, HeartbeatRequest, ReleaseRequest};
-pub use store::Store;
+pub use store::{Fields, Store};
 pub use waiting::{Clock, Watch};

@@ -4,6 +4,19 @@ use std::time::Duration;
 
 const MICROS_PER_DAY: i128 = 86_400_000_000;
 
+/// The server's wall clock, in microseconds (PostgreSQL's `timestamptz`).  Only a
+/// takeover across roles looks at it: within a role, time is the callers'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// When a lease written at `self` runs out; saturates instead of overflowing.
+    pub fn plus(self, lease: &Lease) -> Timestamp {
+        let end = i128::from(self.0) + lease.as_micros();
+        Timestamp(end.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    }
+}
+
 /// A database role, by OID: the holder a lock records, or the caller of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleId(pub u32);
@@ -48,6 +61,16 @@ pub struct Lock {
     pub data: Option<Vec<u8>>,
     pub released: bool,
     pub holder_role: RoleId,
+    /// When the last write to it happened, by the server's clock.
+    pub written_at: Timestamp,
+}
+
+impl Lock {
+    /// The data as `caller` may see it: a lock's data is its holder role's
+    /// private checkpoint, so another role sees none.
+    pub fn data_for(&self, caller: RoleId) -> Option<&[u8]> {
+        self.data.as_deref().filter(|_| self.holder_role == caller)
+    }
 }
 
 /// Who claims a lock in a write: the new holder's owner label, lease and role.
@@ -67,6 +90,16 @@ pub struct Holder<'a> {
     pub owner: &'a str,
     pub rvn: i64,
     pub role: RoleId,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    Deleted,
+    /// Kept as released, with this new RVN.
+    Kept {
+        rvn: i64,
+    },
 }
 
 /// How a write treats the data already stored with a lock.

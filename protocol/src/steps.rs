@@ -1,16 +1,18 @@
-//! The protocol's steps, top to bottom: acquire, heartbeat, release, release all.
+//! The protocol's steps, top to bottom: acquire, heartbeat, release, release all,
+//! and an operator's forced release.
 //!
 //! An acquire reads without locking and decides ([`decide_acquire`]); only a
 //! decision to write takes the name's lock, and the write repeats the decision's
 //! expectation (the RVN it saw) in its own condition, so two callers racing can
-//! never both win.  A refused acquire takes no lock and writes nothing.
-//! Heartbeat and release take the name's lock first and write only if the caller
-//! is exactly the holder; when nothing matched they read the lock to say why.
+//! never both win.  Heartbeat and release take the name's lock first and write
+//! only if the caller is exactly the holder; when nothing matched they read the
+//! lock to say why.  A call that changes nothing gives the name's lock back
+//! before it returns: it holds nothing, in whatever transaction it ran.
 
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
-use crate::lock::{Claim, Holder, Lease};
-use crate::store::Store;
+use crate::lock::{Claim, Holder, Lease, Lock, Released, RoleId};
+use crate::store::{Fields, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AcquireRequest<'a> {
@@ -31,7 +33,50 @@ pub struct AcquireOutcome {
     pub rvn: i64,
     pub owner: String,
     pub lease: Lease,
+    /// The lock's data; a refusal shows it only to the holder's own role.
     pub data: Option<Vec<u8>>,
+}
+
+impl AcquireOutcome {
+    /// A refusal showing `holder` as `caller` may see it.
+    pub fn refused(holder: Lock, caller: RoleId) -> AcquireOutcome {
+        let data = holder.data_for(caller).map(<[u8]>::to_vec);
+        AcquireOutcome {
+            acquired: false,
+            taken_over: false,
+            rvn: holder.rvn,
+            owner: holder.owner,
+            lease: holder.lease,
+            data,
+        }
+    }
+}
+
+/// How an acquire attempt behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// Wait for the name's lock like any write (a plain acquire), or give up at
+    /// once when another transaction is writing the name (a wait with a deadline).
+    pub wait_for_name: bool,
+    /// Whether to read the holder's data, to show it in a refusal.
+    pub holder_data: Fields,
+}
+
+impl Attempt {
+    pub const PLAIN: Attempt = Attempt {
+        wait_for_name: true,
+        holder_data: Fields::WithData,
+    };
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempted {
+    /// Taken, or refused (the outcome shows the holder).
+    Done(AcquireOutcome),
+    /// Another transaction is writing the lock right now; `current` is the lock
+    /// as last committed, if any.
+    NameBusy { current: Option<Lock> },
 }
 
 /// Under READ COMMITTED the second pass reads under the name's lock and cannot
@@ -42,67 +87,121 @@ pub fn acquire(
     store: &mut impl Store,
     request: &AcquireRequest<'_>,
 ) -> Result<AcquireOutcome, ProtocolError> {
+    match attempt(store, request, Attempt::PLAIN)? {
+        Attempted::Done(outcome) => Ok(outcome),
+        Attempted::NameBusy { .. } => unreachable!("a plain acquire waits for the name"),
+    }
+}
+
+pub fn attempt(
+    store: &mut impl Store,
+    request: &AcquireRequest<'_>,
+    how: Attempt,
+) -> Result<Attempted, ProtocolError> {
+    let caller = store.caller();
     let claim = Claim {
         name: request.name,
         owner: request.owner,
         lease: &request.lease,
-        role: store.caller(),
+        role: caller,
     };
     // Held from the first write attempt on: a read made under it sees every
     // earlier writer of this name committed, so its decision is final.
     let mut name_locked = false;
+    // The RVN of a takeover that matched nothing in the last pass.
+    let mut missed_rvn = None;
     for _ in 0..ACQUIRE_PASSES {
-        let current = store.read(request.name);
-        let decision = decide_acquire(current.as_ref(), request.observed_rvn);
+        let current = store.read(request.name, how.holder_data);
+        if missed_rvn.is_some() && missed_rvn == current.as_ref().map(|lock| lock.rvn) {
+            // The takeover matched nothing, yet the lock is as we read it: another
+            // transaction has its row locked, and a caller that must not wait
+            // treats that as a name being written.
+            store.unlock_name(request.name);
+            return Ok(Attempted::NameBusy { current });
+        }
+        let decision = decide_acquire(current.as_ref(), request.observed_rvn, caller, || {
+            store.server_time()
+        });
         if decision != AcquireDecision::Refuse && !name_locked {
-            store.lock_name(request.name);
+            if how.wait_for_name {
+                store.lock_name(request.name);
+            } else if !store.try_lock_name(request.name) {
+                return Ok(Attempted::NameBusy { current });
+            }
             name_locked = true;
         }
-        let written = match (decision, current) {
+        match (decision, current) {
             (AcquireDecision::Refuse, Some(holder)) => {
                 // A refusal writes nothing: give the name back if an earlier pass
-                // took it, so that a caller waiting in this transaction does not
-                // keep the holder from heartbeating.
+                // took it.
                 if name_locked {
                     store.unlock_name(request.name);
                 }
-                return Ok(AcquireOutcome {
-                    acquired: false,
-                    taken_over: false,
-                    rvn: holder.rvn,
-                    owner: holder.owner,
-                    lease: holder.lease,
-                    data: holder.data,
-                });
+                return Ok(Attempted::Done(AcquireOutcome::refused(holder, caller)));
             }
             (AcquireDecision::Refuse, None) => unreachable!("a refusal names a holder"),
-            (AcquireDecision::Create, _) => store
-                .insert(&claim, request.data)
-                .map(|rvn| (rvn, request.data.map(<[u8]>::to_vec), false)),
-            (AcquireDecision::TakeOver { expected_rvn }, current) => {
-                let from_holder = current.is_some_and(|lock| !lock.released);
-                let data = data_change(request.data, request.replace_data);
-                store
-                    .take_over(&claim, expected_rvn, data)
-                    .map(|(rvn, data)| (rvn, data, from_holder))
+            (AcquireDecision::Create, _) => {
+                if let Some(rvn) = store.insert(&claim, request.data) {
+                    let data = request.data.map(<[u8]>::to_vec);
+                    return Ok(Attempted::Done(taken(request, rvn, data, false)));
+                }
             }
-        };
-        if let Some((rvn, data, taken_over)) = written {
-            return Ok(AcquireOutcome {
-                acquired: true,
-                taken_over,
-                rvn,
-                owner: request.owner.to_owned(),
-                lease: request.lease,
-                data,
-            });
+            (
+                AcquireDecision::TakeOver {
+                    expected_rvn,
+                    same_role,
+                },
+                current,
+            ) => {
+                let from_holder = current.is_some_and(|lock| !lock.released);
+                let data = data_change(request.data, request.replace_data, same_role);
+                let wait_for_row = how.wait_for_name;
+                if let Some((rvn, data)) = store.take_over(&claim, expected_rvn, data, wait_for_row)
+                {
+                    let rvn = rvn_above(store, request.name, rvn, expected_rvn);
+                    return Ok(Attempted::Done(taken(request, rvn, data, from_holder)));
+                }
+                if !wait_for_row {
+                    missed_rvn = Some(expected_rvn);
+                }
+            }
         }
         // Another session wrote the lock between our read and our write; we now
         // hold the name, so the next read sees where it ended up.
     }
+    if name_locked {
+        store.unlock_name(request.name);
+    }
     Err(ProtocolError::SerializationFailure {
         name: request.name.to_owned(),
     })
+}
+
+fn taken(
+    request: &AcquireRequest<'_>,
+    rvn: i64,
+    data: Option<Vec<u8>>,
+    taken_over: bool,
+) -> AcquireOutcome {
+    AcquireOutcome {
+        acquired: true,
+        taken_over,
+        rvn,
+        owner: request.owner.to_owned(),
+        lease: request.lease,
+        data,
+    }
+}
+
+/// A write's new RVN, made larger than the one it replaced if the sequence had
+/// fallen behind the table: a fencing token must never go backwards.  The lower
+/// number never leaves this transaction.
+fn rvn_above(store: &mut impl Store, name: &str, written: i64, previous: i64) -> i64 {
+    if written > previous {
+        return written;
+    }
+    store.advance_rvns_past(previous);
+    store.renumber(name, written)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -127,10 +226,18 @@ pub fn heartbeat(
         role: store.caller(),
     };
     store.lock_name(request.name);
-    let data = data_change(request.data, request.replace_data);
-    store
-        .heartbeat(&holder, data, request.lease.as_ref())
-        .ok_or_else(|| why_not_held(store.read(request.name).as_ref(), &holder))
+    let data = data_change(request.data, request.replace_data, true);
+    match store.heartbeat(&holder, data, request.lease.as_ref()) {
+        Some(rvn) => Ok(rvn_above(store, request.name, rvn, request.rvn)),
+        None => Err(not_held(store, &holder)),
+    }
+}
+
+/// Why `holder` matched nothing, with the name's lock given back.
+fn not_held(store: &mut impl Store, holder: &Holder<'_>) -> ProtocolError {
+    let current = store.read(holder.name, Fields::WithoutData);
+    store.unlock_name(holder.name);
+    why_not_held(current.as_ref(), holder)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,24 +265,34 @@ pub fn release(
         role: store.caller(),
     };
     store.lock_name(request.name);
-    if store.release(&holder, request.keep, request.data) {
-        return Ok(true);
-    }
-    match why_not_held(store.read(request.name).as_ref(), &holder) {
-        ProtocolError::NotHeld { .. } => Ok(false),
-        other => Err(other),
+    match store.release(&holder, request.keep, request.data) {
+        Some(released) => {
+            if let Released::Kept { rvn } = released {
+                rvn_above(store, request.name, rvn, request.rvn);
+            }
+            Ok(true)
+        }
+        None => match not_held(store, &holder) {
+            ProtocolError::NotHeld { .. } => Ok(false),
+            other => Err(other),
+        },
     }
 }
 
 /// Release every lock `owner` holds for the calling role (a client shutting
 /// down); the number released.  Each is released like [`release`], under its
 /// name's lock, so one that changed meanwhile (taken over) is left alone.
+///
+/// Each name's lock is given back right after its release: the row lock the
+/// release took keeps other writers of that lock waiting until commit anyway,
+/// and holding one name lock per lock would exhaust the server's shared lock
+/// table for an owner with many thousands of locks.
 pub fn release_all(store: &mut impl Store, owner: &str, keep: bool) -> i64 {
     let role = store.caller();
     let mut held = store.held_by(owner, role);
-    // One order for everyone, so two callers releasing overlapping sets of names
-    // cannot deadlock on the per-name locks.
-    held.sort();
+    // One order for every caller: two of them releasing overlapping sets wait
+    // for each other's row locks in the same order and cannot deadlock.
+    held.sort_by_cached_key(|(name, _)| store.name_lock_key(name));
     let mut released = 0;
     for (name, rvn) in &held {
         let holder = Holder {
@@ -185,9 +302,26 @@ pub fn release_all(store: &mut impl Store, owner: &str, keep: bool) -> i64 {
             role,
         };
         store.lock_name(name);
-        if store.release(&holder, keep, None) {
-            released += 1;
+        match store.release(&holder, keep, None) {
+            Some(Released::Kept { rvn: new_rvn }) => {
+                rvn_above(store, name, new_rvn, *rvn);
+                released += 1;
+            }
+            Some(Released::Deleted) => released += 1,
+            None => {}
         }
+        store.unlock_name(name);
     }
     released
+}
+
+/// Delete the lock `name` whoever holds it: an operator's way out for a lock
+/// whose holder role was dropped.  False, holding nothing, if there was none.
+pub fn force_release(store: &mut impl Store, name: &str) -> bool {
+    store.lock_name(name);
+    let deleted = store.force_delete(name);
+    if !deleted {
+        store.unlock_name(name);
+    }
+    deleted
 }

@@ -3,28 +3,43 @@
 //! The extension implements it over SPI on `pglock.locks`; the tests implement it
 //! in memory.  Reads never lock anything.  Every write names in its own condition
 //! what the decision before it assumed (the RVN it expects, the exact holder), so
-//! a write that lost a race matches nothing and returns `None` or `false` instead
-//! of overwriting the winner.
+//! a write that lost a race matches nothing and returns `None` instead of
+//! overwriting the winner.  Every write draws a new RVN from one sequence.
 
-use crate::lock::{Claim, DataChange, Holder, Lock, RoleId};
+use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
+
+/// Which columns a read needs: a waiting poll decides without the data, which
+/// may be a megabyte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    WithData,
+    WithoutData,
+}
 
 pub trait Store {
     /// The role the current call acts as.
     fn caller(&mut self) -> RoleId;
 
+    /// The server's wall clock now.
+    fn server_time(&mut self) -> Timestamp;
+
     /// The lock `name` as last committed (as this transaction may see it).
-    fn read(&mut self, name: &str) -> Option<Lock>;
+    fn read(&mut self, name: &str, fields: Fields) -> Option<Lock>;
 
     /// Insert a new lock with a new RVN; `None` if the name exists after all.
     fn insert(&mut self, claim: &Claim<'_>, data: Option<&[u8]>) -> Option<i64>;
 
     /// Give the lock to `claim` with a new RVN if its RVN is still `expected_rvn`;
     /// the new RVN and the data now stored, or `None` if the lock changed.
+    /// Without `wait_for_row` it also matches nothing, instead of waiting, when
+    /// another transaction has the lock's row locked (a bulk release that gave
+    /// the name's lock back but has not committed).
     fn take_over(
         &mut self,
         claim: &Claim<'_>,
         expected_rvn: i64,
         data: DataChange<'_>,
+        wait_for_row: bool,
     ) -> Option<(i64, Option<Vec<u8>>)>;
 
     /// Renew the lease of exactly `holder` (not released) with a new RVN, and the
@@ -33,21 +48,44 @@ pub trait Store {
         &mut self,
         holder: &Holder<'_>,
         data: DataChange<'_>,
-        lease: Option<&crate::lock::Lease>,
+        lease: Option<&Lease>,
     ) -> Option<i64>;
 
     /// Release the lock held by exactly `holder`: delete it, or with `keep` mark
-    /// it released with a new RVN (data replaced unless `None`).  False if not held.
-    fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>) -> bool;
+    /// it released with a new RVN (data replaced unless `None`).
+    fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>)
+        -> Option<Released>;
+
+    /// Delete the lock whoever holds it (an operator's last resort); false if
+    /// there was none.
+    fn force_delete(&mut self, name: &str) -> bool;
 
     /// Every lock `owner` holds for `role`, as `(name, rvn)`.
     fn held_by(&mut self, owner: &str, role: RoleId) -> Vec<(String, i64)>;
+
+    /// Make the RVN sequence hand out only numbers above `rvn` and above every
+    /// RVN stored: it fell behind the table (a restore, a replica promoted
+    /// without it, `setval`).
+    fn advance_rvns_past(&mut self, rvn: i64);
+
+    /// Give the lock `name`, which this transaction just wrote at `rvn`, a new RVN
+    /// from the sequence.
+    fn renumber(&mut self, name: &str, rvn: i64) -> i64;
 
     /// Take this transaction's exclusive lock on the name, until it ends.  Writes to
     /// one name thus happen one at a time, each drawing its RVN after the last
     /// committed, and a read made under it sees every earlier writer committed.
     fn lock_name(&mut self, name: &str);
 
+    /// [`Store::lock_name`] only if no other transaction is writing the name right
+    /// now; false instead of waiting.  A wait with a deadline must never queue
+    /// behind another transaction, which may stay open for as long as it likes.
+    fn try_lock_name(&mut self, name: &str) -> bool;
+
     /// Give back one `lock_name` of this transaction, after a call that wrote nothing.
     fn unlock_name(&mut self, name: &str);
+
+    /// The order in which to take name locks when taking several: one order for
+    /// every caller, so two of them cannot deadlock.
+    fn name_lock_key(&mut self, name: &str) -> u64;
 }

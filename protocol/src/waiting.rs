@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use crate::error::ProtocolError;
-use crate::steps::{acquire, AcquireOutcome, AcquireRequest};
-use crate::store::Store;
+use crate::steps::{attempt, AcquireOutcome, AcquireRequest, Attempt, Attempted};
+use crate::store::{Fields, Store};
 
 /// What a waiting caller knows about the holder it is waiting out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,30 +24,34 @@ pub struct Watch {
     pub since: Duration,
     /// The holder's lease: how long the RVN must stand still.
     pub holder_lease: Duration,
+    /// This RVN was presented as `observed_rvn` and refused all the same: the
+    /// holder is another role whose lease has not run out by the server's clock
+    /// yet.  Attempts go on at the poll, not at once.
+    pub presented: bool,
 }
 
 impl Watch {
-    /// Start or go on watching after a refusal that showed the holder at `rvn`:
-    /// the same RVN keeps its start; any other RVN (a heartbeat, a new holder)
-    /// starts a new wait.
+    /// Start or go on watching after a refusal that showed the holder at `rvn`
+    /// (`presented`: the attempt offered an RVN as `observed_rvn`): the same RVN
+    /// keeps its start; any other RVN (a heartbeat, a new holder) starts a new wait.
     pub fn after_refusal(
         watch: Option<Watch>,
         rvn: i64,
         holder_lease: Duration,
         now: Duration,
+        presented: Option<i64>,
     ) -> Watch {
-        match watch {
+        let since = match watch {
             // The same RVN: the same write, so the same lease (a watch resumed from
             // an earlier transaction learns the lease here).
-            Some(watch) if watch.rvn == rvn => Watch {
-                holder_lease,
-                ..watch
-            },
-            _ => Watch {
-                rvn,
-                since: now,
-                holder_lease,
-            },
+            Some(watch) if watch.rvn == rvn => watch.since,
+            _ => now,
+        };
+        Watch {
+            rvn,
+            since,
+            holder_lease,
+            presented: presented == Some(rvn),
         }
     }
 
@@ -62,14 +66,18 @@ impl Watch {
     }
 
     /// When to try again: after one `poll`, at the moment the lease runs out (at
-    /// once if it ran out meanwhile), or at the deadline, whichever comes first.
+    /// once if it ran out meanwhile, unless that was already tried), or at the
+    /// deadline, whichever comes first.
     pub fn next_attempt(
         &self,
         now: Duration,
         poll: Duration,
         deadline: Option<Duration>,
     ) -> Duration {
-        let mut wake = (now + poll).min(self.takeover_at().max(now));
+        let mut wake = now + poll;
+        if !self.presented {
+            wake = wake.min(self.takeover_at().max(now));
+        }
         if let Some(deadline) = deadline {
             wake = wake.min(deadline);
         }
@@ -95,43 +103,78 @@ pub trait Clock {
 }
 
 /// A wait ended: the lock was taken, or the deadline passed with the lock still
-/// held (the outcome shows the holder, `watch` what was seen of it).
+/// held (`outcome` shows the holder, `watch` what was seen of it).  `outcome` is
+/// `None` only if the deadline passed while another transaction was creating
+/// the lock and had not committed: there is no holder to show yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitOutcome {
-    pub outcome: AcquireOutcome,
+    pub outcome: Option<AcquireOutcome>,
     pub watch: Option<Watch>,
 }
 
 /// Acquire `request` (its `observed_rvn` is ignored: the wait supplies it) in
-/// `backend`, the caller's store and clock, waiting until `deadline` (`None`: no deadline).  `watch` carries what an
-/// earlier wait saw, so a wait can be resumed across transactions; its lease is
-/// refreshed from the first refusal.
+/// `backend`, the caller's store and clock, waiting until `deadline` (`None`: no
+/// deadline).  `watch` carries what an earlier wait saw, so a wait can be resumed
+/// across transactions; its lease is refreshed from the first refusal.
+///
+/// Polls read no data and never queue for the name's lock: a lock another
+/// transaction is writing counts as held, so the deadline holds whatever the
+/// others do.  The last attempt, at the deadline, reads the holder's data if
+/// `final_read` asks for it.
 pub fn acquire_wait(
     backend: &mut (impl Store + Clock),
     request: &AcquireRequest<'_>,
     deadline: Option<Duration>,
     mut watch: Option<Watch>,
+    final_read: Fields,
 ) -> Result<WaitOutcome, ProtocolError> {
+    let caller = backend.caller();
     loop {
         let now = backend.now();
-        let attempt = AcquireRequest {
-            observed_rvn: watch.and_then(|watch| watch.observed_rvn(now)),
+        let last = deadline.is_some_and(|deadline| now >= deadline);
+        let presented = watch.and_then(|watch| watch.observed_rvn(now));
+        let attempt_request = AcquireRequest {
+            observed_rvn: presented,
             ..*request
         };
-        let outcome = acquire(backend, &attempt)?;
-        if outcome.acquired {
+        let how = Attempt {
+            wait_for_name: false,
+            holder_data: if last {
+                final_read
+            } else {
+                Fields::WithoutData
+            },
+        };
+        let holder = match attempt(backend, &attempt_request, how)? {
+            Attempted::Done(outcome) if outcome.acquired => {
+                return Ok(WaitOutcome {
+                    outcome: Some(outcome),
+                    watch: None,
+                })
+            }
+            Attempted::Done(refused) => Some(refused),
+            Attempted::NameBusy { current } => {
+                current.map(|lock| AcquireOutcome::refused(lock, caller))
+            }
+        };
+        let now = backend.now();
+        if let Some(holder) = &holder {
+            let lease = holder.lease.as_duration();
+            watch = Some(Watch::after_refusal(
+                watch, holder.rvn, lease, now, presented,
+            ));
+        }
+        if last {
             return Ok(WaitOutcome {
-                outcome,
-                watch: None,
+                outcome: holder,
+                watch,
             });
         }
-        let now = backend.now();
-        let current = Watch::after_refusal(watch, outcome.rvn, outcome.lease.as_duration(), now);
-        watch = Some(current);
-        if deadline.is_some_and(|deadline| now >= deadline) {
-            return Ok(WaitOutcome { outcome, watch });
-        }
-        let poll = server_poll(current.holder_lease);
-        backend.sleep_until(current.next_attempt(now, poll, deadline));
+        let poll = watch.map_or(MIN_SERVER_POLL, |watch| server_poll(watch.holder_lease));
+        let wake = match watch {
+            Some(watch) => watch.next_attempt(now, poll, deadline),
+            None => deadline.map_or(now + poll, |deadline| deadline.min(now + poll)),
+        };
+        backend.sleep_until(wake);
     }
 }

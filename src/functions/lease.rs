@@ -1,23 +1,24 @@
-//! The lease functions: acquire, heartbeat, release (one or all of an owner's), get.
+//! The lease functions: acquire, heartbeat, release (one or all of an owner's),
+//! get, and the operators' forced release and counters.
 
 use std::sync::atomic::Ordering;
 
 use pglock_protocol::steps::{self, HeartbeatRequest, ReleaseRequest};
-use pglock_protocol::Store;
+use pglock_protocol::{Fields, Store};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use super::{acquire_request, acquire_row, count_acquire};
 use crate::counters;
 use crate::error::PglockError;
+use crate::ffi;
 use crate::input;
 use crate::interval::interval_of;
 use crate::store::Backend;
 
 // pgrx reads the result columns from the signature, so the row type stays inline.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_acquire(
     name: Option<&str>,
     owner: Option<&str>,
@@ -38,14 +39,15 @@ fn pglock_acquire(
     >,
     ErrorReport,
 > {
+    ffi::refuse_if_read_only("pglock_acquire");
     let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
-    let outcome = steps::acquire(&mut Backend, &request).map_err(PglockError::Protocol)?;
-    count_acquire(&outcome);
+    let mut backend = Backend::for_current_user()?;
+    let outcome = steps::acquire(&mut backend, &request).map_err(PglockError::Protocol)?;
+    count_acquire(Some(&outcome));
     Ok(TableIterator::once(acquire_row(outcome)))
 }
 
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_heartbeat(
     name: Option<&str>,
     owner: Option<&str>,
@@ -54,6 +56,7 @@ fn pglock_heartbeat(
     replace_data: default!(Option<bool>, false),
     lease: default!(Option<Interval>, "NULL"),
 ) -> Result<i64, ErrorReport> {
+    ffi::refuse_if_read_only("pglock_heartbeat");
     let request = HeartbeatRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -62,7 +65,7 @@ fn pglock_heartbeat(
         replace_data: input::flag("replace_data", replace_data)?,
         lease: input::optional_lease("lease", lease)?,
     };
-    let renewed = steps::heartbeat(&mut Backend, &request);
+    let renewed = steps::heartbeat(&mut Backend::for_current_user()?, &request);
     counters::count(|c| match renewed {
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
@@ -70,8 +73,7 @@ fn pglock_heartbeat(
     Ok(renewed.map_err(PglockError::Protocol)?)
 }
 
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_release(
     name: Option<&str>,
     owner: Option<&str>,
@@ -79,6 +81,7 @@ fn pglock_release(
     keep: default!(Option<bool>, false),
     data: default!(Option<&[u8]>, "NULL"),
 ) -> Result<bool, ErrorReport> {
+    ffi::refuse_if_read_only("pglock_release");
     let request = ReleaseRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -86,23 +89,37 @@ fn pglock_release(
         keep: input::flag("keep", keep)?,
         data: input::data(data)?,
     };
-    let released = steps::release(&mut Backend, &request).map_err(PglockError::Protocol)?;
+    let released = steps::release(&mut Backend::for_current_user()?, &request)
+        .map_err(PglockError::Protocol)?;
     if released {
         counters::count(|c| &c.released);
     }
     Ok(released)
 }
 
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_release_all(
     owner: Option<&str>,
     keep: default!(Option<bool>, false),
 ) -> Result<i64, ErrorReport> {
+    ffi::refuse_if_read_only("pglock_release_all");
     let owner = input::label("owner", owner)?;
     let keep = input::flag("keep", keep)?;
-    let released = steps::release_all(&mut Backend, owner, keep);
+    let released = steps::release_all(&mut Backend::for_current_user()?, owner, keep);
     counters::add(|c| &c.released, released as u64);
+    Ok(released)
+}
+
+/// An operator's way out: delete the lock `name` whoever holds it (its holder
+/// role may have been dropped).  For `pglock_admin` and superusers.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
+    ffi::refuse_if_read_only("pglock_force_release");
+    let name = input::label("name", name)?;
+    let released = steps::force_release(&mut Backend::for_current_user()?, name);
+    if released {
+        counters::count(|c| &c.force_released);
+    }
     Ok(released)
 }
 
@@ -119,6 +136,7 @@ fn pglock_stats() -> Result<
             name!(heartbeats, i64),
             name!(failed_heartbeats, i64),
             name!(released, i64),
+            name!(force_released, i64),
         ),
     >,
     ErrorReport,
@@ -132,12 +150,14 @@ fn pglock_stats() -> Result<
         read(&counters.heartbeats),
         read(&counters.failed_heartbeats),
         read(&counters.released),
+        read(&counters.force_released),
     )))
 }
 
+/// Reads the lock as it is now (a fresh snapshot each call, hence VOLATILE);
+/// its data only for the holder's own role.
 #[allow(clippy::type_complexity)]
-#[pg_extern(stable, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_get(
     name: Option<&str>,
 ) -> Result<
@@ -155,13 +175,15 @@ fn pglock_get(
     ErrorReport,
 > {
     let name = input::label("name", name)?;
-    let row = Backend.read(name).map(|lock| {
+    let mut backend = Backend::for_current_user()?;
+    let caller = backend.caller_role();
+    let row = backend.read(name, Fields::WithData).map(|lock| {
         (
             name.to_owned(),
-            lock.owner,
+            lock.owner.clone(),
             lock.rvn,
             interval_of(&lock.lease),
-            lock.data,
+            lock.data_for(caller).map(<[u8]>::to_vec),
             lock.released,
         )
     });

@@ -1,16 +1,17 @@
 //! The SQL functions: check arguments, run one protocol step, shape the result.
 //!
 //! Each returns `Result`: `?` raises an error with its SQLSTATE (see `error`).
-//! Those that touch the table run as the extension's owner (SECURITY DEFINER,
-//! `search_path` pinned to `pg_catalog, pg_temp`): callers need EXECUTE (via
-//! `pglock_user`), never rights on the table.  None is STRICT: a NULL argument
-//! gets a 22004 error, not a NULL result.
+//! They run as their caller (SECURITY INVOKER): `current_user` is the role that
+//! acquires and holds locks, and callers need EXECUTE (via `pglock_user`), never
+//! rights on the table, which the store reaches as its owner.  None is STRICT: a
+//! NULL argument gets a 22004 error, not a NULL result.  Those that write raise
+//! 25006 at once in a read-only transaction (a hot standby).
 
 // pgrx raises the `ErrorReport` a function returns; it is large, but it only
 // ever travels on the error path, once per call.
 #![allow(clippy::result_large_err)]
 
-pub mod lease;
+mod lease;
 pub mod wait;
 
 use pglock_protocol::{AcquireOutcome, AcquireRequest};
@@ -21,12 +22,13 @@ use crate::error::PglockError;
 use crate::input;
 use crate::interval::interval_of;
 
-/// Count how an acquire ended (a waiting acquire counts once, when it ends).
-fn count_acquire(outcome: &AcquireOutcome) {
-    counters::count(|c| match (outcome.acquired, outcome.taken_over) {
-        (true, true) => &c.taken_over,
-        (true, false) => &c.acquired,
-        (false, _) => &c.refused,
+/// Count how an acquire ended (a waiting acquire counts once, when it ends;
+/// `None`: it ended without a holder to show, still refused).
+fn count_acquire(outcome: Option<&AcquireOutcome>) {
+    counters::count(|c| match outcome.map(|o| (o.acquired, o.taken_over)) {
+        Some((true, true)) => &c.taken_over,
+        Some((true, false)) => &c.acquired,
+        _ => &c.refused,
     });
 }
 

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use pglock_protocol::waiting::{self, Watch};
-use pglock_protocol::AcquireRequest;
+use pglock_protocol::waiting::{self, WaitOutcome, Watch};
+use pglock_protocol::{AcquireRequest, Fields};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire};
+use super::{acquire_request, count_acquire};
 use crate::error::PglockError;
 use crate::input;
-use crate::interval::lease_of;
+use crate::interval::{interval_of, lease_of};
 use crate::store::Backend;
 use crate::{ffi, waiting as clock};
 
@@ -41,10 +41,33 @@ fn after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
     wait.map(|wait| start.saturating_add(wait))
 }
 
+/// A waiting acquire's row: the lock taken, or the holder when the wait ended
+/// (no holder at all if the lock was being created by a transaction that had
+/// not committed by then).
+type WaitRow = (
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<Interval>,
+    Option<Vec<u8>>,
+);
+
+fn wait_row(ended: &WaitOutcome) -> WaitRow {
+    match &ended.outcome {
+        Some(outcome) => (
+            outcome.acquired,
+            Some(outcome.rvn),
+            Some(outcome.owner.clone()),
+            Some(interval_of(&outcome.lease)),
+            outcome.data.clone(),
+        ),
+        None => (false, None, None, None, None),
+    }
+}
+
 // pgrx reads the result columns from the signature, so the row type stays inline.
 #[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pglock_acquire_wait(
     name: Option<&str>,
     owner: Option<&str>,
@@ -57,20 +80,23 @@ fn pglock_acquire_wait(
         'static,
         (
             name!(acquired, bool),
-            name!(rvn, i64),
-            name!(owner, String),
-            name!(lease, Interval),
+            name!(rvn, Option<i64>),
+            name!(owner, Option<String>),
+            name!(lease, Option<Interval>),
             name!(data, Option<Vec<u8>>),
         ),
     >,
     ErrorReport,
 > {
     let start = clock::now();
+    ffi::refuse_if_read_only("pglock_acquire_wait");
     let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
-    let ended = waiting::acquire_wait(&mut Backend, &request, after(start, wait), None)
+    let deadline = after(start, wait);
+    let mut backend = Backend::for_current_user()?;
+    let ended = waiting::acquire_wait(&mut backend, &request, deadline, None, Fields::WithData)
         .map_err(PglockError::Protocol)?;
-    count_acquire(&ended.outcome);
-    Ok(TableIterator::once(acquire_row(ended.outcome)))
+    count_acquire(ended.outcome.as_ref());
+    Ok(TableIterator::once(wait_row(&ended)))
 }
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
@@ -84,10 +110,10 @@ pub mod pglock {
     /// `started` and `watched_since` are readings of this backend's monotonic clock
     /// (`waiting::reading`), so a wall-clock jump between steps cannot shorten a
     /// wait.  `timed_out` says the whole wait is over; the other outputs are what
-    /// the next step needs.
+    /// the next step needs.  Only the procedure may call it: it refuses to start
+    /// a wait that the procedure could not commit.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    #[pg_extern(volatile, parallel_unsafe, security_definer)]
-    #[search_path(pg_catalog, pg_temp)]
+    #[pg_extern(volatile, parallel_unsafe)]
     pub fn acquire_wait_step(
         name: Option<&str>,
         owner: Option<&str>,
@@ -104,9 +130,9 @@ pub mod pglock {
             'static,
             (
                 name!(acquired, bool),
-                name!(rvn, i64),
-                name!(owner, String),
-                name!(lease, Interval),
+                name!(rvn, Option<i64>),
+                name!(owner, Option<String>),
+                name!(lease, Option<Interval>),
                 name!(data, Option<Vec<u8>>),
                 name!(timed_out, bool),
                 name!(started, i64),
@@ -116,6 +142,10 @@ pub mod pglock {
         ErrorReport,
     > {
         let now = clock::now();
+        if !ffi::caller_can_commit() {
+            return Err(PglockError::CommittingWaitInTransaction.into());
+        }
+        ffi::refuse_if_read_only("pglock_acquire_wait_committing");
         let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
         let started = started.map_or(now, clock::time_of);
         let deadline = after(started, wait);
@@ -126,20 +156,32 @@ pub mod pglock {
                 // Unknown: learnt again from this step's first refusal.
                 holder_lease: watched_lease
                     .map_or(Duration::MAX, |lease| lease_of(lease).as_duration()),
+                presented: false,
             }),
             _ => None,
         };
         let step_end = now + STEP;
         let step_deadline = deadline.map_or(step_end, |deadline| deadline.min(step_end));
-        let ended = waiting::acquire_wait(&mut Backend, &request, Some(step_deadline), resumed)
-            .map_err(PglockError::Protocol)?;
-        let timed_out =
-            !ended.outcome.acquired && deadline.is_some_and(|deadline| clock::now() >= deadline);
-        if ended.outcome.acquired || timed_out {
-            count_acquire(&ended.outcome);
+        // The procedure shows only `acquired` and `rvn`: no step reads the data.
+        let mut backend = Backend::for_current_user()?;
+        let ended = waiting::acquire_wait(
+            &mut backend,
+            &request,
+            Some(step_deadline),
+            resumed,
+            Fields::WithoutData,
+        )
+        .map_err(PglockError::Protocol)?;
+        let acquired = ended
+            .outcome
+            .as_ref()
+            .is_some_and(|outcome| outcome.acquired);
+        let timed_out = !acquired && deadline.is_some_and(|deadline| clock::now() >= deadline);
+        if acquired || timed_out {
+            count_acquire(ended.outcome.as_ref());
         }
         let watched_since = ended.watch.map(|watch| clock::reading(watch.since));
-        let (acquired, rvn, owner, lease, data) = acquire_row(ended.outcome);
+        let (acquired, rvn, owner, lease, data) = wait_row(&ended);
         Ok(TableIterator::once((
             acquired,
             rvn,

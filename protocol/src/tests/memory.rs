@@ -2,11 +2,12 @@
 //! transaction, with other sessions' committed writes injected where a test
 //! wants them (right after a read, or at a time on the clock).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use crate::lock::{Claim, DataChange, Holder, Lease, Lock, RoleId};
-use crate::store::Store;
+use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
+use crate::store::{Fields, Store};
 use crate::waiting::Clock;
 
 type Interference = Box<dyn FnOnce(&mut World)>;
@@ -24,8 +25,17 @@ pub struct World {
     /// When set, reads show this older state: a transaction snapshot that cannot
     /// see later commits (REPEATABLE READ), while writes meet the real table.
     pub snapshot: Option<BTreeMap<String, Lock>>,
+    /// Names whose lock another open transaction holds (it wrote them).
+    pub busy: BTreeSet<String>,
+    /// Locks whose row another open transaction has locked, without holding the
+    /// name's lock any more (a bulk release).
+    pub rows_locked: BTreeSet<String>,
+    /// The caller's monotonic clock, and the server's wall clock.
     pub now: Duration,
+    pub wall: Timestamp,
     pub reads: usize,
+    /// Reads that fetched the data column.
+    pub data_reads: usize,
     pub sleeps: usize,
 }
 
@@ -46,10 +56,20 @@ impl World {
             after_reads: VecDeque::new(),
             scheduled: Vec::new(),
             snapshot: None,
+            busy: BTreeSet::new(),
+            rows_locked: BTreeSet::new(),
             now: Duration::ZERO,
+            wall: Timestamp(0),
             reads: 0,
+            data_reads: 0,
             sleeps: 0,
         }
+    }
+
+    /// Move both clocks on by `elapsed`.
+    pub fn advance(&mut self, elapsed: Duration) {
+        self.now += elapsed;
+        self.wall = Timestamp(self.wall.0 + elapsed.as_micros() as i64);
     }
 
     pub fn next_rvn(&mut self) -> i64 {
@@ -69,6 +89,7 @@ impl World {
                 data: None,
                 released: false,
                 holder_role: role,
+                written_at: self.wall,
             },
         );
         rvn
@@ -77,8 +98,10 @@ impl World {
     /// Another session's heartbeat of `name`: a new RVN.
     pub fn bump(&mut self, name: &str) -> i64 {
         let rvn = self.next_rvn();
+        let wall = self.wall;
         if let Some(lock) = self.locks.get_mut(name) {
             lock.rvn = rvn;
+            lock.written_at = wall;
         }
         rvn
     }
@@ -109,12 +132,24 @@ impl Store for World {
         self.caller
     }
 
-    fn read(&mut self, name: &str) -> Option<Lock> {
+    fn server_time(&mut self) -> Timestamp {
+        self.wall
+    }
+
+    fn read(&mut self, name: &str, fields: Fields) -> Option<Lock> {
         self.reads += 1;
-        let seen = match &self.snapshot {
+        let mut seen = match &self.snapshot {
             Some(snapshot) => snapshot.get(name).cloned(),
             None => self.locks.get(name).cloned(),
         };
+        match fields {
+            Fields::WithData => self.data_reads += 1,
+            Fields::WithoutData => {
+                if let Some(lock) = &mut seen {
+                    lock.data = None;
+                }
+            }
+        }
         if let Some(interfere) = self.after_reads.pop_front() {
             interfere(self);
         }
@@ -135,6 +170,7 @@ impl Store for World {
                 data: data.map(<[u8]>::to_vec),
                 released: false,
                 holder_role: claim.role,
+                written_at: self.wall,
             },
         );
         Some(rvn)
@@ -145,7 +181,13 @@ impl Store for World {
         claim: &Claim<'_>,
         expected_rvn: i64,
         data: DataChange<'_>,
+        wait_for_row: bool,
     ) -> Option<(i64, Option<Vec<u8>>)> {
+        // Waiting is not simulated: a test that locks a row uses the caller that
+        // must not wait.
+        if !wait_for_row && self.rows_locked.contains(claim.name) {
+            return None;
+        }
         let current = self.locks.get(claim.name)?;
         if current.rvn != expected_rvn {
             return None;
@@ -161,6 +203,7 @@ impl Store for World {
                 data: data.clone(),
                 released: false,
                 holder_role: claim.role,
+                written_at: self.wall,
             },
         );
         Some((rvn, data))
@@ -176,8 +219,10 @@ impl Store for World {
             return None;
         }
         let rvn = self.next_rvn();
+        let wall = self.wall;
         let lock = self.locks.get_mut(holder.name)?;
         lock.rvn = rvn;
+        lock.written_at = wall;
         lock.data = World::store_data(lock.data.take(), data);
         if let Some(lease) = lease {
             lock.lease = *lease;
@@ -185,23 +230,49 @@ impl Store for World {
         Some(rvn)
     }
 
-    fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>) -> bool {
+    fn release(
+        &mut self,
+        holder: &Holder<'_>,
+        keep: bool,
+        data: Option<&[u8]>,
+    ) -> Option<Released> {
         if !self.held_exactly(holder) {
-            return false;
+            return None;
         }
         if !keep {
             self.locks.remove(holder.name);
-            return true;
+            return Some(Released::Deleted);
         }
         let rvn = self.next_rvn();
-        if let Some(lock) = self.locks.get_mut(holder.name) {
-            lock.released = true;
-            lock.rvn = rvn;
-            if let Some(data) = data {
-                lock.data = Some(data.to_vec());
-            }
+        let wall = self.wall;
+        let lock = self.locks.get_mut(holder.name)?;
+        lock.released = true;
+        lock.rvn = rvn;
+        lock.written_at = wall;
+        if let Some(data) = data {
+            lock.data = Some(data.to_vec());
         }
-        true
+        Some(Released::Kept { rvn })
+    }
+
+    fn force_delete(&mut self, name: &str) -> bool {
+        self.locks.remove(name).is_some()
+    }
+
+    fn advance_rvns_past(&mut self, rvn: i64) {
+        let stored = self.locks.values().map(|lock| lock.rvn).max().unwrap_or(0);
+        self.last_rvn = self.last_rvn.max(rvn).max(stored);
+    }
+
+    fn renumber(&mut self, name: &str, rvn: i64) -> i64 {
+        let new_rvn = self.next_rvn();
+        let lock = self
+            .locks
+            .get_mut(name)
+            .expect("renumber a lock just written");
+        assert_eq!(lock.rvn, rvn, "renumber the RVN just written");
+        lock.rvn = new_rvn;
+        new_rvn
     }
 
     fn held_by(&mut self, owner: &str, role: RoleId) -> Vec<(String, i64)> {
@@ -218,10 +289,24 @@ impl Store for World {
         *self.name_locks.entry(name.to_owned()).or_default() += 1;
     }
 
+    fn try_lock_name(&mut self, name: &str) -> bool {
+        if self.busy.contains(name) {
+            return false;
+        }
+        self.lock_name(name);
+        true
+    }
+
     fn unlock_name(&mut self, name: &str) {
         let count = self.name_locks.entry(name.to_owned()).or_default();
         assert!(*count > 0, "unlock_name({name}) without a lock_name");
         *count -= 1;
+    }
+
+    fn name_lock_key(&mut self, name: &str) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        name.hash(&mut hasher);
+        hasher.finish()
     }
 }
 
@@ -237,7 +322,7 @@ impl Clock for World {
             self.now
         );
         self.sleeps += 1;
-        self.now = wake;
+        self.advance(wake - self.now);
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
             .into_iter()
             .partition(|(at, _)| *at <= wake);

@@ -1,6 +1,10 @@
+use std::time::Duration;
+
 use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
 use crate::error::{NotHeldReason, ProtocolError};
+use crate::lock::RoleId;
 use crate::steps::*;
+use crate::store::{Fields, Store};
 
 fn request<'a>(name: &'a str, owner: &'a str) -> AcquireRequest<'a> {
     AcquireRequest {
@@ -138,7 +142,7 @@ fn losing_the_insert_race_refuses_and_gives_the_name_back() {
 #[test]
 fn losing_the_takeover_race_to_a_heartbeat_refuses_with_the_new_rvn() {
     let mut world = World::new();
-    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(5));
+    let rvn = world.put("job", "b", CALLER, lease_secs(5));
     world.after_reads.push_back(Box::new(|world: &mut World| {
         world.bump("job");
     }));
@@ -156,7 +160,7 @@ fn losing_the_takeover_race_to_a_heartbeat_refuses_with_the_new_rvn() {
 #[test]
 fn a_race_lost_to_a_release_takes_the_lock_on_the_next_pass() {
     let mut world = World::new();
-    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(5));
+    let rvn = world.put("job", "b", CALLER, lease_secs(5));
     world.after_reads.push_back(Box::new(|world: &mut World| {
         drop(world.locks.remove("job"))
     }));
@@ -335,4 +339,174 @@ fn rvns_only_grow_through_every_kind_of_write() {
     release(&mut world, &keeping).unwrap();
     saw(world.locks["job"].rvn);
     saw(acquire(&mut world, &request("job", "c")).unwrap().rvn);
+}
+
+#[test]
+fn another_roles_lock_is_taken_over_only_after_its_lease_by_the_server_clock() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(60));
+    world.locks.get_mut("job").unwrap().data = Some(b"their checkpoint".to_vec());
+    let seen = AcquireRequest {
+        observed_rvn: Some(rvn),
+        ..request("job", "a")
+    };
+    world.advance(Duration::from_secs(59));
+    let early = acquire(&mut world, &seen).unwrap();
+    assert!(!early.acquired, "the RVN seen is not enough across roles");
+    assert!(!world.is_name_locked("job"));
+    world.advance(Duration::from_secs(1));
+    let taken = acquire(&mut world, &seen).unwrap();
+    assert!(taken.acquired && taken.taken_over);
+    assert_eq!(
+        taken.data, None,
+        "another role's checkpoint is not inherited"
+    );
+    assert_eq!(world.locks["job"].data, None);
+    assert_eq!(world.locks["job"].holder_role, CALLER);
+}
+
+#[test]
+fn a_kept_lock_of_another_role_is_free_but_its_data_stays_behind() {
+    let mut world = World::new();
+    world.put("job", "b", OTHER_ROLE, lease_secs(60));
+    let lock = world.locks.get_mut("job").unwrap();
+    lock.released = true;
+    lock.data = Some(b"theirs".to_vec());
+    let taken = acquire(&mut world, &request("job", "a")).unwrap();
+    assert!(taken.acquired);
+    assert_eq!(taken.data, None);
+}
+
+#[test]
+fn a_refusal_shows_the_data_only_to_the_holders_role() {
+    let mut world = World::new();
+    world.put("mine", "b", CALLER, lease_secs(60));
+    world.put("theirs", "b", OTHER_ROLE, lease_secs(60));
+    for lock in world.locks.values_mut() {
+        lock.data = Some(b"checkpoint".to_vec());
+    }
+    let mine = acquire(&mut world, &request("mine", "a")).unwrap();
+    assert_eq!(mine.data.as_deref(), Some(&b"checkpoint"[..]));
+    let theirs = acquire(&mut world, &request("theirs", "a")).unwrap();
+    assert!(!theirs.acquired);
+    assert_eq!(theirs.data, None);
+    assert_eq!(
+        theirs.owner, "b",
+        "who holds it and until when stays visible"
+    );
+}
+
+#[test]
+fn a_release_or_heartbeat_that_changes_nothing_holds_nothing() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", CALLER, lease_secs(60));
+    assert_eq!(release(&mut world, &release_of("job", "a", rvn)), Ok(false));
+    assert!(!world.is_name_locked("job"));
+    assert!(heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).is_err());
+    assert!(!world.is_name_locked("job"));
+    // A name this transaction wrote before stays locked: only the count drops.
+    let mine = acquire(&mut world, &request("other", "a")).unwrap().rvn;
+    assert_eq!(
+        release(&mut world, &release_of("other", "a", mine + 100)),
+        Ok(false)
+    );
+    assert!(world.is_name_locked("other"));
+}
+
+#[test]
+fn release_all_holds_no_name_lock_after_each_release_and_goes_in_key_order() {
+    let mut world = World::new();
+    let names: Vec<String> = (0..50).map(|n| format!("shard-{n}")).collect();
+    for name in &names {
+        world.put(name, "w", CALLER, lease_secs(60));
+    }
+    // The RVNs a keeping release draws record the order of the releases.
+    assert_eq!(release_all(&mut world, "w", true), 50);
+    assert!(
+        world.name_locks.values().all(|count| *count == 0),
+        "{:?}",
+        world.name_locks
+    );
+    let mut by_rvn: Vec<(String, i64)> = world
+        .locks
+        .iter()
+        .map(|(name, lock)| (name.clone(), lock.rvn))
+        .collect();
+    by_rvn.sort_by_key(|(_, rvn)| *rvn);
+    let released_order: Vec<u64> = by_rvn
+        .iter()
+        .map(|(name, _)| world.name_lock_key(name))
+        .collect();
+    assert!(released_order.windows(2).all(|pair| pair[0] <= pair[1]));
+}
+
+#[test]
+fn a_sequence_that_fell_behind_never_moves_a_lock_backwards() {
+    let mut world = World::new();
+    let first = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    world.last_rvn += 1000;
+    let high = heartbeat(&mut world, &heartbeat_of("job", "a", first)).unwrap();
+    // Someone rewinds the sequence (setval, a restore of the table alone, ...).
+    world.last_rvn = 3;
+    let renewed = heartbeat(&mut world, &heartbeat_of("job", "a", high)).unwrap();
+    assert!(renewed > high, "{renewed} after {high}");
+    assert_eq!(world.locks["job"].rvn, renewed);
+    assert!(world.last_rvn >= high, "the sequence moved past the table");
+    // Takeovers and keeping releases are guarded the same way.
+    world.last_rvn = 3;
+    let taken = acquire(
+        &mut world,
+        &AcquireRequest {
+            observed_rvn: Some(renewed),
+            ..request("job", "b")
+        },
+    )
+    .unwrap();
+    assert!(taken.rvn > renewed);
+    world.last_rvn = 3;
+    let keeping = ReleaseRequest {
+        keep: true,
+        ..release_of("job", "b", taken.rvn)
+    };
+    assert_eq!(release(&mut world, &keeping), Ok(true));
+    assert!(world.locks["job"].rvn > taken.rvn);
+}
+
+#[test]
+fn a_forced_release_removes_any_lock_and_holds_nothing_when_there_is_none() {
+    let mut world = World::new();
+    world.put("stuck", "gone", RoleId(999), lease_secs(60));
+    assert!(force_release(&mut world, "stuck"));
+    assert!(!world.locks.contains_key("stuck"));
+    assert!(!force_release(&mut world, "missing"));
+    assert!(!world.is_name_locked("missing"));
+}
+
+#[test]
+fn an_attempt_that_must_not_wait_reports_a_busy_name_and_takes_nothing() {
+    let mut world = World::new();
+    let rvn = world.put("job", "b", CALLER, lease_secs(1));
+    world.busy.insert("job".into());
+    let how = Attempt {
+        wait_for_name: false,
+        holder_data: Fields::WithoutData,
+    };
+    let seen = AcquireRequest {
+        observed_rvn: Some(rvn),
+        ..request("job", "a")
+    };
+    match attempt(&mut world, &seen, how).unwrap() {
+        Attempted::NameBusy { current } => assert_eq!(current.map(|lock| lock.rvn), Some(rvn)),
+        other => panic!("expected a busy name, got {other:?}"),
+    }
+    assert_eq!(world.locks["job"].owner, "b");
+    // A refusal needs no name lock, so a busy name does not matter for it.
+    let plain = attempt(&mut world, &request("job", "a"), how).unwrap();
+    assert!(matches!(
+        plain,
+        Attempted::Done(AcquireOutcome {
+            acquired: false,
+            ..
+        })
+    ));
 }

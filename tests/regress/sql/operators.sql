@@ -25,8 +25,12 @@ SELECT * FROM pglock.locks;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
--- Another role cannot heartbeat or release app's locks, even knowing owner and RVN.
+-- Another role cannot heartbeat or release app's locks, even knowing owner and RVN,
+-- nor take them over before their lease ran out by the server's clock, nor read
+-- their data.
 SET ROLE regress_other;
+SELECT acquired, rvn, owner, data FROM pglock_acquire('op-1', 'other', observed_rvn => 14);
+SELECT name, owner, rvn, data FROM pglock_get('op-1');
 SELECT pglock_heartbeat('op-1', 'app-1', 14);
 \echo :LAST_ERROR_SQLSTATE
 SELECT pglock_release('op-1', 'app-1', 14);
@@ -56,5 +60,24 @@ SELECT pglock_release_all(NULL);
 RESET ROLE;
 SELECT name, owner, released FROM pglock_locks WHERE name LIKE 'op-%' ORDER BY name;
 
-DROP OWNED BY regress_app, regress_other, regress_monitor, regress_nobody;
-DROP ROLE regress_app, regress_other, regress_monitor, regress_nobody;
+-- pglock_force_release: for pglock_admin (and superusers) only.
+CREATE ROLE regress_admin LOGIN;
+GRANT pglock_admin TO regress_admin;
+SET ROLE regress_app;
+SELECT acquired FROM pglock_acquire('op-stuck', 'app-1', '1 hour');
+SELECT pglock_force_release('op-stuck');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT pglock_force_release('op-stuck');
+SELECT pglock_force_release('op-stuck');
+SELECT pglock_force_release(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT pglock_force_release('');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM pglock_locks WHERE name = 'op-stuck';
+SELECT force_released >= 1 AS counted FROM pglock_stats();
+RESET ROLE;
+
+DROP OWNED BY regress_app, regress_other, regress_monitor, regress_nobody, regress_admin;
+DROP ROLE regress_app, regress_other, regress_monitor, regress_nobody, regress_admin;
