@@ -142,6 +142,18 @@ fn locks_committed_with_remote_apply_survive_a_promotion() {
     );
     let attempt = reader.query_one("SELECT * FROM pglock_acquire('on-standby', 'app')", &[]);
     assert_eq!(sqlstate(attempt), SqlState::READ_ONLY_SQL_TRANSACTION);
+    // A waiting acquire of a lock held for an hour fails at once too, instead of
+    // waiting out the holder's lease before its write fails.
+    let started = std::time::Instant::now();
+    let waiting = reader.query_one(
+        "SELECT * FROM pglock_acquire_wait('replicated-0', 'waiter', wait_timeout => '50 s')",
+        &[],
+    );
+    assert_eq!(sqlstate(waiting), SqlState::READ_ONLY_SQL_TRANSACTION);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "it did not wait for the lock first"
+    );
 
     drop((writer, admin, reader));
     drop(primary); // the primary goes away

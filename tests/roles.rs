@@ -40,11 +40,15 @@ fn a_role_cannot_release_or_heartbeat_another_roles_lock() {
 }
 
 #[test]
-fn taking_over_a_silent_lock_is_open_to_any_pglock_user() {
+fn taking_over_a_silent_lock_is_open_to_any_pglock_user_after_its_lease() {
     let name = unique_name("roles-takeover");
     let mut alice = connect_as(&pglock_role("pglock_it_alice"));
     let mut bob = connect_as(&pglock_role("pglock_it_bob"));
-    let held = acquire(&mut alice, &name, "alice", 30.0, None).unwrap();
+    let held = acquire(&mut alice, &name, "alice", 0.5, None).unwrap();
+    // Across roles the lease runs by the server's clock too.
+    let early = acquire(&mut bob, &name, "bob", 30.0, Some(held.rvn)).unwrap();
+    assert!(!early.acquired);
+    std::thread::sleep(std::time::Duration::from_millis(600));
     let taken = acquire(&mut bob, &name, "bob", 30.0, Some(held.rvn)).unwrap();
     assert!(taken.acquired);
     // Now the lock is Bob's: Alice cannot release it with Bob's label and RVN.

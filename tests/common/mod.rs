@@ -64,16 +64,20 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A login role that may use pglock, created once per name.
+/// A login role that may use pglock, created once per name (one test at a time:
+/// tests running side by side ask for the same roles).
 pub fn pglock_role(role: &str) -> String {
     connect()
         .batch_execute(&format!(
-            "DO $$ BEGIN
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('pglock-tests roles'));
+             DO $$ BEGIN
                  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
                      CREATE ROLE {role} LOGIN;
                  END IF;
              END $$;
-             GRANT pglock_user TO {role};"
+             GRANT pglock_user TO {role};
+             COMMIT;"
         ))
         .expect("create role");
     role.to_owned()
