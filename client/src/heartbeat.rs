@@ -119,7 +119,7 @@ async fn run(
                 }
                 // Connecting failed, or the call did for a passing reason (its
                 // connection broke, no reply in time): try again.
-                last_error = Some(failure.into_error().to_string());
+                last_error = Some(failure.describe());
                 next = Instant::now() + timing.retry;
             }
         }
