@@ -56,27 +56,35 @@ check() { # check CONDITION-STATUS MESSAGE: a failed check is counted, the run g
 
 # --- processes we start, and their clean-up -------------------------------------
 
-pids=() # patroni, etcd, traffic loops, the Rust client: everything started here
+# Everything started here, stopped in this order: clients, Patroni, etcd.
+client_pids=() patroni_pids=() etcd_pids=()
+
+# stop_all PID...: SIGTERM, up to 30 s to end, then SIGKILL.
+stop_all() {
+    local pid deadline=$((SECONDS + 30))
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "$@"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+}
 
 cleanup() {
     local status=$?
     set +e
     touch "$HA/stop" 2>/dev/null
-    # Patroni stops its PostgreSQL when terminated; give it time to.
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    local deadline=$((SECONDS + 30))
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+    stop_all "${client_pids[@]}"
+    stop_all "${patroni_pids[@]}" # Patroni stops its PostgreSQL when terminated
     for node in "${NODES[@]}"; do
         if [[ -f $HA/$node/data/postmaster.pid ]]; then
             as_postgres "$PG_BIN/pg_ctl" -D "$HA/$node/data" -m immediate -w stop >/dev/null 2>&1
         fi
     done
+    stop_all "${etcd_pids[@]}"
     [[ $mode == bench ]] && private_server_stop ha-plain 2>/dev/null
-    if ((status != 0)); then
+    # A failed check has said why; anything else shows the logs' last lines.
+    if ((status != 0 && failures == 0)); then
         for log in "$HA"/node*/patroni.log "$HA"/etcd.log "$HA"/rust.log; do
             [[ -f $log ]] && { echo "--- last lines of $log"; tail -n 15 "$log"; }
         done
@@ -84,13 +92,13 @@ cleanup() {
     exit "$status"
 }
 
-# start NAME COMMAND...: runs COMMAND as postgres in the background, output to $HA/NAME.log.
+# start NAME COMMAND...: runs COMMAND as postgres in the background, output to
+# $HA/NAME.log; its pid is in $!.
 start() {
     local name=$1
     shift
     HOME=$HA setpriv --reuid=postgres --regid=postgres --init-groups -- "$@" \
         >"$HA/$name.log" 2>&1 &
-    pids+=($!)
 }
 
 ports_free() {
@@ -223,11 +231,15 @@ start_cluster() {
         --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster "pglock-ha=http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-cluster-state new
+    etcd_pids+=($!)
     wait_until 30 "etcd healthy" etcd_healthy
     start node1/patroni patroni "$HA/node1.yml"
+    patroni_pids+=($!)
     wait_until 60 "node1 leads" has_leader_other_than none
-    start node2/patroni patroni "$HA/node2.yml"
-    start node3/patroni patroni "$HA/node3.yml"
+    for node in node2 node3; do
+        start "$node/patroni" patroni "$HA/$node.yml"
+        patroni_pids+=($!)
+    done
     wait_until 90 "a synchronous standby" has_sync_standby
     wait_until 30 "synchronous replication on the leader" synchronous_on "$(leader)"
     cluster | sed 's/^/  /'
@@ -245,13 +257,18 @@ start_cluster() {
 # traffic CLIENT: cycles of tests/ha/traffic.sql on random shared lock names,
 # one connection per cycle, until the stop file appears.
 traffic() {
-    local client=$1 cycle=0
+    local client=$1 cycle=0 psql_pid=
+    # Stopped from outside: stop the cycle under way too.
+    trap '[[ -n $psql_pid ]] && kill -TERM "$psql_pid" 2>/dev/null; exit 0' TERM
     while [[ ! -e $HA/stop ]]; do
         cycle=$((cycle + 1))
         psql -X -q -At -v ON_ERROR_STOP=1 "$APP_CONN application_name=traffic-$client" \
             -v client="$client" -v cycle="$cycle" -v owner="psql-$client" \
             -v name="ha-lock-$((RANDOM % LOCK_NAMES))" -f tests/ha/traffic.sql \
-            >>"$HA/traffic-$client.log" 2>>"$HA/traffic-$client.err" || sleep 0.2
+            >>"$HA/traffic-$client.log" 2>>"$HA/traffic-$client.err" &
+        psql_pid=$!
+        wait "$psql_pid" || sleep 0.2
+        psql_pid=
     done
 }
 
@@ -259,12 +276,11 @@ start_traffic() {
     say "lock traffic: $TRAFFIC_CLIENTS psql loops and the Rust client, over $APP_CONN"
     for ((c = 1; c <= TRAFFIC_CLIENTS; c++)); do
         traffic "$c" &
-        pids+=($!)
+        client_pids+=($!)
     done
     "$holder" "$APP_CONN application_name=ha-holder" ha-rust "$RUST_LEASE_MS" "$RUST_PERIOD_MS" \
         "$HA/stop" >"$HA/rust.log" 2>&1 &
-    pids+=($!)
-    holder_pid=$!
+    client_pids+=($!)
     wait_until 60 "the Rust client holds its lock" grep -q ' acquired ' "$HA/rust.log"
     wait_until 60 "psql traffic acknowledged" grep -qs '^ACK' "$HA"/traffic-1.log
 }
@@ -316,12 +332,16 @@ event() {
         switchover)
             patronictl -c "$HA/$old.yml" switchover --leader "$old" --candidate "$standby" \
                 --force >"$HA/switchover.log" 2>&1 &
+            switchover_pid=$!
+            client_pids+=("$switchover_pid")
             echo "  patronictl switchover --leader $old --candidate $standby"
             ;;
     esac
     first=$(probe "$kind" "$old") || die "$kind: no acquire succeeded within $EVENT_DEADLINE s"
     read -r first_ms first_rvn <<<"$first"
-    [[ $kind == switchover ]] && { wait "$!" || die "patronictl switchover failed: $(cat "$HA/switchover.log")"; }
+    if [[ $kind == switchover ]]; then
+        wait "$switchover_pid" || die "patronictl switchover failed: $(cat "$HA/switchover.log")"
+    fi
     wait_until "$EVENT_DEADLINE" "a new leader after the $kind" has_leader_other_than "$old"
     new=$(leader)
     locks "$new" >"$HA/$kind-after.txt"
@@ -382,7 +402,7 @@ finish_traffic() {
     say "stopping the traffic"
     touch "$HA/stop"
     local pid deadline=$((SECONDS + 30))
-    for pid in "${pids[@]:${#pids[@]}-TRAFFIC_CLIENTS-1}"; do
+    for pid in "${client_pids[@]}"; do
         while kill -0 "$pid" 2>/dev/null; do
             ((SECONDS < deadline)) || die "traffic did not stop"
             sleep 0.2
@@ -464,6 +484,7 @@ if [[ $mode == check ]]; then
 fi
 ports_free "${PG_PORT[@]}" "${REST_PORT[@]}" "$ETCD_PORT" "$ETCD_PEER_PORT"
 trap cleanup EXIT
+trap 'exit 130' INT TERM # clean up after a signal too
 declare -A EVENT_AT=()
 started=$SECONDS
 start_cluster
