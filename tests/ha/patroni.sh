@@ -477,6 +477,8 @@ bench() {
 # --- main ------------------------------------------------------------------------------
 
 setup patroni etcd-server
+# Patroni runs Debian's PostgreSQL 15 here (where the scripts know several versions).
+if declare -F use_postgres >/dev/null; then use_postgres 15; fi
 install_extension
 if [[ $mode == check ]]; then
     cargo build --quiet -p pglock-client --example ha_holder
