@@ -82,7 +82,7 @@ cleanup() {
         fi
     done
     stop_all "${etcd_pids[@]}"
-    [[ $mode == bench ]] && private_server_stop ha-plain 2>/dev/null
+    [[ $mode == bench ]] && private_server_stop ha-plain >/dev/null 2>&1
     # A failed check has said why; anything else shows the logs' last lines.
     if ((status != 0 && failures == 0)); then
         for log in "$HA"/node*/patroni.log "$HA"/etcd.log "$HA"/rust.log; do
@@ -386,8 +386,10 @@ rust_report() {
                 ok = 1
             } else if ($2 == "lost") {
                 since = $1 - last_ms
+                reason = $0
+                sub(/^[^ ]+ [^ ]+ /, "", reason)
                 outcome = sprintf("signalled the loss %.1f s after its last renewal (lease %.0f s): %s",
-                                  since / 1000, lease / 1000, substr($0, index($0, $3)))
+                                  since / 1000, lease / 1000, reason)
                 ok = since < lease
             }
         }
@@ -444,8 +446,10 @@ EOF
 
 # --- throughput (--bench) ------------------------------------------------------------
 
-bench_case() { # bench_case LABEL CONNINFO: prints one line per script and client count
-    local label=$1 conn=$2 script clients output tps
+# bench_case SETUP CONNINFO: one pgbench run per script and client count, each
+# appended to $HA/bench.txt as "setup script clients tps".
+bench_case() {
+    local setup=$1 conn=$2 script clients output tps
     for script in pglock_acquire_release pglock_heartbeat; do
         for clients in 1 4 16; do
             psql -X -q -At -v ON_ERROR_STOP=1 "$conn" -c "TRUNCATE pglock.locks" -c CHECKPOINT >/dev/null
@@ -453,25 +457,56 @@ bench_case() { # bench_case LABEL CONNINFO: prints one line per script and clien
                 -T "${PGLOCK_BENCH_SECONDS:-5}" -D rvn=0 -f "bench/scripts/$script.sql" "$conn" 2>&1) ||
                 die "pgbench: $output"
             tps=$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$output")
-            printf '  %-28s %-24s %2s clients %8s/s\n' "$label" "$script" "$clients" "$tps"
+            printf '  %-13s %-23s %2s clients %6s/s\n' "$setup" "$script" "$clients" "$tps"
+            echo "$setup $script $clients $tps" >>"$HA/bench.txt"
         done
     done
 }
 
+synchronous_mode() { # synchronous_mode true|false: set it and wait until it is in force
+    patronictl -c "$HA/$1.yml" edit-config --set "synchronous_mode=$2" --force >/dev/null
+    if [[ $2 == true ]]; then
+        wait_until 60 "synchronous replication" synchronous_on "$1"
+    else
+        wait_until 60 "asynchronous replication" asynchronous_on "$1"
+    fi
+}
+
+# The Patroni primary with synchronous_mode on and off, and a plain server with
+# the same settings and no replication, all over TCP on loopback; rounds
+# alternate them, and the table keeps each one's median run.
 bench() {
-    local node conn
+    local node rounds=${PGLOCK_BENCH_ROUNDS:-3} round
     node=$(leader)
-    conn="host=127.0.0.1 port=${PG_PORT[$node]} user=postgres dbname=postgres"
-    say "throughput on the Patroni primary $node, synchronous_mode on (${PGLOCK_BENCH_SECONDS:-5} s per run)"
-    bench_case "patroni, synchronous" "$conn"
-    patronictl -c "$HA/$node.yml" edit-config --set synchronous_mode=false --force >/dev/null
-    wait_until 30 "asynchronous replication" asynchronous_on "$node"
-    say "the same primary with synchronous_mode off (asynchronous replication)"
-    bench_case "patroni, asynchronous" "$conn"
-    say "a plain server (no replication), same machine"
-    private_server_start ha-plain "$PLAIN_PORT" shared_preload_libraries=pglock
-    psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION pglock" >/dev/null
-    bench_case "plain server" "host=$PGHOST port=$PLAIN_PORT user=postgres dbname=postgres"
+    local cluster_conn="host=127.0.0.1 port=${PG_PORT[$node]} user=postgres dbname=postgres"
+    local plain_conn="host=127.0.0.1 port=$PLAIN_PORT user=postgres dbname=postgres"
+    private_server_start ha-plain "$PLAIN_PORT" shared_preload_libraries=pglock wal_log_hints=on \
+        listen_addresses=127.0.0.1
+    psql -X -q -v ON_ERROR_STOP=1 "$plain_conn" -c "CREATE EXTENSION pglock" >/dev/null
+    : >"$HA/bench.txt"
+    for ((round = 1; round <= rounds; round++)); do
+        say "round $round of $rounds (${PGLOCK_BENCH_SECONDS:-5} s per run)"
+        synchronous_mode "$node" true
+        bench_case synchronous "$cluster_conn"
+        synchronous_mode "$node" false
+        bench_case asynchronous "$cluster_conn"
+        bench_case plain "$plain_conn"
+    done
+    say "lock throughput, median of $rounds runs (Patroni primary $node; plain: no replication)"
+    echo "| script | clients | synchronous | asynchronous | plain | synchronous / plain |"
+    echo "|---|---|---|---|---|---|"
+    sort -k2,2 -k3,3n -k1,1 -k4,4n "$HA/bench.txt" | awk -v rounds="$rounds" '
+        { key = $2 " " $3; values[key, $1, ++count[key, $1]] = $4; keys[key] = 1
+          if (!(key in order)) { order[key] = ++n; names[n] = key } }
+        function median(key, setup) { return values[key, setup, int((count[key, setup] + 1) / 2)] }
+        END {
+            for (i = 1; i <= n; i++) {
+                split(names[i], part, " ")
+                s = median(names[i], "synchronous"); a = median(names[i], "asynchronous")
+                p = median(names[i], "plain")
+                printf "| %s | %s | %s/s | %s/s | %s/s | %.2fx |\n", part[1], part[2], s, a, p, s / p
+            }
+        }'
 }
 
 # --- main ------------------------------------------------------------------------------
