@@ -8,7 +8,8 @@
 #   5. concurrency specs with fixed interleavings (pg_isolation_regress),
 #   6. the pg_regress suite pinning every result and message,
 #   7. the packages (.deb, tarball) installed and used on clean server copies,
-#   8. a smoke run of the benchmark (one second per case).
+#   8. a smoke run of the benchmark (one second per case),
+#   9. locks through a Patroni failover and switchover (tests/ha/patroni.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -61,5 +62,8 @@ private_server_stop test
 
 say "benchmark smoke run (bench/run.sh --smoke)"
 bash bench/run.sh --smoke
+
+say "high availability: a Patroni failover and switchover (tests/ha/patroni.sh)"
+bash tests/ha/patroni.sh
 
 say "all tests passed"

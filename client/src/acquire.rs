@@ -8,11 +8,12 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
+use crate::connection::Failure;
 use crate::error::Error;
 use crate::heartbeat;
 use crate::lock::{Acquired, Held, Lock};
 use crate::options::AcquireOptions;
-use crate::sql::{limited, AcquireCall, AcquireRow};
+use crate::sql::{AcquireCall, AcquireRow};
 
 /// The outcome of [`Client::try_acquire`].
 #[derive(Debug)]
@@ -109,15 +110,22 @@ impl Client {
             replace_data: options.replace_data,
             observed_rvn: self.seen().takeover_rvn(name, Instant::now()),
         };
+        let presented = call.observed_rvn;
         let sent = Instant::now();
-        let acquire = self.sql().acquire(name, config.owner(), &call);
-        let row = limited(config.call_timeout(), "pglock_acquire", acquire).await?;
+        let owner = config.owner();
+        let row = self
+            .connection()
+            .call(config.call_timeout(), "pglock_acquire", |sql| async move {
+                sql.acquire(name, owner, &call).await
+            })
+            .await
+            .map_err(Failure::into_error)?;
         if row.acquired {
             self.seen().forget(name);
             return Ok(Attempt::Acquired(self.hold(name, row, sent)));
         }
         self.seen()
-            .refused(name, row.rvn, row.lease, Instant::now(), call.observed_rvn);
+            .refused(name, row.rvn, row.lease, Instant::now(), presented);
         Ok(Attempt::Held(Holder {
             owner: row.owner,
             rvn: row.rvn,
@@ -132,7 +140,7 @@ impl Client {
         let held = Arc::new(Held::new(name.to_owned(), row.owner, row.rvn));
         let stop = CancellationToken::new();
         let task = heartbeat::spawn(
-            Arc::clone(self.sql()),
+            Arc::clone(self.connection()),
             Arc::clone(&held),
             self.timing(),
             sent,
@@ -144,6 +152,6 @@ impl Client {
             data: row.data,
             call_timeout: config.call_timeout(),
         };
-        Lock::new(acquired, Arc::clone(self.sql()), stop, task)
+        Lock::new(acquired, Arc::clone(self.connection()), stop, task)
     }
 }

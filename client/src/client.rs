@@ -3,15 +3,17 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{NoTls, Socket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
+use crate::connection::{Connection, Failure, Opener};
 use crate::error::Error;
 use crate::heartbeat::Timing;
 use crate::observe::Observations;
 use crate::options::AcquireOptions;
-use crate::sql::{limited, LockInfo, Sql};
+use crate::sql::LockInfo;
 
 /// A pglock client: one owner label, lease and heartbeat period, on one connection.
 ///
@@ -19,6 +21,10 @@ use crate::sql::{limited, LockInfo, Sql};
 /// [`Client::try_acquire`] remembers). Heartbeats of every lock it holds go over
 /// the same connection, so keep long-running statements off it: a heartbeat
 /// waiting behind them counts as a failing one.
+///
+/// A client made with [`Client::connect`] or [`Client::connect_tls`] opens its
+/// connection again when it breaks, and its locks outlive the break if a
+/// heartbeat gets through in time (see [Reconnecting](crate#reconnecting)).
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -26,7 +32,7 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    sql: Arc<Sql>,
+    connection: Arc<Connection>,
     config: ClientConfig,
     timing: Timing,
     seen: Mutex<Observations>,
@@ -36,50 +42,92 @@ impl Client {
     /// A client on an open connection (an owned `tokio_postgres::Client` or an
     /// `Arc` of one, to keep using it for other statements). Checks `config` and
     /// prepares pglock's statements, so it fails if the extension is missing.
+    ///
+    /// This connection is the client's for good: if it breaks, every call fails
+    /// with [`Error::Database`] and held locks are lost by the usual rule. Use
+    /// [`Client::connect`] or [`Client::connect_tls`] for a client that reconnects.
     pub async fn new(
         pg: impl Into<Arc<tokio_postgres::Client>>,
         config: ClientConfig,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let sql = Sql::prepare(pg.into()).await?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                sql: Arc::new(sql),
-                timing: Timing::new(&config),
-                config,
-                seen: Mutex::new(Observations::new()),
-            }),
-        })
+        let connection = Connection::given(pg.into()).await?;
+        Ok(Self::on(connection, config))
     }
 
     /// Checks `config`, connects without TLS and runs the connection on a tokio
-    /// task. For TLS, connect with `tokio_postgres` yourself and use [`Client::new`].
-    /// If the connection fails later, every call fails with [`Error::Database`].
+    /// task. When the connection breaks, the client opens a new one with
+    /// `pg_config` (see [Reconnecting](crate#reconnecting)); list every server
+    /// of a cluster with `target_session_attrs=read-write` to follow its primary.
     pub async fn connect(
         pg_config: &tokio_postgres::Config,
         config: ClientConfig,
     ) -> Result<Self, Error> {
+        Self::connect_tls(pg_config, NoTls, config).await
+    }
+
+    /// [`Client::connect`], over TLS made by `tls` (e.g. a `postgres-native-tls`
+    /// or `postgres-openssl` connector).
+    pub async fn connect_tls<T>(
+        pg_config: &tokio_postgres::Config,
+        tls: T,
+        config: ClientConfig,
+    ) -> Result<Self, Error>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         config.validate()?;
-        let (pg, connection) = pg_config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Its error reaches every call on the client as a closed connection.
-            let _ = connection.await;
+        let pg_config = pg_config.clone();
+        let opener: Opener = Box::new(move || {
+            let (pg_config, tls) = (pg_config.clone(), tls.clone());
+            Box::pin(async move {
+                let (pg, connection) = pg_config.connect(tls).await?;
+                let task = tokio::spawn(async move {
+                    // Its error reaches the client as a closed connection.
+                    let _ = connection.await;
+                });
+                Ok((pg, Some(task.abort_handle())))
+            })
         });
-        Self::new(pg, config).await
+        let max_backoff = Timing::new(&config).retry();
+        let connection = Connection::open(opener, max_backoff).await?;
+        Ok(Self::on(connection, config))
+    }
+
+    fn on(connection: Connection, config: ClientConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connection: Arc::new(connection),
+                timing: Timing::new(&config),
+                config,
+                seen: Mutex::new(Observations::new()),
+            }),
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
 
+    /// How many times this client has replaced a broken connection with a new one
+    /// (always 0 for a client made with [`Client::new`]).
+    pub fn reconnects(&self) -> u64 {
+        self.inner.connection.reconnects()
+    }
+
     /// The lock `name` as the server has it, or `None` if it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<LockInfo>, Error> {
-        limited(
-            self.config().call_timeout(),
-            "pglock_get",
-            self.sql().get(name),
-        )
-        .await
+        self.connection()
+            .call(
+                self.config().call_timeout(),
+                "pglock_get",
+                |sql| async move { sql.get(name).await },
+            )
+            .await
+            .map_err(Failure::into_error)
     }
 
     /// Runs `work` while holding the lock `name`, acquired with
@@ -134,8 +182,8 @@ impl Client {
         Ok(output)
     }
 
-    pub(crate) fn sql(&self) -> &Arc<Sql> {
-        &self.inner.sql
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.inner.connection
     }
 
     pub(crate) fn timing(&self) -> Timing {

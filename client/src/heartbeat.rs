@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
-use crate::error::LostReason;
+use crate::connection::{Connection, Failure};
+use crate::error::{Error, LostReason};
 use crate::lock::Held;
-use crate::sql::Sql;
 
 /// The heartbeat schedule of a client's locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,12 @@ impl Timing {
             period: config.heartbeat_period(),
             retry: config.poll_interval().min(config.heartbeat_period()),
         }
+    }
+
+    /// How soon a failed heartbeat is retried; also the longest wait between two
+    /// attempts to reconnect.
+    pub fn retry(&self) -> Duration {
+        self.retry
     }
 
     /// How long before the lease could run out a silent lock is declared lost.
@@ -54,17 +60,17 @@ impl Timing {
 /// the lock is lost. A heartbeat in flight when `stop` fires is finished first, so
 /// the RVN in `held` is the lock's latest once the task has ended.
 pub(crate) fn spawn(
-    sql: Arc<Sql>,
+    connection: Arc<Connection>,
     held: Arc<Held>,
     timing: Timing,
     renewed: Instant,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(sql, held, timing, renewed, stop))
+    tokio::spawn(run(connection, held, timing, renewed, stop))
 }
 
 async fn run(
-    sql: Arc<Sql>,
+    connection: Arc<Connection>,
     held: Arc<Held>,
     timing: Timing,
     mut renewed: Instant,
@@ -90,28 +96,30 @@ async fn run(
             _ = sleep_until(next) => {}
         }
         let sent = Instant::now();
-        let give_up_at = timing.give_up_at(sent, lost_at);
-        let call = sql.heartbeat(held.name(), held.owner(), held.rvn());
-        match timeout_at(give_up_at, call).await {
-            Ok(Ok(rvn)) => {
+        let limit = timing
+            .give_up_at(sent, lost_at)
+            .saturating_duration_since(sent);
+        let (name, owner, rvn) = (held.name(), held.owner(), held.rvn());
+        let call = connection.call(Some(limit), "pglock_heartbeat", |sql| async move {
+            sql.heartbeat(name, owner, rvn).await
+        });
+        match call.await {
+            Ok(rvn) => {
                 held.set_rvn(rvn);
                 renewed = sent;
                 next = sent + timing.period;
                 last_error = None;
             }
-            Ok(Err(error)) => {
-                if let Some(reason) = lost_reason(&error) {
-                    held.mark_lost(reason);
-                    return;
+            Err(failure) => {
+                if let Failure::Call(error) = &failure {
+                    if let Some(reason) = lost_reason(error) {
+                        held.mark_lost(reason);
+                        return;
+                    }
                 }
-                last_error = Some(error.to_string());
-                next = Instant::now() + timing.retry;
-            }
-            Err(_) => {
-                last_error = Some(format!(
-                    "a heartbeat got no reply within {:?}",
-                    give_up_at - sent
-                ));
+                // Connecting failed, or the call did for a passing reason (its
+                // connection broke, no reply in time): try again.
+                last_error = Some(failure.describe());
                 next = Instant::now() + timing.retry;
             }
         }
@@ -119,7 +127,7 @@ async fn run(
 }
 
 /// The errors that end a lock at once; every other error is retried.
-fn lost_reason(error: &tokio_postgres::Error) -> Option<LostReason> {
+fn lost_reason(error: &Error) -> Option<LostReason> {
     match error.code() {
         Some(code) if *code == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
             Some(LostReason::NotHeld)

@@ -66,12 +66,14 @@
 //! * **Lost at once** when a heartbeat raises `55000` (the server says we no longer
 //!   hold the lock: [`LostReason::NotHeld`]) or `42501` (another role holds it:
 //!   [`LostReason::HeldByOtherRole`]).
-//! * **Anything else is transient** (connection error, timeout, cancel, ...): the
-//!   heartbeat is retried after `min(poll_interval, period)` for as long as the
-//!   deadline above allows. Each attempt is abandoned after `period` or at the
-//!   deadline, whichever comes first. An abandoned attempt may still have renewed
-//!   the lock in the server; the next attempt then raises `55000`, and the lock is
-//!   lost (its new RVN is unknown to us), which is the safe reading.
+//! * **Anything else is transient** (connection error, a server restarting or
+//!   failing over, timeout, cancel, ...): the heartbeat is retried after
+//!   `min(poll_interval, period)` for as long as the deadline above allows, over a
+//!   new connection if the old one broke (see [Reconnecting](#reconnecting)). Each
+//!   attempt, connecting included, is abandoned after `period` or at the deadline,
+//!   whichever comes first. An abandoned attempt may still have renewed the lock
+//!   in the server; the next attempt then raises `55000`, and the lock is lost (its
+//!   new RVN is unknown to us), which is the safe reading.
 //!
 //! Heartbeats are sent at `renewed + period`. Since `period <= lease / 2`, the
 //! first one leaves at least `lease / 4` for retries before the deadline.
@@ -79,11 +81,47 @@
 //! For example, with a 20 s lease and a 5 s period: heartbeats every 5 s; when
 //! they start failing, retries every 0.5 s (the default poll interval); the lock is
 //! reported lost 15 s after the last successful heartbeat was sent, 5 s before any
-//! rival could take it over.
+//! rival could take it over. A server that is back (or a standby promoted in its
+//! place) within those 15 s gets the next retry, and the lock is kept.
+//!
+//! # Reconnecting
+//!
+//! A lease is not a session: a lock stays in the server when the connection that
+//! took it breaks, and whoever knows its name, owner and RVN, and connects as the
+//! same role, may renew it. So a client made with [`Client::connect`] or
+//! [`Client::connect_tls`] opens a new connection, with the same
+//! `tokio_postgres::Config`, when its connection breaks, and goes on:
+//!
+//! * **When.** At the next call that needs the connection (a heartbeat, an
+//!   acquire, a release, a get) after it was found broken: closed by the server or
+//!   the network, silent past a call's time limit (a heartbeat's, or
+//!   [`ClientConfig::with_call_timeout`]), or read-only (`25006`: a standby, e.g.
+//!   a former primary). The connection is shared, so one call reconnects for all.
+//! * **Backoff.** One attempt at a time; after a failed one the next waits 50 ms,
+//!   then twice as long each time, at most `min(poll_interval, period)`. A call
+//!   that finds no server fails with [`Error::Database`] (the connection error);
+//!   the next call tries again, so calls work again as soon as a server is back.
+//! * **Held locks** are renewed over the new connection, each by its next
+//!   heartbeat. If one succeeds before the deadline of
+//!   [When a lock is lost](#when-a-lock-is-lost), the lock is kept, with a new RVN;
+//!   if none does, the lock is lost as usual. Nothing else changes: a heartbeat
+//!   that raises `55000` on the new server (its last renewal did not survive, as
+//!   after a failover to an asynchronous standby) ends the lock at once.
+//! * **Clusters.** List every server, with `target_session_attrs=read-write`,
+//!   e.g. `host=db1,db2,db3 port=5432 target_session_attrs=read-write`: the client
+//!   then connects to whichever is the primary, also after a failover. Set a
+//!   `connect_timeout` if a host can vanish without refusing connections.
+//! * **Prepared statements** are prepared again on each new connection; a server
+//!   without pglock fails the attempt like a refused connection.
+//!
+//! [`Client::reconnects`] counts the connections replaced. A client made with
+//! [`Client::new`] on a connection of yours never reconnects: when it breaks,
+//! every call fails and held locks are lost by the rule above.
 
 mod acquire;
 mod client;
 mod config;
+mod connection;
 mod error;
 mod heartbeat;
 mod lock;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::{Connection, Failure};
 use crate::error::{Error, LostReason};
-use crate::sql::{limited, Sql};
 
 /// What a [`Lock`] shares with its heartbeat task.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl Held {
 #[derive(Debug)]
 pub struct Lock {
     held: Arc<Held>,
-    sql: Arc<Sql>,
+    connection: Arc<Connection>,
     lease: Duration,
     data: Option<Vec<u8>>,
     call_timeout: Option<Duration>,
@@ -99,13 +99,13 @@ pub(crate) struct Acquired {
 impl Lock {
     pub(crate) fn new(
         acquired: Acquired,
-        sql: Arc<Sql>,
+        connection: Arc<Connection>,
         stop: CancellationToken,
         heartbeat: JoinHandle<()>,
     ) -> Self {
         Self {
             held: acquired.held,
-            sql,
+            connection,
             lease: acquired.lease,
             data: acquired.data,
             call_timeout: acquired.call_timeout,
@@ -173,10 +173,14 @@ impl Lock {
     async fn finish(mut self, keep: bool, data: Option<&[u8]>) -> Result<(), Error> {
         self.stop_heartbeat().await;
         let held = Arc::clone(&self.held);
-        let release = self
-            .sql
-            .release(held.name(), held.owner(), held.rvn(), keep, data);
-        let released = limited(self.call_timeout, "pglock_release", release).await;
+        let (name, owner, rvn) = (held.name(), held.owner(), held.rvn());
+        let released = self
+            .connection
+            .call(self.call_timeout, "pglock_release", |sql| async move {
+                sql.release(name, owner, rvn, keep, data).await
+            })
+            .await
+            .map_err(Failure::into_error);
         held.lost.cancel();
         match released? {
             true => Ok(()),

@@ -28,7 +28,7 @@ impl AcquireOptions {
         self
     }
 
-    /// Give up a waiting acquire after `limit` with [`Error::Timeout`]; the last try
+    /// Give up a waiting acquire after `limit` with [`Error::Timeout`](crate::Error::Timeout); the last try
     /// is made at the limit. `try_acquire` ignores it. Default: wait forever.
     pub fn wait_at_most(mut self, limit: Duration) -> Self {
         self.wait_at_most = Some(limit);

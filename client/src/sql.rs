@@ -3,7 +3,6 @@
 //! Intervals go out as `make_interval(secs => float8)` and come back as
 //! `extract(epoch FROM lease)::float8`: tokio-postgres has no interval type.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,17 +112,18 @@ impl Sql {
         })
     }
 
+    /// Whether the connection has broken (the server closed it, or it failed).
+    pub fn is_closed(&self) -> bool {
+        self.pg.is_closed()
+    }
+
     /// Renews the lease; returns the new RVN.
-    pub async fn heartbeat(
-        &self,
-        name: &str,
-        owner: &str,
-        rvn: i64,
-    ) -> Result<i64, tokio_postgres::Error> {
-        self.pg
+    pub async fn heartbeat(&self, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
+        let row = self
+            .pg
             .query_one(&self.heartbeat, &[&name, &owner, &rvn])
-            .await?
-            .try_get(0)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Whether the lock was held at `rvn` and is now released.
@@ -163,18 +163,4 @@ impl Sql {
 fn seconds(row: &Row, index: usize) -> Result<Duration, Error> {
     let seconds: f64 = row.try_get(index)?;
     Ok(Duration::try_from_secs_f64(seconds).unwrap_or(MAX_LEASE))
-}
-
-/// Runs `call`, failing with [`Error::Timeout`] after `limit` if one is set.
-pub(crate) async fn limited<T>(
-    limit: Option<Duration>,
-    operation: &'static str,
-    call: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match limit {
-        None => call.await,
-        Some(after) => tokio::time::timeout(after, call)
-            .await
-            .unwrap_or(Err(Error::Timeout { operation, after })),
-    }
 }

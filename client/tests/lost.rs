@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bump_rvn, client, kill_connection, ms, superuser, unique, within, WAIT_LIMIT};
+use common::{
+    bump_rvn, client, client_without_reconnect, kill_connection, ms, superuser, unique, within,
+    WAIT_LIMIT,
+};
 use pglock_client::{Error, LostReason};
 use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout, Instant};
@@ -56,15 +59,16 @@ async fn with_lock_sees_a_takeover() {
     assert!(!info.released);
 }
 
-/// The holder's connection dies mid-work: its heartbeats fail, the work is told the
-/// lock is lost before a rival (which starts waiting after the failure) takes it
-/// over, and the rival waited at least the holder's lease.
+/// The holder's connection dies mid-work and cannot be replaced: its heartbeats
+/// fail, the work is told the lock is lost before a rival (which starts waiting
+/// after the failure) takes it over, and the rival waited at least the holder's
+/// lease. (A client that reconnects keeps the lock: see `reconnect.rs`.)
 #[tokio::test]
 async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
     let name = unique("silent");
     let holder_name = unique("holder");
     let lease = ms(1_000);
-    let holder = client(&holder_name, lease, ms(300)).await;
+    let holder = client_without_reconnect(&holder_name, lease, ms(300)).await;
     let rival = client(&unique("rival"), ms(300), ms(100)).await;
     let (holding, held) = oneshot::channel();
     let (saw, seen) = oneshot::channel();
@@ -110,7 +114,7 @@ async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
 async fn a_lock_reports_loss_before_its_lease_could_run_out() {
     let name = unique("order");
     let holder_name = unique("holder");
-    let holder = client(&holder_name, ms(1_000), ms(300)).await;
+    let holder = client_without_reconnect(&holder_name, ms(1_000), ms(300)).await;
     let rival = client(&unique("rival"), ms(1_000), ms(300)).await;
     let lock = holder.acquire(&name).await.unwrap();
     kill_connection(&holder_name).await;

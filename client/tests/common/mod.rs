@@ -2,6 +2,8 @@
 //! its socket folder, PGPORT its port), with pglock installed in `PGLOCK_TEST_DB`.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -52,6 +54,19 @@ pub async fn client_with(config: ClientConfig) -> Client {
     Client::connect(&pg_config(config.owner()), config)
         .await
         .expect("connect a pglock client")
+}
+
+/// A client `owner` on a connection opened here ([`Client::new`]): it cannot
+/// reconnect, so once its connection is killed every heartbeat fails.
+pub async fn client_without_reconnect(owner: &str, lease: Duration, period: Duration) -> Client {
+    let (pg, connection) = pg_config(owner)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    Client::new(pg, ClientConfig::new(owner, lease, period))
+        .await
+        .expect("a pglock client on its own connection")
 }
 
 /// A name no other test (or earlier run) uses: tests run side by side.
