@@ -29,6 +29,11 @@ mod waiting;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!(
+    "../sql/lease_functions.sql",
+    name = "lease_functions",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!(
     "../sql/waiting.sql",
     name = "waiting",
     requires = [functions::wait::pglock::acquire_wait_step]

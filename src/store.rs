@@ -1,20 +1,21 @@
-//! `pglock.locks` through SPI: the one module that holds the table's SQL, and the
-//! protocol's [`Store`] for this backend.
+//! The protocol's [`Store`] for this backend: `pglock.locks` read and written.
 //!
 //! The SQL functions run as their caller (SECURITY INVOKER), so the caller's role
-//! is the acting role; every statement here runs as the table's owner, in a
-//! security-restricted context, with sequential scans off (see [`ffi::ActingAs`],
-//! [`ffi::SeqScansOff`]).  Every object and operator is schema-qualified, so no
-//! function or operator on the caller's `search_path` can reach a statement.
+//! is the acting role.  The hot path (read, insert, take over, heartbeat,
+//! release) goes straight through the table and index access methods
+//! ([`ffi::table`]): one index lookup per read, no parse, plan or executor, and
+//! nothing a caller's `search_path` or settings could reach.  Each read takes a
+//! fresh snapshot (READ COMMITTED), which a read made after waiting for the
+//! name's lock needs to see the writer it waited for; reads never assign a
+//! transaction id, so a refused acquire writes no WAL.  Writes draw their new RVN
+//! from the sequence after the name's lock is held: writes to one name are
+//! serialized, so its RVNs only grow.
 //!
-//! Each statement is planned once per backend and kept (`SPI_keepplan`), so a call
-//! costs an execution, not a parse and plan.  Every statement is prepared as
-//! "mutating": SPI then takes a fresh snapshot for each one, which a read made after
-//! waiting for the name's lock needs to see the writer it waited for.  Reads never
-//! assign a transaction id, so a refused acquire writes no WAL.
-//!
-//! Writes draw their new RVN with `nextval` inside the statement, after the
-//! name's lock is held: writes to one name are serialized, so its RVNs only grow.
+//! What is rare (an owner's locks at shutdown, moving the sequence, the name
+//! locks' secret) stays SQL, through SPI: run as the table's owner, in a
+//! security-restricted context, with sequential scans and JIT off (see
+//! [`ffi::ActingAs`], [`ffi::PlannerSettings`]), every object and operator
+//! schema-qualified; each statement planned once per backend and kept.
 
 use std::cell::{Cell, OnceCell};
 use std::panic::Location;
@@ -28,40 +29,46 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 
 use crate::error::{internal_error, PglockError};
+use crate::ffi::table::{Changes, LocksTable, NewRow, Objects, Row, Written};
 use crate::interval::{interval_of, lease_of};
 use crate::{ffi, name_lock};
 
-/// This backend, as the protocol sees it, for one call: who calls, the table
-/// through SPI, the name locks (and, in `waiting`, its monotonic clock).
+/// This backend, as the protocol sees it, for one call: who calls, the table,
+/// the name locks (and, in `waiting`, its monotonic clock).
 pub struct Backend {
     caller: RoleId,
-    owner: Oid,
-    /// The secret's table: the key the name-lock secret is cached under, so a
-    /// re-created extension (a new table, a new secret) is noticed.
-    secret_relid: Oid,
+    objects: Objects,
+    access: Access,
+    /// The table, opened at its first use in this call, closed when it ends.
+    table: OnceCell<LocksTable>,
+}
+
+/// What a call may do to the table: the lock it takes on it for the rest of the
+/// transaction (a reader's, or a writer's as any DML takes, asked for once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 impl Backend {
     /// The backend acting for `current_user`, as the call found it; an error if
     /// the extension's objects are older than this library (it was installed
     /// and the server restarted, but `ALTER EXTENSION pglock UPDATE` not run).
-    #[track_caller]
-    pub fn for_current_user() -> Result<Backend, PglockError> {
-        let at = Location::caller();
+    pub fn for_current_user(access: Access) -> Result<Backend, PglockError> {
         let caller = RoleId(ffi::current_user_id().to_u32());
-        let Some(secret_relid) = ffi::relation_id(c"pglock", c"name_lock_secret") else {
-            return Err(PglockError::ExtensionNotUpdated);
-        };
-        let owner = ffi::relation_id(c"pglock", c"locks")
-            .and_then(ffi::relation_owner)
-            .unwrap_or_else(|| {
-                internal_error("pglock: the table pglock.locks is missing".into(), at)
-            });
+        let objects = Objects::current().ok_or(PglockError::ExtensionNotUpdated)?;
         Ok(Backend {
             caller,
-            owner,
-            secret_relid,
+            objects,
+            access,
+            table: OnceCell::new(),
         })
+    }
+
+    fn table(&self) -> &LocksTable {
+        self.table
+            .get_or_init(|| LocksTable::open(&self.objects, self.access == Access::Write))
     }
 
     /// The role this call acts as, for checks outside the protocol.
@@ -72,8 +79,8 @@ impl Backend {
     /// Run `f` as the table's owner, with an SPI connection and this backend's
     /// prepared statements.
     fn with_statements<R>(&self, f: impl FnOnce(&SpiClient<'_>, &Statements) -> R) -> R {
-        let _owner = ffi::ActingAs::enter(self.owner);
-        let _plans = ffi::SeqScansOff::enter();
+        let _owner = ffi::ActingAs::enter(self.objects.owner);
+        let _plans = ffi::PlannerSettings::enter();
         Spi::connect(|client| {
             STATEMENTS.with(|cell| {
                 let statements = cell.get_or_init(|| Statements::prepare(client));
@@ -82,11 +89,31 @@ impl Backend {
         })
     }
 
-    /// Run a write; a transaction that wrote a lock commits durably whatever
-    /// `synchronous_commit` the session set.
-    fn write<R>(&self, f: impl FnOnce(&SpiClient<'_>, &Statements) -> R) -> R {
+    /// The table, to write: a transaction that wrote a lock commits durably
+    /// whatever `synchronous_commit` the session set.
+    #[track_caller]
+    fn table_to_write(&self) -> &LocksTable {
+        if self.access != Access::Write {
+            internal_error(
+                "pglock: a write from a read-only call".into(),
+                Location::caller(),
+            );
+        }
         ffi::force_durable_commit();
-        self.with_statements(f)
+        self.table()
+    }
+
+    /// A new RVN from the sequence, drawn as the table's owner.
+    fn draw_rvn(&self) -> i64 {
+        let _owner = ffi::ActingAs::enter(self.objects.owner);
+        ffi::next_value(self.objects.rvn_seq)
+    }
+
+    fn is_held_by(row: &Row, holder: &Holder<'_>) -> bool {
+        !row.released()
+            && row.rvn() == holder.rvn
+            && row.holder_role() == oid_of(holder.role)
+            && row.owner() == holder.owner
     }
 
     /// The secret that keys name locks in this database, read once per backend.
@@ -95,7 +122,7 @@ impl Backend {
             static SECRET: Cell<Option<(Oid, [u8; 16])>> = const { Cell::new(None) };
         }
         if let Some((relid, secret)) = SECRET.get() {
-            if relid == self.secret_relid {
+            if relid == self.objects.secret {
                 return secret;
             }
         }
@@ -118,131 +145,25 @@ impl Backend {
                 Location::caller(),
             )
         };
-        SECRET.set(Some((self.secret_relid, secret)));
+        SECRET.set(Some((self.objects.secret, secret)));
         secret
     }
 }
-
-/// The columns every read returns, in order, then the data if asked for.
-macro_rules! lock_columns {
-    () => {
-        "owner, rvn, lease, released, holder_role::pg_catalog.oid, updated_at"
-    };
-}
-
-const READ: &str = concat!(
-    "SELECT ",
-    lock_columns!(),
-    ", data FROM pglock.locks WHERE name OPERATOR(pg_catalog.=) $1"
-);
-
-const READ_WITHOUT_DATA: &str = concat!(
-    "SELECT ",
-    lock_columns!(),
-    " FROM pglock.locks WHERE name OPERATOR(pg_catalog.=) $1"
-);
-
-const INSERT: &str = "\
-    INSERT INTO pglock.locks (name, owner, rvn, lease, data, holder_role, updated_at) \
-    VALUES ($1, $2, pg_catalog.nextval('pglock.rvn_seq'::pg_catalog.regclass), $3, $4, $5, \
-            pg_catalog.clock_timestamp()) \
-    ON CONFLICT (name) DO NOTHING \
-    RETURNING rvn";
-
-/// What a takeover writes; `$1` is the name, `$2` the RVN it expects.
-macro_rules! take_over_set {
-    () => {
-        "SET owner = $3, rvn = pg_catalog.nextval('pglock.rvn_seq'::pg_catalog.regclass), \
-             lease = $4, data = CASE WHEN $5 THEN data ELSE $6 END, released = false, \
-             holder_role = $7, updated_at = pg_catalog.clock_timestamp() "
-    };
-}
-
-const TAKE_OVER: &str = concat!(
-    "UPDATE pglock.locks ",
-    take_over_set!(),
-    "WHERE name OPERATOR(pg_catalog.=) $1 AND rvn OPERATOR(pg_catalog.=) $2 ",
-    "RETURNING rvn, data"
-);
-
-/// A takeover that does not queue for the row: when another transaction has it
-/// locked (a bulk release in progress), it matches nothing.
-const TAKE_OVER_IF_UNLOCKED: &str = concat!(
-    "WITH target AS (SELECT ctid FROM pglock.locks ",
-    "WHERE name OPERATOR(pg_catalog.=) $1 AND rvn OPERATOR(pg_catalog.=) $2 ",
-    "FOR NO KEY UPDATE SKIP LOCKED) ",
-    "UPDATE pglock.locks ",
-    take_over_set!(),
-    "FROM target WHERE pglock.locks.ctid OPERATOR(pg_catalog.=) target.ctid ",
-    "AND pglock.locks.name OPERATOR(pg_catalog.=) $1 ",
-    "RETURNING rvn, data"
-);
-
-/// The holder named exactly, not released: `$1` to `$4` are name, owner, RVN, role.
-macro_rules! held_exactly {
-    () => {
-        "WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2 \
-           AND rvn OPERATOR(pg_catalog.=) $3 \
-           AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $4 AND NOT released "
-    };
-}
-
-const HEARTBEAT: &str = concat!(
-    "UPDATE pglock.locks ",
-    "SET rvn = pg_catalog.nextval('pglock.rvn_seq'::pg_catalog.regclass), ",
-    "data = CASE WHEN $5 THEN data ELSE $6 END, ",
-    "lease = COALESCE($7, lease), updated_at = pg_catalog.clock_timestamp() ",
-    held_exactly!(),
-    "RETURNING rvn"
-);
-
-const RELEASE_DELETE: &str = concat!(
-    "DELETE FROM pglock.locks ",
-    held_exactly!(),
-    "RETURNING rvn"
-);
-
-const RELEASE_KEEP: &str = concat!(
-    "UPDATE pglock.locks ",
-    "SET released = true, rvn = pg_catalog.nextval('pglock.rvn_seq'::pg_catalog.regclass), ",
-    "data = COALESCE($5, data), updated_at = pg_catalog.clock_timestamp() ",
-    held_exactly!(),
-    "RETURNING rvn"
-);
 
 const HELD_BY: &str = "\
     SELECT name, rvn FROM pglock.locks \
      WHERE owner OPERATOR(pg_catalog.=) $1 \
        AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $2 AND NOT released";
 
-const FORCE_DELETE: &str = "\
-    DELETE FROM pglock.locks WHERE name OPERATOR(pg_catalog.=) $1 RETURNING rvn";
-
 const ADVANCE_RVNS: &str = "\
     SELECT pg_catalog.setval('pglock.rvn_seq'::pg_catalog.regclass, \
            GREATEST($1, (SELECT pg_catalog.max(rvn) FROM pglock.locks)))";
 
-const RENUMBER: &str = "\
-    UPDATE pglock.locks \
-       SET rvn = pg_catalog.nextval('pglock.rvn_seq'::pg_catalog.regclass) \
-     WHERE name OPERATOR(pg_catalog.=) $1 AND rvn OPERATOR(pg_catalog.=) $2 \
-    RETURNING rvn";
-
 const NAME_LOCK_SECRET: &str = "SELECT secret FROM pglock.name_lock_secret";
 
 struct Statements {
-    read: OwnedPreparedStatement,
-    read_without_data: OwnedPreparedStatement,
-    insert: OwnedPreparedStatement,
-    take_over: OwnedPreparedStatement,
-    take_over_if_unlocked: OwnedPreparedStatement,
-    heartbeat: OwnedPreparedStatement,
-    release_delete: OwnedPreparedStatement,
-    release_keep: OwnedPreparedStatement,
     held_by: OwnedPreparedStatement,
-    force_delete: OwnedPreparedStatement,
     advance_rvns: OwnedPreparedStatement,
-    renumber: OwnedPreparedStatement,
     name_lock_secret: OwnedPreparedStatement,
 }
 
@@ -252,29 +173,14 @@ thread_local! {
 
 impl Statements {
     fn prepare(client: &SpiClient<'_>) -> Self {
-        use pg_sys::{BOOLOID as boolean, BYTEAOID as bytea, INT8OID as int8};
-        use pg_sys::{INTERVALOID as interval, OIDOID as oid, TEXTOID as text};
+        use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
         let keep = |sql: &str, types: &[Oid]| {
             let types: Vec<PgOid> = types.iter().map(|t| PgOid::from_untagged(*t)).collect();
             checked(client.prepare_mut(sql, &types)).keep()
         };
-        let take_over_types = [text, int8, text, interval, boolean, bytea, oid];
         Statements {
-            read: keep(READ, &[text]),
-            read_without_data: keep(READ_WITHOUT_DATA, &[text]),
-            insert: keep(INSERT, &[text, text, interval, bytea, oid]),
-            take_over: keep(TAKE_OVER, &take_over_types),
-            take_over_if_unlocked: keep(TAKE_OVER_IF_UNLOCKED, &take_over_types),
-            heartbeat: keep(
-                HEARTBEAT,
-                &[text, text, int8, oid, boolean, bytea, interval],
-            ),
-            release_delete: keep(RELEASE_DELETE, &[text, text, int8, oid]),
-            release_keep: keep(RELEASE_KEEP, &[text, text, int8, oid, bytea]),
             held_by: keep(HELD_BY, &[text, oid]),
-            force_delete: keep(FORCE_DELETE, &[text]),
             advance_rvns: keep(ADVANCE_RVNS, &[int8]),
-            renumber: keep(RENUMBER, &[text, int8]),
             name_lock_secret: keep(NAME_LOCK_SECRET, &[]),
         }
     }
@@ -299,21 +205,8 @@ fn required_column<T: FromDatum + IntoDatum>(table: &SpiTupleTable<'_>, ordinal:
         .unwrap_or_else(|| internal_error(format!("pglock: column {ordinal} of a row is NULL"), at))
 }
 
-/// `(keep existing, replacement)` for the `CASE WHEN $keep THEN data ELSE $new END` in SQL.
-fn data_args(change: DataChange<'_>) -> (bool, Option<&[u8]>) {
-    match change {
-        DataChange::Keep => (true, None),
-        DataChange::Replace(data) => (false, data),
-    }
-}
-
 fn oid_of(role: RoleId) -> Oid {
     Oid::from(role.0)
-}
-
-/// The first row of `table`'s first column, if there is a row.
-fn first_rvn(table: SpiTupleTable<'_>) -> Option<i64> {
-    (!table.is_empty()).then(|| required_column(&table.first(), 1))
 }
 
 impl Store for Backend {
@@ -326,26 +219,16 @@ impl Store for Backend {
     }
 
     fn read(&mut self, name: &str, fields: Fields) -> Option<Lock> {
-        self.with_statements(|client, statements| {
-            let statement = match fields {
-                Fields::WithData => &statements.read,
-                Fields::WithoutData => &statements.read_without_data,
-            };
-            let table = checked(client.select(statement, Some(1), &[name.into()]));
-            if table.is_empty() {
-                return None;
-            }
-            let row = table.first();
-            let written_at: TimestampWithTimeZone = required_column(&row, 6);
-            Some(Lock {
-                owner: required_column(&row, 1),
-                rvn: required_column(&row, 2),
-                lease: lease_of(required_column(&row, 3)),
-                released: required_column(&row, 4),
-                holder_role: RoleId(required_column::<Oid>(&row, 5).to_u32()),
-                written_at: Timestamp(pg_sys::TimestampTz::from(written_at)),
+        self.table().find(name, |row| {
+            row.map(|row| Lock {
+                owner: row.owner(),
+                rvn: row.rvn(),
+                lease: lease_of(row.lease()),
+                released: row.released(),
+                holder_role: RoleId(row.holder_role().to_u32()),
+                written_at: Timestamp(row.updated_at()),
                 data: match fields {
-                    Fields::WithData => column(&row, 7),
+                    Fields::WithData => row.data(),
                     Fields::WithoutData => None,
                 },
             })
@@ -353,16 +236,14 @@ impl Store for Backend {
     }
 
     fn insert(&mut self, claim: &Claim<'_>, data: Option<&[u8]>) -> Option<i64> {
-        self.write(|client, statements| {
-            let args: [DatumWithOid; 5] = [
-                claim.name.into(),
-                claim.owner.into(),
-                interval_of(claim.lease).into(),
-                data.into(),
-                oid_of(claim.role).into(),
-            ];
-            first_rvn(checked(client.select(&statements.insert, None, &args)))
-        })
+        let row = NewRow {
+            name: claim.name,
+            owner: claim.owner,
+            lease: interval_of(claim.lease),
+            data,
+            holder_role: oid_of(claim.role),
+        };
+        self.table_to_write().insert(&row, || self.draw_rvn())
     }
 
     fn take_over(
@@ -372,29 +253,24 @@ impl Store for Backend {
         data: DataChange<'_>,
         wait_for_row: bool,
     ) -> Option<(i64, Option<Vec<u8>>)> {
-        let (keep_data, new_data) = data_args(data);
-        self.write(|client, statements| {
-            let statement = if wait_for_row {
-                &statements.take_over
-            } else {
-                &statements.take_over_if_unlocked
-            };
-            let args: [DatumWithOid; 7] = [
-                claim.name.into(),
-                expected_rvn.into(),
-                claim.owner.into(),
-                interval_of(claim.lease).into(),
-                keep_data.into(),
-                new_data.into(),
-                oid_of(claim.role).into(),
-            ];
-            let table = checked(client.select(statement, None, &args));
-            if table.is_empty() {
-                return None;
+        let change = || {
+            let changes = Changes::new(self.draw_rvn())
+                .owner(claim.owner)
+                .lease(interval_of(claim.lease))
+                .released(false)
+                .holder_role(oid_of(claim.role));
+            match data {
+                DataChange::Keep => changes,
+                DataChange::Replace(data) => changes.data(data),
             }
-            let row = table.first();
-            Some((required_column(&row, 1), column(&row, 2)))
-        })
+        };
+        self.table_to_write().update(
+            claim.name,
+            |row| row.rvn() == expected_rvn,
+            change,
+            wait_for_row,
+            |written| (written.rvn(), written.data()),
+        )
     }
 
     fn heartbeat(
@@ -403,19 +279,23 @@ impl Store for Backend {
         data: DataChange<'_>,
         lease: Option<&Lease>,
     ) -> Option<i64> {
-        let (keep_data, new_data) = data_args(data);
-        self.write(|client, statements| {
-            let args: [DatumWithOid; 7] = [
-                holder.name.into(),
-                holder.owner.into(),
-                holder.rvn.into(),
-                oid_of(holder.role).into(),
-                keep_data.into(),
-                new_data.into(),
-                lease.map(interval_of).into(),
-            ];
-            first_rvn(checked(client.select(&statements.heartbeat, None, &args)))
-        })
+        let change = || {
+            let mut changes = Changes::new(self.draw_rvn());
+            if let DataChange::Replace(data) = data {
+                changes = changes.data(data);
+            }
+            if let Some(lease) = lease {
+                changes = changes.lease(interval_of(lease));
+            }
+            changes
+        };
+        self.table_to_write().update(
+            holder.name,
+            |row| Backend::is_held_by(row, holder),
+            change,
+            true,
+            Row::rvn,
+        )
     }
 
     fn release(
@@ -424,40 +304,26 @@ impl Store for Backend {
         keep: bool,
         data: Option<&[u8]>,
     ) -> Option<Released> {
-        self.write(|client, statements| {
-            let (name, owner, rvn, role) =
-                (holder.name, holder.owner, holder.rvn, oid_of(holder.role));
-            if keep {
-                let args: [DatumWithOid; 5] = [
-                    name.into(),
-                    owner.into(),
-                    rvn.into(),
-                    role.into(),
-                    data.into(),
-                ];
-                first_rvn(checked(client.select(
-                    &statements.release_keep,
-                    None,
-                    &args,
-                )))
-                .map(|rvn| Released::Kept { rvn })
-            } else {
-                let args: [DatumWithOid; 4] = [name.into(), owner.into(), rvn.into(), role.into()];
-                first_rvn(checked(client.select(
-                    &statements.release_delete,
-                    None,
-                    &args,
-                )))
-                .map(|_| Released::Deleted)
+        let table = self.table_to_write();
+        let matches = |row: &Row| Backend::is_held_by(row, holder);
+        if !keep {
+            return (table.delete(holder.name, matches) == Written::Done)
+                .then_some(Released::Deleted);
+        }
+        let change = || {
+            let changes = Changes::new(self.draw_rvn()).released(true);
+            match data {
+                Some(data) => changes.data(Some(data)),
+                None => changes,
             }
-        })
+        };
+        table
+            .update(holder.name, matches, change, true, Row::rvn)
+            .map(|rvn| Released::Kept { rvn })
     }
 
     fn force_delete(&mut self, name: &str) -> bool {
-        self.write(|client, statements| {
-            let table = checked(client.select(&statements.force_delete, None, &[name.into()]));
-            !table.is_empty()
-        })
+        self.table_to_write().delete(name, |_| true) == Written::Done
     }
 
     /// No index leads with the owner: this reads the whole table, which suits a
@@ -485,11 +351,15 @@ impl Store for Backend {
     #[track_caller]
     fn renumber(&mut self, name: &str, rvn: i64) -> i64 {
         let at = Location::caller();
-        self.write(|client, statements| {
-            let args: [DatumWithOid; 2] = [name.into(), rvn.into()];
-            first_rvn(checked(client.select(&statements.renumber, None, &args)))
-                .unwrap_or_else(|| internal_error(format!("pglock: lock \"{name}\" vanished"), at))
-        })
+        self.table_to_write()
+            .update(
+                name,
+                |row| row.rvn() == rvn,
+                || Changes::new(self.draw_rvn()),
+                true,
+                Row::rvn,
+            )
+            .unwrap_or_else(|| internal_error(format!("pglock: lock \"{name}\" vanished"), at))
     }
 
     fn lock_name(&mut self, name: &str) {

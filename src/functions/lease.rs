@@ -8,43 +8,30 @@ use pglock_protocol::{Fields, Store};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire};
+use super::{acquire_request, acquire_row, count_acquire, AcquireRow};
 use crate::counters;
 use crate::error::PglockError;
 use crate::ffi;
 use crate::input;
 use crate::interval::interval_of;
-use crate::store::Backend;
+use crate::store::{Access, Backend};
 
-// pgrx reads the result columns from the signature, so the row type stays inline.
-#[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn pglock_acquire(
+/// `pglock_acquire` (its C entry point is in `ffi::entry`, its declaration in
+/// sql/lease_functions.sql): the caller's new lock, or the holder's.
+pub(crate) fn acquire(
     name: Option<&str>,
     owner: Option<&str>,
-    lease: default!(Option<Interval>, "'20 seconds'"),
-    data: default!(Option<&[u8]>, "NULL"),
-    replace_data: default!(Option<bool>, false),
-    observed_rvn: default!(Option<i64>, "NULL"),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(acquired, bool),
-            name!(rvn, i64),
-            name!(owner, String),
-            name!(lease, Interval),
-            name!(data, Option<Vec<u8>>),
-        ),
-    >,
-    ErrorReport,
-> {
-    ffi::refuse_if_read_only("pglock_acquire");
+    lease: Option<Interval>,
+    data: Option<&[u8]>,
+    replace_data: Option<bool>,
+    observed_rvn: Option<i64>,
+) -> Result<AcquireRow, ErrorReport> {
+    ffi::refuse_if_read_only(c"pglock_acquire");
     let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
-    let mut backend = Backend::for_current_user()?;
+    let mut backend = Backend::for_current_user(Access::Write)?;
     let outcome = steps::acquire(&mut backend, &request).map_err(PglockError::Protocol)?;
     count_acquire(Some(&outcome));
-    Ok(TableIterator::once(acquire_row(outcome)))
+    Ok(acquire_row(outcome))
 }
 
 #[pg_extern(volatile, parallel_unsafe)]
@@ -56,7 +43,7 @@ fn pglock_heartbeat(
     replace_data: default!(Option<bool>, false),
     lease: default!(Option<Interval>, "NULL"),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only("pglock_heartbeat");
+    ffi::refuse_if_read_only(c"pglock_heartbeat");
     let request = HeartbeatRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -65,7 +52,7 @@ fn pglock_heartbeat(
         replace_data: input::flag("replace_data", replace_data)?,
         lease: input::optional_lease("lease", lease)?,
     };
-    let renewed = steps::heartbeat(&mut Backend::for_current_user()?, &request);
+    let renewed = steps::heartbeat(&mut Backend::for_current_user(Access::Write)?, &request);
     counters::count(|c| match renewed {
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
@@ -81,7 +68,7 @@ fn pglock_release(
     keep: default!(Option<bool>, false),
     data: default!(Option<&[u8]>, "NULL"),
 ) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only("pglock_release");
+    ffi::refuse_if_read_only(c"pglock_release");
     let request = ReleaseRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -89,7 +76,7 @@ fn pglock_release(
         keep: input::flag("keep", keep)?,
         data: input::data(data)?,
     };
-    let released = steps::release(&mut Backend::for_current_user()?, &request)
+    let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)
         .map_err(PglockError::Protocol)?;
     if released {
         counters::count(|c| &c.released);
@@ -102,10 +89,10 @@ fn pglock_release_all(
     owner: Option<&str>,
     keep: default!(Option<bool>, false),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only("pglock_release_all");
+    ffi::refuse_if_read_only(c"pglock_release_all");
     let owner = input::label("owner", owner)?;
     let keep = input::flag("keep", keep)?;
-    let released = steps::release_all(&mut Backend::for_current_user()?, owner, keep);
+    let released = steps::release_all(&mut Backend::for_current_user(Access::Write)?, owner, keep);
     counters::add(|c| &c.released, released as u64);
     Ok(released)
 }
@@ -114,9 +101,9 @@ fn pglock_release_all(
 /// role may have been dropped).  For `pglock_admin` and superusers.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only("pglock_force_release");
+    ffi::refuse_if_read_only(c"pglock_force_release");
     let name = input::label("name", name)?;
-    let released = steps::force_release(&mut Backend::for_current_user()?, name);
+    let released = steps::force_release(&mut Backend::for_current_user(Access::Write)?, name);
     if released {
         counters::count(|c| &c.force_released);
     }
@@ -154,28 +141,11 @@ fn pglock_stats() -> Result<
     )))
 }
 
-/// Reads the lock as it is now (a fresh snapshot each call, hence VOLATILE);
+/// `pglock_get` (its C entry point is in `ffi::entry`): the lock as it is now,
 /// its data only for the holder's own role.
-#[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn pglock_get(
-    name: Option<&str>,
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(name, String),
-            name!(owner, String),
-            name!(rvn, i64),
-            name!(lease, Interval),
-            name!(data, Option<Vec<u8>>),
-            name!(released, bool),
-        ),
-    >,
-    ErrorReport,
-> {
+pub(crate) fn get(name: Option<&str>) -> Result<Option<LockRow>, ErrorReport> {
     let name = input::label("name", name)?;
-    let mut backend = Backend::for_current_user()?;
+    let mut backend = Backend::for_current_user(Access::Read)?;
     let caller = backend.caller_role();
     let row = backend.read(name, Fields::WithData).map(|lock| {
         (
@@ -187,5 +157,8 @@ fn pglock_get(
             lock.released,
         )
     });
-    Ok(TableIterator::new(row))
+    Ok(row)
 }
+
+/// The row `pglock_get` returns: `(name, owner, rvn, lease, data, released)`.
+pub(crate) type LockRow = (String, String, i64, Interval, Option<Vec<u8>>, bool);

@@ -11,7 +11,7 @@
 // ever travels on the error path, once per call.
 #![allow(clippy::result_large_err)]
 
-mod lease;
+pub(crate) mod lease;
 pub mod wait;
 
 use pglock_protocol::{AcquireOutcome, AcquireRequest};
@@ -53,7 +53,7 @@ fn acquire_request<'a>(
 }
 
 /// The row every acquire returns: `(acquired, rvn, owner, lease, data)`.
-type AcquireRow = (bool, i64, String, Interval, Option<Vec<u8>>);
+pub(crate) type AcquireRow = (bool, i64, String, Interval, Option<Vec<u8>>);
 
 fn acquire_row(outcome: AcquireOutcome) -> AcquireRow {
     (

@@ -12,7 +12,7 @@ use super::{acquire_request, count_acquire};
 use crate::error::PglockError;
 use crate::input;
 use crate::interval::{interval_of, lease_of};
-use crate::store::Backend;
+use crate::store::{Access, Backend};
 use crate::{ffi, waiting as clock};
 
 /// How long one step of the committing procedure may wait: the longest its
@@ -89,10 +89,10 @@ fn pglock_acquire_wait(
     ErrorReport,
 > {
     let start = clock::now();
-    ffi::refuse_if_read_only("pglock_acquire_wait");
+    ffi::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
     let deadline = after(start, wait);
-    let mut backend = Backend::for_current_user()?;
+    let mut backend = Backend::for_current_user(Access::Write)?;
     let ended = waiting::acquire_wait(&mut backend, &request, deadline, None, Fields::WithData)
         .map_err(PglockError::Protocol)?;
     count_acquire(ended.outcome.as_ref());
@@ -145,7 +145,7 @@ pub mod pglock {
         if !ffi::caller_can_commit() {
             return Err(PglockError::CommittingWaitInTransaction.into());
         }
-        ffi::refuse_if_read_only("pglock_acquire_wait_committing");
+        ffi::refuse_if_read_only(c"pglock_acquire_wait_committing");
         let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
         let started = started.map_or(now, clock::time_of);
         let deadline = after(started, wait);
@@ -163,7 +163,7 @@ pub mod pglock {
         let step_end = now + STEP;
         let step_deadline = deadline.map_or(step_end, |deadline| deadline.min(step_end));
         // The procedure shows only `acquired` and `rvn`: no step reads the data.
-        let mut backend = Backend::for_current_user()?;
+        let mut backend = Backend::for_current_user(Access::Write)?;
         let ended = waiting::acquire_wait(
             &mut backend,
             &request,

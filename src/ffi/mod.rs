@@ -4,11 +4,14 @@
 //! functions; each `unsafe` block says why it is sound.  The rest of pglock
 //! reaches PostgreSQL through pgrx's safe wrappers (SPI, datums, errors).
 
-use std::ffi::{c_int, c_long, CStr, CString};
+use std::ffi::{c_int, c_long, CStr};
 use std::time::Duration;
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
+
+pub mod entry;
+pub mod table;
 
 /// The role whose privileges the current statement runs with: `current_user`
 /// (the owner of a SECURITY DEFINER function that called us, `SET ROLE`'s role).
@@ -50,31 +53,41 @@ impl Drop for ActingAs {
     }
 }
 
-/// While it lives, the planner does not choose sequential scans (as
+/// While it lives, the planner neither chooses sequential scans (as
 /// `enable_seqscan = off` does), so pglock's kept plans always look a lock up
-/// through the primary key, whatever the caller's settings; dropping it puts the
-/// caller's setting back.  Setting the variable directly costs nothing, unlike a
-/// per-function `SET` clause, which saves and restores every setting per call.
-pub struct SeqScansOff {
-    caller_setting: bool,
+/// through the primary key, nor compiles with JIT (a scan of a large table would
+/// otherwise cost a compilation), whatever the caller's settings; dropping it
+/// puts the caller's settings back.  Setting the variables directly costs
+/// nothing, unlike a per-function `SET` clause, which saves and restores every
+/// setting per call.
+pub struct PlannerSettings {
+    seqscan: bool,
+    jit: bool,
 }
 
-impl SeqScansOff {
-    pub fn enter() -> SeqScansOff {
-        // SAFETY: a backend-local planner variable, read only by the planner, which
-        // runs inside this guard's life or after `drop` restored it.
+impl PlannerSettings {
+    pub fn enter() -> PlannerSettings {
+        // SAFETY: backend-local planner variables, read only by the planner, which
+        // runs inside this guard's life or after `drop` restored them.
         unsafe {
-            let caller_setting = pg_sys::enable_seqscan;
+            let saved = PlannerSettings {
+                seqscan: pg_sys::enable_seqscan,
+                jit: pg_sys::jit_enabled,
+            };
             pg_sys::enable_seqscan = false;
-            SeqScansOff { caller_setting }
+            pg_sys::jit_enabled = false;
+            saved
         }
     }
 }
 
-impl Drop for SeqScansOff {
+impl Drop for PlannerSettings {
     fn drop(&mut self) {
         // SAFETY: as in `enter`.
-        unsafe { pg_sys::enable_seqscan = self.caller_setting }
+        unsafe {
+            pg_sys::enable_seqscan = self.seqscan;
+            pg_sys::jit_enabled = self.jit;
+        }
     }
 }
 
@@ -111,6 +124,26 @@ pub fn relation_owner(relid: Oid) -> Option<Oid> {
     }
 }
 
+/// The next value of the sequence `sequence`, as `nextval` draws it (checking
+/// the current user's rights on it).
+pub fn next_value(sequence: Oid) -> i64 {
+    // pgrx's bindings wrap server functions; fmgr needs the C function itself.
+    unsafe extern "C-unwind" {
+        fn nextval_oid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+    }
+    // SAFETY: calls nextval's C implementation (a V1 fmgr function of the
+    // server) with the OID of an existing sequence; it raises an ERROR rather
+    // than return on failure.
+    let value = unsafe {
+        pg_sys::DirectFunctionCall1Coll(
+            Some(nextval_oid),
+            Oid::INVALID,
+            pg_sys::Datum::from(sequence),
+        )
+    };
+    value.value() as i64
+}
+
 /// The server's wall clock now (not the transaction's start), in microseconds
 /// since 2000-01-01.
 pub fn wall_clock_now() -> i64 {
@@ -120,10 +153,9 @@ pub fn wall_clock_now() -> i64 {
 
 /// Raise 25006 if the current transaction may not write (a hot standby, or
 /// `READ ONLY`), naming `function`.
-pub fn refuse_if_read_only(function: &str) {
-    let name = CString::new(function).expect("a function name has no NUL");
+pub fn refuse_if_read_only(function: &CStr) {
     // SAFETY: a NUL-terminated name that outlives the call; raises or returns.
-    unsafe { pg_sys::PreventCommandIfReadOnly(name.as_ptr()) }
+    unsafe { pg_sys::PreventCommandIfReadOnly(function.as_ptr()) }
 }
 
 /// Whether the procedure that called this function may COMMIT: it was called
