@@ -32,6 +32,11 @@ function latency(case, label, clients,    key) {
 
 function ratio(a, b) { return b > 0 ? sprintf("%.2fx", a / b) : "n/a" }
 
+# "met" or "not met" for a ratio and its target.
+function target(a, b, goal) {
+    return b > 0 ? sprintf("target >= %.1fx: %s", goal, a / b >= goal ? "met" : "NOT met") : ""
+}
+
 END {
     printf "%-32s %7s %10s %10s %10s %10s %13s %12s\n", "uncontended acquire+release", "clients",
         "pglock/s", "client/s", "floor/s", "advisory/s", "pglock/client", "pglock/floor"
@@ -45,10 +50,16 @@ END {
     for (c = 1; c <= 16; c *= 4)
         printf "%-32s %7d %10.0f %10.0f %13s\n", "", c, tps("heartbeat", "pglock", c),
             tps("heartbeat", "client", c), ratio(tps("heartbeat", "pglock", c), tps("heartbeat", "client", c))
-    printf "%-32s %7d %10.0f %10.0f %13s   plain read %.0f/s\n", "failed attempts on a held lock", 16,
+    printf "%-32s %7d %10.0f %10.0f %13s\n", "failed attempts on a held lock", 16,
         tps("failed-attempt", "pglock", 16), tps("failed-attempt", "client", 16),
-        ratio(tps("failed-attempt", "pglock", 16), tps("failed-attempt", "client", 16)),
-        tps("failed-attempt", "plain-read", 16)
+        ratio(tps("failed-attempt", "pglock", 16), tps("failed-attempt", "client", 16))
+    printf "%-32s %7s %10s %10s %13s\n", "failed attempt vs reading its row", "clients", "pglock/s",
+        "read/s", "pglock/read"
+    for (m = 1; m <= 2; m++) {
+        mode = m == 1 ? "prepared" : "simple"
+        a = tps("failed-attempt-" mode, "pglock", 16); b = tps("failed-attempt-" mode, "plain-read", 16)
+        printf "%-32s %7d %10.0f %10.0f %13s   %s\n", "  " mode, 16, a, b, ratio(a, b), target(a, b, 0.8)
+    }
     printf "%-32s %7s %10s %10s   (pglock: %d transaction ids taken)\n", "  WAL bytes per failed attempt", "",
         sprintf("%.3f", (failed_attempts > 0 ? pglock_wal / failed_attempts : 0)),
         sprintf("%.1f", (client_attempts > 0 ? client_wal / client_attempts : 0)), pglock_xids
@@ -60,6 +71,16 @@ END {
             "scale: 1,000 vs many rows", c, latency("scale-small", "pglock", c),
             latency("scale-large", "pglock", c),
             ratio(latency("scale-large", "pglock", c), latency("scale-small", "pglock", c)), scale_rows
+    printf "%-32s %7s %10s %10s %13s\n", "CPU-bound (fsync = off)", "clients", "pglock/s",
+        "client/s", "pglock/client"
+    a = tps("cpu-uncontended", "pglock", 4); b = tps("cpu-uncontended", "client", 4)
+    printf "%-32s %7d %10.0f %10.0f %13s   %s\n", "  acquire+release", 4, a, b, ratio(a, b),
+        target(a, b, 1.4)
+    a = tps("cpu-heartbeat", "pglock", 4); b = tps("cpu-heartbeat", "client", 4)
+    printf "%-32s %7d %10.0f %10.0f %13s   %s\n", "  heartbeat", 4, a, b, ratio(a, b), target(a, b, 1.5)
+    a = tps("async-uncontended", "pglock", 4); b = tps("async-uncontended", "client", 4)
+    printf "%-32s %7d %10.0f %10.0f %13s   pglock durable, client-side not\n",
+        "synchronous_commit = off", 4, a, b, ratio(a, b)
     printf "%-32s %7s %10d %10d %13s   after %s heartbeats; HOT updates %d of %d = %.1f%%\n",
         "bloat: table+index bytes", "", size_before, size_after, ratio(size_after, size_before),
         bloat_heartbeats, hot, updates, (updates > 0 ? 100 * hot / updates : 0)

@@ -34,10 +34,11 @@ reset_tables() {
     sql "CHECKPOINT"
 }
 
-# run CASE LABEL CLIENTS SCRIPT: one pgbench run, one result line.
+# run CASE LABEL CLIENTS SCRIPT [MODE]: one pgbench run (query mode prepared unless
+# MODE says simple), one result line.
 run() {
-    local case=$1 label=$2 clients=$3 script=$4 output
-    output=$(pgbench -n -M prepared -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$seconds" \
+    local case=$1 label=$2 clients=$3 script=$4 mode=${5:-prepared} output
+    output=$(pgbench -n -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$seconds" \
         -D rvn=0 -D clients="$clients" -f "$scripts/$script" 2>&1) \
         || { echo "$output"; return 1; }
     local tps latency
@@ -120,7 +121,14 @@ wal_after=$(sql "SELECT pg_current_wal_insert_lsn()")
 client_attempts=$(attempts_of client)
 client_wal=$(sql "SELECT pg_wal_lsn_diff('$wal_after', '$wal_before')")
 echo "  client-side protocol: ~$client_attempts failed attempts wrote $client_wal bytes of WAL"
-run failed-attempt plain-read 16 plain_read_held.sql
+# The physical limit of a failed attempt is reading the lock's row: compare with
+# a plain read of it, in both of pgbench's query modes, runs alternating.
+for ((round = 1; round <= rounds; round++)); do
+    for mode in prepared simple; do
+        run "failed-attempt-$mode" pglock 16 pglock_attempt_held.sql "$mode"
+        run "failed-attempt-$mode" plain-read 16 plain_read_held.sql "$mode"
+    done
+done
 
 say "6. contention: 16 clients on one lock, winners release"
 for variant in pglock:pglock_contended client:client_contended; do
@@ -154,9 +162,38 @@ size_after=$(sql "$size_sql")
 read -r updates hot < <(sql "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_all_tables
                                WHERE relid = 'pglock.locks'::regclass" | tr '|' ' ')
 
+say "9. CPU-bound: fsync = off for pglock and the client-side protocol alike, 4 clients"
+# Not synchronous_commit = off, which pglock overrides for its own writes.
+alter_system "SET fsync = off"
+for ((round = 1; round <= rounds; round++)); do
+    for variant in pglock:pglock_acquire_release client:client_acquire_release; do
+        reset_tables
+        run cpu-uncontended "${variant%%:*}" 4 "${variant#*:}.sql"
+    done
+    for variant in pglock:pglock_heartbeat client:client_heartbeat; do
+        reset_tables
+        run cpu-heartbeat "${variant%%:*}" 4 "${variant#*:}.sql"
+    done
+done
+alter_system "RESET fsync"
+
+say "10. durability's cost: sessions with synchronous_commit = off, 4 clients"
+# pglock still waits for its commits to reach disk; the client-side protocol's
+# commits do not: the ratio is what durability costs where a session turns it off.
+export PGOPTIONS="-c synchronous_commit=off"
+for ((round = 1; round <= rounds; round++)); do
+    for variant in pglock:pglock_acquire_release client:client_acquire_release; do
+        reset_tables
+        run async-uncontended "${variant%%:*}" 4 "${variant#*:}.sql"
+    done
+done
+unset PGOPTIONS
+
 say "results"
 awk -v size_before="$size_before" -v size_after="$size_after" -v updates="$updates" -v hot="$hot" \
     -v pglock_wal="$pglock_wal" -v pglock_xids="$pglock_xids" -v client_wal="$client_wal" \
     -v failed_attempts="$failed_attempts" -v client_attempts="$client_attempts" \
     -v scale_rows="$scale_rows" -v bloat_heartbeats="$bloat_heartbeats" \
     -f bench/report.awk "$results" | tee target/bench-report.txt
+awk -f bench/chart.awk "$results" >target/bench-chart.svg
+echo "chart: target/bench-chart.svg"
