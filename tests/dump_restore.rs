@@ -9,13 +9,11 @@
 //! restore fails loudly instead of handing the lock to whichever role the old
 //! OID would name there.
 
-use std::path::Path;
 use std::process::Command;
 
-use pglock_tests::server::Server;
+use pglock_tests::server::{self, Server};
 use pglock_tests::{heartbeat, release, Client};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PORT: u16 = 54344;
 const RESTORED: &str = "pglock_restored";
 const ELSEWHERE: &str = "pglock_elsewhere";
@@ -73,7 +71,7 @@ fn rvn_sequence(admin: &mut Client) -> (i64, bool) {
 fn run(server: &Server, program: &str, args: &[&str]) {
     let port = server.port.to_string();
     let socket = server.socket_dir();
-    let output = Command::new(Path::new(PG_BIN).join(program))
+    let output = Command::new(server::pg_bin().join(program))
         .args([
             "-h",
             socket.to_str().unwrap(),
@@ -290,7 +288,7 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
         .batch_execute(&format!("CREATE DATABASE {NO_ROLE}"))
         .unwrap();
     let port = server.port.to_string();
-    let output = Command::new(Path::new(PG_BIN).join("pg_restore"))
+    let output = Command::new(server::pg_bin().join("pg_restore"))
         .args([
             "-h",
             server.socket_dir().to_str().unwrap(),

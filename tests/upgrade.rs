@@ -5,9 +5,8 @@
 //! object, as a fresh 0.2.0 install.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use pglock_tests::server::Server;
+use pglock_tests::server::{self, Server};
 use postgres::Client;
 
 const OLD_VERSION: &str = "0.1.0";
@@ -17,12 +16,7 @@ const NEW_VERSION: &str = "0.2.0";
 /// Put the 0.1.0 install script next to the current one, as a server that had
 /// 0.1.0 installed still has it.
 fn install_old_script() {
-    let output = Command::new("/usr/lib/postgresql/15/bin/pg_config")
-        .arg("--sharedir")
-        .output()
-        .expect("pg_config");
-    let sharedir = String::from_utf8(output.stdout).unwrap();
-    let target = PathBuf::from(sharedir.trim())
+    let target = PathBuf::from(server::pg_config("--sharedir"))
         .join("extension")
         .join(format!("pglock--{OLD_VERSION}.sql"));
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/upgrade/pglock--0.1.0.sql");
