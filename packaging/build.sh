@@ -35,7 +35,9 @@ extdir=$("$PG_CONFIG" --sharedir)/extension
 deb_too=false
 [[ $PG_CONFIG == "/usr/lib/postgresql/$pg_major/bin/pg_config" ]] && deb_too=true
 arch=$(dpkg --print-architecture)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}
+# Not exported: a SOURCE_DATE_EPOCH the build did not have would make cargo
+# rebuild (the cc crate watches it), instead of reusing the test command's build.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}
 
 rm -rf "$work" "$out/postgresql-$pg_major-pglock"_*.deb "$out"/pglock-*-"pg$pg_major"-linux-*.tar.gz
 mkdir -p "$work"
@@ -118,7 +120,7 @@ EOF
     (cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
     chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
     deb=$out/${deb_name}_${deb_version}_$arch.deb
-    dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+    SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
     artefacts+=("$deb")
 fi
 
@@ -131,7 +133,7 @@ for file in "${ext_files[@]}"; do install -m 0644 "$root$extdir/$file" "$tree/ex
 sed -e "s/@VERSION@/$version/g" -e "s/@PG_MAJOR@/$pg_major/g" packaging/install.sh.in >"$tree/install.sh"
 chmod 0755 "$tree/install.sh"
 tarball=$out/$tar_name.tar.gz
-tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
     -C "$work" -cf - "$tar_name" | gzip -9 -n >"$tarball"
 artefacts+=("$tarball")
 

@@ -143,7 +143,7 @@ stage_root() {
     local pg_config=$root$PG_BIN/pg_config
     expect "$1: the copy's pg_config --pkglibdir" "$("$pg_config" --pkglibdir)" "$root$pkglibdir"
     expect "$1: the copy's pg_config --sharedir" "$("$pg_config" --sharedir)" "$root$sharedir"
-    [[ -z $(find "$root" -name 'pglock*') ]] || fail "$1: pglock files left in the copy"
+    [[ -z $(find "$root" -name 'pglock*' ! -type d) ]] || fail "$1: pglock files left in the copy"
 }
 
 # check_installed NAME: the copy holds exactly the artefacts' files.

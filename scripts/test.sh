@@ -37,7 +37,8 @@ fmt_and_clippy() {
 }
 
 build_outside_tests() {
-    cargo test --no-run --quiet -p pglock-tests -p pglock-client
+    cargo test --no-run --quiet -p pglock-tests
+    cargo test --no-run --quiet -p pglock-client
 }
 
 pgrx_test() {
@@ -58,7 +59,7 @@ test_server() {
 outside_tests() {
     local name args=()
     for name in "$@"; do args+=(--test "$name"); done
-    cargo test -p pglock-tests "${args[@]}"
+    cargo test --no-fail-fast -p pglock-tests "${args[@]}"
 }
 
 client_tests() {
@@ -96,12 +97,13 @@ fi
 # everything it started; prints the part's time, or which part failed or hung.
 PART_TIMES=()
 PART_PID=
+PART_NAME=
 part() {
     local name=$1 limit=$2 status=0 start=$SECONDS
     shift 2
     say "$name"
     timeout --kill-after=30s "$limit" bash "$SELF" --part "$@" &
-    PART_PID=$!
+    PART_PID=$! PART_NAME=$name
     wait "$PART_PID" || status=$?
     PART_PID=
     local took
@@ -123,7 +125,11 @@ part() {
 duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 # Ctrl-C or a TERM stops the running part and everything it started.
 interrupted() {
-    [[ -n $PART_PID ]] && kill -TERM "$PART_PID" 2>/dev/null && wait "$PART_PID"
+    if [[ -n $PART_PID ]]; then
+        printf '\n\033[1;31mINTERRUPTED: stopping part "%s"\033[0m\n' "$PART_NAME" >&2
+        kill -TERM "$PART_PID" 2>/dev/null || true
+        wait "$PART_PID" || true
+    fi
     exit 130
 }
 finish() {
