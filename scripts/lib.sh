@@ -105,9 +105,9 @@ install_wheel_server() {
     done < <(find "$work/tree" -type f \( -name '*.so*' -o -perm -u+x \))
     local missing
     missing=$(ldd "$work/tree/bin/postgres" "$work/tree/bin/psql" | grep 'not found' | sort -u || true)
-    [[ -z $missing ]] || { echo "PostgreSQL $version needs libraries:"$'\n'"$missing" >&2; return 1; }
-    ldd "$work/tree/lib/libpqwalreceiver.so" | grep -qF "$work/tree/lib/libpq.so.5" \
-        || { echo "PostgreSQL $version: libpqwalreceiver.so does not load the tree's libpq" >&2; return 1; }
+    [[ -z $missing ]] || { echo "PostgreSQL $version needs libraries:"$'\n'"$missing" >&2; rm -rf "$work"; return 1; }
+    [[ $(ldd "$work/tree/lib/libpqwalreceiver.so") == *"=> $work/tree/lib/libpq.so.5 "* ]] \
+        || { echo "PostgreSQL $version: libpqwalreceiver.so does not load the tree's libpq" >&2; rm -rf "$work"; return 1; }
     chmod -R u=rwX,go=rX "$work/tree"
     mkdir -p "$PG_WHEEL_ROOT"
     chmod 0755 "${PG_WHEEL_ROOT%/*}" "$PG_WHEEL_ROOT"
