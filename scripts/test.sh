@@ -17,6 +17,8 @@
 # Every part runs under a time limit, prints how long it took, and the command
 # ends with a table of the parts' times.  A part that fails or runs past its
 # limit stops the command, naming the part.
+#
+# usage: bash scripts/test.sh [--pg N]...   only these versions (default: all)
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 source "$(dirname "$0")/lib.sh"
@@ -151,12 +153,24 @@ member() {
     [[ " $* " == *" $item "* ]]
 }
 
+majors=()
+while (($#)); do
+    if [[ $1 == --pg=* ]]; then
+        majors+=("$(pg_option "$1")")
+        shift
+    else
+        majors+=("$(pg_option "$1" "${2:-}")")
+        shift $(($# < 2 ? 1 : 2))
+    fi
+done
+((${#majors[@]})) || majors=("${PG_MAJORS[@]}")
+
 part "set-up (installs what is missing)" 40m setup
 part "cargo fmt --check, cargo clippy" 20m fmt_and_clippy
 part "build the tests over connections and the client's" 20m build_outside_tests
 
 export PGLOCK_TEST_DB=pglock_test PGHOST=/tmp/pglock-test/socket PGPORT=$TEST_PORT PGUSER=postgres
-for major in "${PG_MAJORS[@]}"; do
+for major in "${majors[@]}"; do
     export TEST_PG_MAJOR=$major
     use_postgres "$major"
     tests=("${CONTRACT_TESTS[@]}")
@@ -181,4 +195,4 @@ for major in "${PG_MAJORS[@]}"; do
     fi
 done
 
-say "all tests passed on PostgreSQL ${PG_MAJORS[*]}"
+say "all tests passed on PostgreSQL ${majors[*]}"
