@@ -24,7 +24,7 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
-# What runs where (README.md, "Tests", has the same matrix).
+# What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
 CONTRACT_TESTS=(race takeover roles transactions fuzz waiting upgrade)
 FULL_MAJORS=(15 18)
 REST_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
