@@ -3,12 +3,17 @@
 # locks, all on one private PostgreSQL in one run; prints throughput, latency and
 # the ratios that count.  `--smoke` runs every case for one second (the test
 # command does, to keep this runner working); PGLOCK_BENCH_SECONDS overrides.
+# `--pg N` picks the PostgreSQL major version (default 15).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
 
 smoke=false
-[[ ${1:-} == --smoke ]] && smoke=true
+options=()
+for arg in "$@"; do
+    if [[ $arg == --smoke ]]; then smoke=true; else options+=("$arg"); fi
+done
+major=$(pg_option "${options[@]}")
 if $smoke; then
     seconds=${PGLOCK_BENCH_SECONDS:-1} rounds=1 bloat_heartbeats=20000 scale_rows=100000
 else
@@ -19,6 +24,7 @@ scripts=bench/scripts
 results=$(mktemp)
 
 setup
+use_postgres "$major"
 install_extension
 trap 'private_server_stop bench; rm -f "$results"' EXIT
 # No timed checkpoint inside a run: each run starts right after one.

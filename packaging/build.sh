@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
-# Build pglock's installable artefacts for Debian's PostgreSQL 15 from the
+# Build pglock's installable artefacts for one PostgreSQL major version from the
 # output of `cargo pgrx package`, into $CARGO_TARGET_DIR/packages (by default
 # target/packages):
 #
-#   postgresql-15-pglock_<version>-1_<arch>.deb   for dpkg/apt on Debian 12
-#   pglock-<version>-pg15-linux-<arch>.tar.gz     any PostgreSQL 15 with glibc:
+#   pglock-<version>-pgNN-linux-<arch>.tar.gz     any PostgreSQL NN with glibc:
 #                                                 ./install.sh [PG_CONFIG]
 #                                                 (from packaging/install.sh.in)
+#   postgresql-15-pglock_<version>-1_<arch>.deb   for dpkg/apt on Debian 12 (for
+#                                                 PostgreSQL 15, Debian's own)
 #
-# Idempotent: every run rebuilds the artefacts from scratch (old versions are
-# removed), and a build that is already done takes seconds.  Artefact
-# timestamps come from SOURCE_DATE_EPOCH (default: the last commit), so the same
-# build gives the same bytes.
+# usage: bash packaging/build.sh [--pg N]   N: 14 to 18, default 15
+#
+# Idempotent: every run rebuilds that version's artefacts from scratch (old
+# versions are removed), and a build that is already done takes seconds.
+# Artefact timestamps come from SOURCE_DATE_EPOCH (default: the last commit), so
+# the same build gives the same bytes.
 #
 # Environment: CARGO_TARGET_DIR, DEB_REVISION (default 1), DEB_MAINTAINER.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
 
+major=$(pg_option "$@")
 setup dpkg-dev
+use_postgres "$major"
 
 target_dir=${CARGO_TARGET_DIR:-$REPO/target}
 out=$target_dir/packages
-work=$out/work
-pg_major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+work=$out/work-pg$PG_MAJOR
+pg_major=$PG_MAJOR
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}
+# A .deb only for the server Debian packages itself.
+deb_too=false
+[[ $PG_CONFIG == "/usr/lib/postgresql/$pg_major/bin/pg_config" ]] && deb_too=true
+arch=$(dpkg --print-architecture)
+# Not exported: a SOURCE_DATE_EPOCH the build did not have would make cargo
+# rebuild (the cc crate watches it), instead of reusing the test command's build.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || stat -c %Y Cargo.toml)}
 
-rm -rf "$work" "$out"/*.deb "$out"/*.tar.gz
+rm -rf "$work" "$out/postgresql-$pg_major-pglock"_*.deb "$out"/pglock-*-"pg$pg_major"-linux-*.tar.gz
 mkdir -p "$work"
 
 say "cargo pgrx package (release, pg$pg_major)"
@@ -57,7 +68,7 @@ done
 mapfile -t ext_files < <(cd "$stage$extdir" && ls pglock.control pglock--*.sql)
 echo "pglock $version: pglock.so, ${ext_files[*]}"
 
-# One tree with the installed layout, shared by both artefacts.  The library is
+# One tree with the installed layout, shared by the artefacts.  The library is
 # stripped as dh_strip strips Debian's shared libraries.
 deb_name=postgresql-$pg_major-pglock
 root=$work/debian/$deb_name
@@ -80,16 +91,17 @@ License: Apache-2.0
 EOF
 chmod 0644 "$root/usr/share/doc/$deb_name/copyright"
 
-say "building the .deb"
-arch=$(dpkg --print-architecture)
-deb_version=${version//-/\~}-${DEB_REVISION:-1}
-# dpkg-shlibdeps reads debian/control and finds what the library links against.
-printf 'Source: pglock\n\nPackage: %s\nArchitecture: any\n' "$deb_name" >"$work/debian/control"
-shlib_depends=$(cd "$work" && dpkg-shlibdeps -O "${root#"$work"/}$pkglibdir/pglock.so")
-[[ $shlib_depends == shlibs:Depends=?* ]] \
-    || { echo "dpkg-shlibdeps found no dependencies of pglock.so" >&2; exit 1; }
-shlib_depends=${shlib_depends#shlibs:Depends=}
-cat >"$root/DEBIAN/control" <<EOF
+artefacts=()
+if $deb_too; then
+    say "building the .deb"
+    deb_version=${version//-/\~}-${DEB_REVISION:-1}
+    # dpkg-shlibdeps reads debian/control and finds what the library links against.
+    printf 'Source: pglock\n\nPackage: %s\nArchitecture: any\n' "$deb_name" >"$work/debian/control"
+    shlib_depends=$(cd "$work" && dpkg-shlibdeps -O "${root#"$work"/}$pkglibdir/pglock.so")
+    [[ $shlib_depends == shlibs:Depends=?* ]] \
+        || { echo "dpkg-shlibdeps found no dependencies of pglock.so" >&2; exit 1; }
+    shlib_depends=${shlib_depends#shlibs:Depends=}
+    cat >"$root/DEBIAN/control" <<EOF
 Package: $deb_name
 Version: $deb_version
 Architecture: $arch
@@ -105,10 +117,12 @@ Description: lease-based distributed locks for PostgreSQL $pg_major
  .
  After installing, run CREATE EXTENSION pglock as a superuser.
 EOF
-(cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
-deb=$out/${deb_name}_${deb_version}_$arch.deb
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+    (cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
+    chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+    deb=$out/${deb_name}_${deb_version}_$arch.deb
+    SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+    artefacts+=("$deb")
+fi
 
 say "building the tarball"
 tar_name=pglock-$version-pg$pg_major-linux-$arch
@@ -119,8 +133,9 @@ for file in "${ext_files[@]}"; do install -m 0644 "$root$extdir/$file" "$tree/ex
 sed -e "s/@VERSION@/$version/g" -e "s/@PG_MAJOR@/$pg_major/g" packaging/install.sh.in >"$tree/install.sh"
 chmod 0755 "$tree/install.sh"
 tarball=$out/$tar_name.tar.gz
-tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
     -C "$work" -cf - "$tar_name" | gzip -9 -n >"$tarball"
+artefacts+=("$tarball")
 
 say "artefacts in ${out#"$REPO"/}"
-ls -l "$deb" "$tarball"
+ls -l "${artefacts[@]}"

@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# Prove that pglock's artefacts (packaging/build.sh) install and work without
-# the source, on PostgreSQL installs that are not the machine's:
+# Prove that pglock's artefacts (packaging/build.sh) for one PostgreSQL major
+# version install and work without the source, on PostgreSQL installs that are
+# not the machine's:
 #
-#   1. the .deb's control fields and file list, and the tarball's file list;
-#   2. two clean copies of Debian's PostgreSQL 15 under /tmp (its binaries find
+#   1. the tarball's file list, and on 15 the .deb's control fields and files;
+#   2. clean copies of that version's server tree under /tmp (its binaries find
 #      their lib and share folders relative to their own path), with any pglock
-#      the machine has removed; the .deb goes into one with `dpkg-deb -x`, the
-#      tarball's install.sh into the other with PG_CONFIG pointing at its pg_config;
-#   3. in each, a server started from those binaries (as postgres, ports 54336 and
-#      54337, the second with pglock preloaded): CREATE EXTENSION, the version,
-#      the library really loaded from the copy, an acquire / heartbeat / release
-#      round trip as a pglock user, and the upgrade paths of the upgrade scripts.
+#      the machine has removed; the tarball's install.sh goes into one with
+#      PG_CONFIG pointing at its pg_config, on 15 the .deb into another with
+#      `dpkg-deb -x`;
+#   3. in each, a server started from those binaries (as postgres, ports 54336
+#      and 54337, the tarball's with pglock preloaded): CREATE EXTENSION, the
+#      version, the library really loaded from the copy, an acquire / heartbeat /
+#      release round trip as a pglock user, and the upgrade paths of the upgrade
+#      scripts.
+#
+# usage: bash packaging/test.sh [--pg N]   N: 14 to 18, default 15
 #
 # Everything lives in /tmp/pglock-packaging and is removed on exit.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO"
 
-bash packaging/build.sh
+major=$(pg_option "$@")
+bash packaging/build.sh --pg "$major"
+use_postgres "$major"
 
 out=${CARGO_TARGET_DIR:-$REPO/target}/packages
 work=/tmp/pglock-packaging
-pg_major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+pg_major=$PG_MAJOR
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 sharedir=$("$PG_CONFIG" --sharedir)
 extdir=$sharedir/extension
 version=$(cargo pkgid -p pglock)
 version=${version##*[#@]}
+# The .deb exists for Debian's own server only (packaging/build.sh).
+deb_too=false
+[[ $PG_CONFIG == "/usr/lib/postgresql/$pg_major/bin/pg_config" ]] && deb_too=true
 
 fail() {
     echo "FAIL: $*" >&2
@@ -74,37 +84,39 @@ for script in sql/pglock--*--*.sql; do
 done
 mapfile -t expected_ext < <(printf '%s\n' "${expected_ext[@]}" | sort)
 
-say "the .deb: control fields and files"
-debs=("$out"/*.deb)
-((${#debs[@]} == 1)) && [[ -f ${debs[0]} ]] || fail "expected one .deb in $out, found: ${debs[*]}"
-deb=${debs[0]}
-field() { dpkg-deb --field "$deb" "$1"; }
-expect "Package" "$(field Package)" "postgresql-$pg_major-pglock"
-[[ $(field Version) =~ ^${version//-/\~}-[0-9]+$ ]] || fail "Version $(field Version) is not $version-N"
-ok "Version $(field Version)"
-expect "Architecture" "$(field Architecture)" "$(dpkg --print-architecture)"
-[[ $(field Depends) =~ ^postgresql-$pg_major(,|$) ]] || fail "Depends: $(field Depends)"
-ok "Depends: $(field Depends)"
-for name in Maintainer Installed-Size Description; do
-    [[ -n $(field "$name") ]] || fail "no $name field"
-done
-ok "Maintainer, Installed-Size, Description"
-expected_deb=$(
-    {
-        echo "./usr/lib/postgresql/$pg_major/lib/pglock.so"
-        printf "./usr/share/postgresql/$pg_major/extension/%s\n" "${expected_ext[@]}"
-        echo "./usr/share/doc/postgresql-$pg_major-pglock/copyright"
-    } | sort
-)
-contents=$(dpkg-deb --contents "$deb")
-expect "files in the .deb" "$(awk '/^-/ { print $6 }' <<<"$contents" | sort)" "$expected_deb"
-[[ -z $(awk '$2 != "root/root"' <<<"$contents") ]] || fail "files not owned by root: $contents"
-[[ -z $(awk '!/^(-rw-r--r--|drwxr-xr-x) /' <<<"$contents") ]] || fail "unexpected modes: $contents"
-ok "every entry root/root, files 0644, folders 0755"
+if $deb_too; then
+    say "the .deb: control fields and files"
+    debs=("$out/postgresql-$pg_major-pglock"_*.deb)
+    ((${#debs[@]} == 1)) && [[ -f ${debs[0]} ]] || fail "expected one .deb in $out, found: ${debs[*]}"
+    deb=${debs[0]}
+    field() { dpkg-deb --field "$deb" "$1"; }
+    expect "Package" "$(field Package)" "postgresql-$pg_major-pglock"
+    [[ $(field Version) =~ ^${version//-/\~}-[0-9]+$ ]] || fail "Version $(field Version) is not $version-N"
+    ok "Version $(field Version)"
+    expect "Architecture" "$(field Architecture)" "$(dpkg --print-architecture)"
+    [[ $(field Depends) =~ ^postgresql-$pg_major(,|$) ]] || fail "Depends: $(field Depends)"
+    ok "Depends: $(field Depends)"
+    for name in Maintainer Installed-Size Description; do
+        [[ -n $(field "$name") ]] || fail "no $name field"
+    done
+    ok "Maintainer, Installed-Size, Description"
+    expected_deb=$(
+        {
+            echo "./usr/lib/postgresql/$pg_major/lib/pglock.so"
+            printf "./usr/share/postgresql/$pg_major/extension/%s\n" "${expected_ext[@]}"
+            echo "./usr/share/doc/postgresql-$pg_major-pglock/copyright"
+        } | sort
+    )
+    contents=$(dpkg-deb --contents "$deb")
+    expect "files in the .deb" "$(awk '/^-/ { print $6 }' <<<"$contents" | sort)" "$expected_deb"
+    [[ -z $(awk '$2 != "root/root"' <<<"$contents") ]] || fail "files not owned by root: $contents"
+    [[ -z $(awk '!/^(-rw-r--r--|drwxr-xr-x) /' <<<"$contents") ]] || fail "unexpected modes: $contents"
+    ok "every entry root/root, files 0644, folders 0755"
+fi
 
 say "the tarball: files"
-tarballs=("$out"/*.tar.gz)
-((${#tarballs[@]} == 1)) && [[ -f ${tarballs[0]} ]] || fail "expected one .tar.gz in $out"
+tarballs=("$out"/pglock-*-"pg$pg_major"-linux-*.tar.gz)
+((${#tarballs[@]} == 1)) && [[ -f ${tarballs[0]} ]] || fail "expected one pg$pg_major tarball in $out"
 tarball=${tarballs[0]}
 top=$(basename "$tarball" .tar.gz)
 expected_tar=$(
@@ -116,48 +128,55 @@ expected_tar=$(
 )
 expect "files in the tarball" "$(tar -tzf "$tarball" | grep -v '/$' | sort)" "$expected_tar"
 
-# stage_root NAME: a clean copy of Debian's PostgreSQL in $work/NAME/root, with
-# whatever pglock the machine has installed taken out.
+# stage_root NAME: a clean copy of this version's server tree in
+# $work/NAME/root (Debian's: its lib and share folders; a wheel's: its one
+# folder), with whatever pglock the machine has installed taken out.
 stage_root() {
-    local root=$work/$1/root
-    mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
-    cp -a "/usr/lib/postgresql/$pg_major" "$root/usr/lib/postgresql/"
-    cp -a "$sharedir" "$root/usr/share/postgresql/"
+    local root=$work/$1/root prefix dir
+    prefix=$(dirname "$PG_BIN")
+    for dir in "$prefix" "$sharedir"; do
+        [[ $dir != "$prefix" && $dir == "$prefix"/* ]] && continue
+        mkdir -p "$root$(dirname "$dir")"
+        cp -a "$dir" "$root$(dirname "$dir")/"
+    done
     rm -f "$root$pkglibdir"/pglock*.so "$root$extdir"/pglock.control "$root$extdir"/pglock--*.sql
-    local pg_config=$root/usr/lib/postgresql/$pg_major/bin/pg_config
+    local pg_config=$root$PG_BIN/pg_config
     expect "$1: the copy's pg_config --pkglibdir" "$("$pg_config" --pkglibdir)" "$root$pkglibdir"
     expect "$1: the copy's pg_config --sharedir" "$("$pg_config" --sharedir)" "$root$sharedir"
-    [[ -z $(find "$root" -name 'pglock*') ]] || fail "$1: pglock files left in the copy"
+    [[ -z $(find "$root" -name 'pglock*' ! -type d) ]] || fail "$1: pglock files left in the copy"
 }
 
 # check_installed NAME: the copy holds exactly the artefacts' files.
 check_installed() {
     local root=$work/$1/root
-    cmp -s "$root$pkglibdir/pglock.so" "$work/deb/root$pkglibdir/pglock.so" \
-        || fail "$1: pglock.so differs from the .deb's"
+    cmp -s "$root$pkglibdir/pglock.so" "$out/work-pg$pg_major/debian/postgresql-$pg_major-pglock$pkglibdir/pglock.so" \
+        || fail "$1: pglock.so differs from the one built"
     expect "$1: extension files" "$(cd "$root$extdir" && ls pglock* | sort)" \
         "$(printf '%s\n' "${expected_ext[@]}")"
     expect "$1: control file's default_version" \
         "$(sed -nE "s/^default_version = '([^']+)'$/\1/p" "$root$extdir/pglock.control")" "$version"
 }
 
-say "installing the .deb into a copy of PostgreSQL $pg_major (dpkg-deb -x)"
-stage_root deb
-dpkg-deb -x "$deb" "$work/deb/root"
-dpkg-deb -e "$deb" "$work/deb/DEBIAN"
-(cd "$work/deb/root" && md5sum --check --quiet "$work/deb/DEBIAN/md5sums") || fail "md5sums"
-ok "md5sums match"
-check_installed deb
+if $deb_too; then
+    say "installing the .deb into a copy of PostgreSQL $pg_major (dpkg-deb -x)"
+    stage_root deb
+    dpkg-deb -x "$deb" "$work/deb/root"
+    dpkg-deb -e "$deb" "$work/deb/DEBIAN"
+    (cd "$work/deb/root" && md5sum --check --quiet "$work/deb/DEBIAN/md5sums") || fail "md5sums"
+    ok "md5sums match"
+    check_installed deb
+fi
 
 say "installing the tarball into another copy (install.sh PG_CONFIG)"
 stage_root tar
 tar -xzf "$tarball" -C "$work/tar"
 install_sh=$work/tar/$top/install.sh
 if "$install_sh" /nonexistent/pg_config >/dev/null 2>&1; then fail "install.sh accepted a missing pg_config"; fi
-printf '#!/bin/sh\necho "PostgreSQL 16.4"\n' >"$work/tar/pg_config_16" && chmod +x "$work/tar/pg_config_16"
-if "$install_sh" "$work/tar/pg_config_16" >/dev/null 2>&1; then fail "install.sh accepted PostgreSQL 16"; fi
+other_major=$((pg_major == 16 ? 17 : 16))
+printf '#!/bin/sh\necho "PostgreSQL %s.4"\n' "$other_major" >"$work/tar/pg_config_other" && chmod +x "$work/tar/pg_config_other"
+if "$install_sh" "$work/tar/pg_config_other" >/dev/null 2>&1; then fail "install.sh accepted PostgreSQL $other_major"; fi
 ok "install.sh refuses a missing pg_config and another major version"
-"$install_sh" "$work/tar/root/usr/lib/postgresql/$pg_major/bin/pg_config" | sed 's/^/  | /'
+"$install_sh" "$work/tar/root$PG_BIN/pg_config" | sed 's/^/  | /'
 check_installed tar
 
 # round_trip NAME PORT [SETTING...]: a server from the copy's binaries, started
@@ -166,7 +185,7 @@ round_trip() {
     local name=$1 port=$2
     shift 2
     local root=$work/$name/root server=$work/$name/server setting
-    local bin=$root/usr/lib/postgresql/$pg_major/bin
+    local bin=$root$PG_BIN
     local options="-c port=$port -c listen_addresses= -c unix_socket_directories=$server/socket"
     for setting in "$@"; do options+=" -c $setting"; done
     say "$name: a server from $bin on port $port"
@@ -245,8 +264,10 @@ round_trip() {
     ok "$name: server stopped"
 }
 
-round_trip deb 54336
+if $deb_too; then round_trip deb 54336; fi
 # Preloading (for pglock's counters) loads the library when the server starts.
 round_trip tar 54337 shared_preload_libraries=pglock
 
-say "packaging test passed: $(basename "$deb"), $(basename "$tarball")"
+passed=$(basename "$tarball")
+if $deb_too; then passed+=", $(basename "$deb")"; fi
+say "packaging test passed on $("$PG_CONFIG" --version): $passed"

@@ -1,69 +1,211 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine, then run every pglock test:
-#   1. formatting and clippy,
-#   2. `cargo pgrx test`: pure Rust tests and in-server #[pg_test]s,
-#   3. tests from outside over real connections, against a private server
-#      (upgrade from 0.1.0, crashes, replication, pg_cron, ...),
-#   4. the Rust client library's tests, against the same server,
-#   5. concurrency specs with fixed interleavings (pg_isolation_regress),
-#   6. the pg_regress suite pinning every result and message,
-#   7. the packages (.deb, tarball) installed and used on clean server copies,
-#   8. a smoke run of the benchmark (one second per case),
-#   9. locks through a Patroni failover and switchover (tests/ha/patroni.sh).
+# Set up everything on a fresh machine, then run every pglock test on every
+# supported PostgreSQL (14 to 18), one version after the other:
+#
+#   once:           formatting and clippy; the lease protocol's own tests (in
+#                   memory, no server); the tests over connections built;
+#   every version:  `cargo pgrx test pgNN` (pure Rust and in-server tests);
+#                   one release build, installed into that version's tree and
+#                   used by everything below; a private server of that version;
+#                   the SQL contract from outside (race, takeover, roles,
+#                   transactions, fuzz, waiting, upgrade from 0.1.0);
+#                   pg_isolation_regress and pg_regress; the tarball installed
+#                   and used on a clean copy of that version;
+#   15 and 18 also: the rest of tests/ (crashes, replication, dump/restore,
+#                   counters, pg_cron on 15 only, ...), the Rust client
+#                   library, the .deb (15 only), a benchmark smoke run;
+#   15 at the end:  locks through a Patroni failover and switchover
+#                   (tests/ha/patroni.sh).
+#
+# Every part runs under a time limit, prints how long it took, and the command
+# ends with a table of the parts' times.  A part that fails or runs past its
+# limit stops the command, naming the part.
+#
+# usage: bash scripts/test.sh [--pg N]...   only these versions (default: all)
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
-setup
+# What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
+CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting upgrade)
+FULL_MAJORS=(15 18)
+REST_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
+CRON_MAJORS=(15) # Debian has pg_cron only for its PostgreSQL 15
+TEST_PORT=54331
 
-say "cargo fmt --check, cargo clippy"
-cargo fmt --all --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The parts, each run in a process of its own (see `part`).
 
-say "the lease protocol's own tests (pglock-protocol, in memory, no server)"
-cargo test -p pglock-protocol
+fmt_and_clippy() {
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+}
 
-say "cargo pgrx test (unit and in-server tests)"
-pgrx_data=/tmp/pglock-pgrx-test
-mkdir -p "$pgrx_data" && chown postgres: "$pgrx_data"
-CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=$pgrx_data/data \
-    cargo pgrx test pg15
+protocol_tests() {
+    cargo test -p pglock-protocol
+}
 
-install_extension
-say "tests over real connections"
-trap 'private_server_stop test' EXIT
-private_server_start test 54331 max_connections=200 shared_preload_libraries=pglock
-export PGLOCK_TEST_DB=pglock_test
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $PGLOCK_TEST_DB"
-psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCK_TEST_DB" -c "CREATE EXTENSION pglock"
-cargo test -p pglock-tests
+build_outside_tests() {
+    cargo test --no-run --quiet -p pglock-tests
+    cargo test --no-run --quiet -p pglock-client
+}
 
-say "Rust client library (client/) against the same server"
-cargo test -p pglock-client
+pgrx_test() {
+    local data=/tmp/pglock-pgrx-test-$PG_MAJOR
+    rm -rf "$data"
+    mkdir -p "$data" && chown postgres: "$data"
+    CARGO_PGRX_TEST_RUNAS=postgres CARGO_PGRX_TEST_PGDATA=$data/data \
+        cargo pgrx test "pg$PG_MAJOR"
+}
 
-say "concurrency specs (pg_isolation_regress, expected output in tests/isolation/expected)"
-"$PG_PGXS/src/test/isolation/pg_isolation_regress" --host="$PGHOST" --port="$PGPORT" \
-    --user=postgres --dbname=pglock_isolation --load-extension=pglock \
-    --inputdir=tests/isolation --outputdir=target/isolation --schedule=tests/isolation/schedule \
-    || { cat target/isolation/regression.diffs; exit 1; }
+test_server() {
+    private_server_start test "$TEST_PORT" max_connections=200 shared_preload_libraries=pglock
+    psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $PGLOCK_TEST_DB"
+    psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCK_TEST_DB" -c "CREATE EXTENSION pglock"
+    psql -X -At -d "$PGLOCK_TEST_DB" -c "SELECT version()"
+}
 
-say "pg_regress: every result and message of the SQL interface (tests/regress/expected)"
-"$PG_PGXS/src/test/regress/pg_regress" --host="$PGHOST" --port="$PGPORT" \
-    --user=postgres --dbname=pglock_regress --load-extension=pglock \
-    --inputdir=tests/regress --outputdir=target/regress --schedule=tests/regress/schedule \
-    || { cat target/regress/regression.diffs; exit 1; }
+outside_tests() {
+    local name args=()
+    for name in "$@"; do args+=(--test "$name"); done
+    cargo test --no-fail-fast -p pglock-tests "${args[@]}"
+}
 
-say "packaging: the .deb and the tarball, installed into clean copies of PostgreSQL 15"
-bash packaging/test.sh
+client_tests() {
+    cargo test -p pglock-client
+}
 
-# The bench reinstalls pglock; a server with the library preloaded must not be
-# running while its file is replaced.
-private_server_stop test
+isolation() {
+    local out=target/isolation-pg$PG_MAJOR
+    "$PG_PGXS/src/test/isolation/pg_isolation_regress" --bindir="$PG_BIN" \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=pglock_isolation \
+        --load-extension=pglock --inputdir=tests/isolation --outputdir="$out" \
+        --schedule=tests/isolation/schedule \
+        || { cat "$out/regression.diffs"; return 1; }
+}
 
-say "benchmark smoke run (bench/run.sh --smoke)"
-bash bench/run.sh --smoke
+regress() {
+    local out=target/regress-pg$PG_MAJOR
+    "$PG_PGXS/src/test/regress/pg_regress" --bindir="$PG_BIN" \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=pglock_regress \
+        --load-extension=pglock --inputdir=tests/regress --outputdir="$out" \
+        --schedule=tests/regress/schedule \
+        || { cat "$out/regression.diffs"; return 1; }
+}
 
-say "high availability: a Patroni failover and switchover (tests/ha/patroni.sh)"
-bash tests/ha/patroni.sh
+# `bash scripts/test.sh --part FUNCTION ARGS...` runs one part (used by `part`).
+if [[ ${1:-} == --part ]]; then
+    shift
+    if [[ -n ${TEST_PG_MAJOR:-} ]]; then use_postgres "$TEST_PG_MAJOR"; fi
+    "$@"
+    exit
+fi
 
-say "all tests passed"
+# part NAME LIMIT FUNCTION ARGS...: runs one part under `timeout LIMIT` (e.g.
+# 20m) in a process group of its own, so a part that hangs is stopped with
+# everything it started; prints the part's time, or which part failed or hung.
+PART_TIMES=()
+PART_PID=
+PART_NAME=
+part() {
+    local name=$1 limit=$2 status=0 start=$SECONDS
+    shift 2
+    say "$name"
+    timeout --kill-after=30s "$limit" bash "$SELF" --part "$@" &
+    PART_PID=$! PART_NAME=$name
+    wait "$PART_PID" || status=$?
+    PART_PID=
+    local took
+    took=$(duration $((SECONDS - start)))
+    PART_TIMES+=("$(printf '%-52s %8s' "$name" "$took")")
+    case $status in
+    0) printf '\033[1m-- %s: %s\033[0m\n' "$name" "$took" ;;
+    124 | 137)
+        printf '\n\033[1;31mTIMEOUT: part "%s" was still running after %s (limit %s) and was stopped\033[0m\n' \
+            "$name" "$took" "$limit" >&2
+        exit 1
+        ;;
+    *)
+        printf '\n\033[1;31mFAILED: part "%s" (exit status %s after %s)\033[0m\n' "$name" "$status" "$took" >&2
+        exit "$status"
+        ;;
+    esac
+}
+duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# Ctrl-C or a TERM stops the running part and everything it started.
+interrupted() {
+    if [[ -n $PART_PID ]]; then
+        printf '\n\033[1;31mINTERRUPTED: stopping part "%s"\033[0m\n' "$PART_NAME" >&2
+        kill -TERM "$PART_PID" 2>/dev/null || true
+        wait "$PART_PID" || true
+    fi
+    exit 130
+}
+finish() {
+    local status=$?
+    private_server_stop test 2>/dev/null || true
+    if ((${#PART_TIMES[@]})); then
+        say "time of each part"
+        printf '  %s\n' "${PART_TIMES[@]}"
+        printf '  %-52s %8s\n' total "$(duration "$SECONDS")"
+    fi
+    exit "$status"
+}
+trap interrupted INT TERM
+trap finish EXIT
+
+member() {
+    local item=$1
+    shift
+    [[ " $* " == *" $item "* ]]
+}
+
+majors=()
+while (($#)); do
+    if [[ $1 == --pg=* ]]; then
+        majors+=("$(pg_option "$1")")
+        shift
+    else
+        majors+=("$(pg_option "$1" "${2:-}")")
+        shift $(($# < 2 ? 1 : 2))
+    fi
+done
+((${#majors[@]})) || majors=("${PG_MAJORS[@]}")
+
+part "set-up (installs what is missing)" 40m setup
+part "cargo fmt --check, cargo clippy" 20m fmt_and_clippy
+part "the lease protocol's own tests (pglock-protocol)" 10m protocol_tests
+part "build the tests over connections and the client's" 20m build_outside_tests
+
+export PGLOCK_TEST_DB=pglock_test PGHOST=/tmp/pglock-test/socket PGPORT=$TEST_PORT PGUSER=postgres
+for major in "${majors[@]}"; do
+    export TEST_PG_MAJOR=$major
+    use_postgres "$major"
+    tests=("${CONTRACT_TESTS[@]}")
+    if member "$major" "${FULL_MAJORS[@]}"; then tests+=("${REST_TESTS[@]}"); fi
+    if member "$major" "${CRON_MAJORS[@]}"; then tests+=(cron_leader); fi
+
+    part "pg$major: cargo pgrx test pg$major" 30m pgrx_test
+    part "pg$major: release build, installed into its tree" 30m install_extension
+    part "pg$major: private server with pglock preloaded" 5m test_server
+    part "pg$major: tests over connections (${#tests[@]} files)" 20m outside_tests "${tests[@]}"
+    if member "$major" "${FULL_MAJORS[@]}"; then
+        part "pg$major: client library (pglock-client)" 10m client_tests
+    fi
+    part "pg$major: pg_isolation_regress" 10m isolation
+    part "pg$major: pg_regress" 10m regress
+    # Packaging and the benchmark start servers of their own; the benchmark
+    # reinstalls pglock, which must not happen under a server that loaded it.
+    private_server_stop test
+    part "pg$major: packages installed and used on clean copies" 20m bash packaging/test.sh --pg "$major"
+    if member "$major" "${FULL_MAJORS[@]}"; then
+        part "pg$major: benchmark smoke run" 15m bash bench/run.sh --smoke --pg "$major"
+    fi
+done
+
+if member 15 "${majors[@]}"; then
+    use_postgres 15
+    part "high availability under Patroni (tests/ha/patroni.sh)" 15m bash tests/ha/patroni.sh
+fi
+
+say "all tests passed on PostgreSQL ${majors[*]}"

@@ -9,14 +9,12 @@
 //! restore fails loudly instead of handing the lock to whichever role the old
 //! OID would name there.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pglock_tests::server::Server;
+use pglock_tests::server::{self, Server};
 use pglock_tests::{heartbeat, output_within, release, Client};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PORT: u16 = 54344;
 /// The longest pg_dump or pg_restore may take.
 const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
@@ -77,7 +75,7 @@ fn run(server: &Server, program: &str, args: &[&str]) {
     let port = server.port.to_string();
     let socket = server.socket_dir();
     let output = output_within(
-        Command::new(Path::new(PG_BIN).join(program))
+        Command::new(server::pg_bin().join(program))
             .args([
                 "-h",
                 socket.to_str().unwrap(),
@@ -289,7 +287,7 @@ fn dump_and_restore_keep_every_lock_and_the_rvn_sequence() {
         .unwrap();
     let port = server.port.to_string();
     let output = output_within(
-        Command::new(Path::new(PG_BIN).join("pg_restore"))
+        Command::new(server::pg_bin().join("pg_restore"))
             .args([
                 "-h",
                 server.socket_dir().to_str().unwrap(),

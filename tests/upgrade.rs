@@ -5,9 +5,8 @@
 //! for object, as a fresh install of this version.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use pglock_tests::server::Server;
+use pglock_tests::server::{self, Server};
 use postgres::error::SqlState;
 use postgres::Client;
 
@@ -17,20 +16,13 @@ const OLD_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 /// Put the old install scripts next to the current one, as a server that had
 /// them installed still has them.
 fn install_old_scripts() {
-    let output = Command::new("/usr/lib/postgresql/15/bin/pg_config")
-        .arg("--sharedir")
-        .output()
-        .expect("pg_config");
-    let sharedir = String::from_utf8(output.stdout).unwrap();
+    let extension_dir = PathBuf::from(server::pg_config("--sharedir")).join("extension");
     for old in OLD_VERSIONS {
         let script = format!("pglock--{old}.sql");
-        let target = PathBuf::from(sharedir.trim())
-            .join("extension")
-            .join(&script);
         let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("upgrade")
             .join(&script);
-        std::fs::copy(&source, &target).expect("copy an old install script");
+        std::fs::copy(&source, extension_dir.join(&script)).expect("copy an old install script");
     }
 }
 

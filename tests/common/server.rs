@@ -2,14 +2,41 @@
 //! Like the scripts' servers they run as `postgres` from a folder under /tmp, on
 //! their own port and socket folder; the tests run as root, as CI does.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// `pg_config OPTION` (e.g. `--sharedir`) of the PostgreSQL under test: the one
+/// whose pg_config `scripts/test.sh` names in `PGLOCK_PG_CONFIG`, else the
+/// `pg_config` on PATH.
+pub fn pg_config(option: &str) -> String {
+    let program =
+        std::env::var_os("PGLOCK_PG_CONFIG").unwrap_or_else(|| OsString::from("pg_config"));
+    let output = Command::new(&program)
+        .arg(option)
+        .output()
+        .unwrap_or_else(|error| panic!("run {program:?} {option}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program:?} {option} failed: {}",
+        output.status
+    );
+    String::from_utf8(output.stdout)
+        .expect("pg_config prints UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// The folder of that PostgreSQL's programs (initdb, pg_ctl, pg_dump, ...).
+pub fn pg_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| PathBuf::from(pg_config("--bindir")))
+}
 
 pub struct Server {
     pub dir: PathBuf,
@@ -24,7 +51,10 @@ fn as_postgres(program: &str, args: &[&str]) {
         Command::new("runuser")
             // Servers started here should report errors as users' servers do.
             .env_remove("RUST_BACKTRACE")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+            // PostgreSQL's programs go back to their starting folder: one postgres can read.
+            .current_dir("/")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin().join(program))
             .args(args),
         &format!("{program} {args:?}"),
         PROGRAM_LIMIT,
@@ -163,7 +193,9 @@ impl Server {
     fn stop_if_running(&self) {
         if self.data_dir().join("postmaster.pid").exists() {
             let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+                .current_dir("/")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_bin().join("pg_ctl"))
                 .args([
                     "-D",
                     self.data_dir().to_str().unwrap(),
