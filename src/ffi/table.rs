@@ -397,7 +397,7 @@ impl LocksTable {
                 if update_tuple(self.heap, &mut old, tuple, wait_for_row) == Written::NoMatch {
                     return None;
                 }
-                if !pg_sys::HeapTupleHeaderIsHeapOnly((*tuple).t_data) {
+                if !heap_only(tuple) {
                     self.index_new_version(values[column::NAME], tuple);
                 }
                 pg_sys::CommandCounterIncrement();
@@ -568,6 +568,15 @@ unsafe fn begin_index_scan(
             pg_sys::index_beginscan(heap, index, snapshot, ptr::null_mut(), 1, 0)
         }
     }
+}
+
+/// Whether an updated tuple stayed on its page as a heap-only tuple, reached
+/// through the old version's index entry (no new index entry needed).
+/// (PostgreSQL 18's headers make `HeapTupleHeaderIsHeapOnly` a function, the
+/// others a macro: the bit is read here for every version alike.)
+unsafe fn heap_only(tuple: pg_sys::HeapTuple) -> bool {
+    // SAFETY: a tuple just written, with its header.
+    unsafe { (*(*tuple).t_data).t_infomask2 & pg_sys::HEAP_ONLY_TUPLE as u16 != 0 }
 }
 
 fn command_id() -> pg_sys::CommandId {
