@@ -46,22 +46,11 @@ impl Failure {
         }
     }
 
-    /// The error with its causes, e.g. "database error: error connecting to
-    /// server: Connection refused (os error 111)": tokio-postgres keeps the why
-    /// of a failed connection in the source.
+    /// The error as it reads, e.g. "database error: error connecting to server:
+    /// Connection refused (os error 111)".
     pub fn describe(&self) -> String {
         let (Failure::Connect(error) | Failure::Call(error)) = self;
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text
+        error.to_string()
     }
 }
 
