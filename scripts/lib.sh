@@ -17,7 +17,8 @@ as_postgres() { runuser -u postgres -- "$@"; }
 # Idempotent: installs only what is missing, so a second run takes seconds.
 setup() {
     # postgresql-15-cron: the scheduler of the leader-election test and example.
-    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo "$@")
+    # pgbouncer: the Rust client's tests behind a pooler start their own.
+    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron pgbouncer sudo "$@")
     local missing=()
     for package in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' \
