@@ -123,7 +123,7 @@ impl PgBouncer {
             .host_path(self.socket_dir())
             .port(self.port)
             .user("postgres")
-            .dbname(&env("PGLOCK_TEST_DB"))
+            .dbname(env("PGLOCK_TEST_DB"))
             .application_name(app);
         config
     }
