@@ -25,6 +25,12 @@ pub enum Error {
     /// with its next holder's.
     #[error("lock {name:?} lost: {reason}")]
     LockLost { name: String, reason: LostReason },
+    /// Lock data that is not the JSON of the type asked for, or a value that JSON
+    /// cannot hold: from the typed-data methods of the `serde` feature
+    /// (`Lock::data_as`, `AcquireOptions::data_value`, ...). The box holds the
+    /// `serde_json::Error`.
+    #[error("lock data (JSON): {0}")]
+    Data(Box<dyn std::error::Error + Send + Sync>),
     /// A waiting acquire ([`AcquireOptions::wait_at_most`](crate::AcquireOptions::wait_at_most))
     /// or a call limited by [`ClientConfig::with_call_timeout`](crate::ClientConfig::with_call_timeout)
     /// ran out of time.

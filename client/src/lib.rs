@@ -165,6 +165,18 @@
 //!   [`ClientConfig::with_call_timeout`]): give the pool enough server connections
 //!   that heartbeats never queue for long.
 //! * The role a lock records is the role the pooler connects to the server as.
+//!
+//! # Typed data (feature `serde`)
+//!
+//! With the optional `serde` feature (`pglock-client = { ..., features =
+//! ["serde"] }`), a lock's data can be any `serde` value, kept as JSON text in
+//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and a refused attempt's
+//! `Holder`) reads it, `AcquireOptions::data_value(&value)` stores one at acquire,
+//! and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
+//! reads the same checkpoint with `convert_from(data, 'UTF8')::jsonb` and writes
+//! one with `convert_to(checkpoint::text, 'UTF8')`, so a PL/pgSQL job and a Rust
+//! worker can take turns on one lock. Data that is not the JSON of the type asked
+//! for fails with [`Error::Data`]; a lock without data reads as `None`.
 
 mod acquire;
 mod client;
@@ -176,6 +188,8 @@ mod lock;
 mod observe;
 mod options;
 mod sql;
+#[cfg(feature = "serde")]
+mod typed;
 
 pub use acquire::{Attempt, Holder};
 pub use client::Client;
