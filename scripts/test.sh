@@ -18,7 +18,7 @@ setup
 
 say "cargo fmt --check, cargo clippy"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 say "the lease protocol's own tests (pglock-protocol, in memory, no server)"
 cargo test -p pglock-protocol
@@ -39,7 +39,7 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$PGLOCK_TEST_DB" -c "CREATE EXTENSION pglock"
 cargo test -p pglock-tests
 
 say "Rust client library (client/) against the same server"
-cargo test -p pglock-client
+cargo test -p pglock-client --all-features
 
 say "concurrency specs (pg_isolation_regress, expected output in tests/isolation/expected)"
 "$PG_PGXS/src/test/isolation/pg_isolation_regress" --host="$PGHOST" --port="$PGPORT" \
