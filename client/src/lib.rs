@@ -148,12 +148,12 @@
 //!
 //! Each call is then parsed, planned and run in one round trip
 //! (`tokio_postgres::Client::query_typed`), and nothing stays on a server
-//! connection between calls. The server pays a parse and plan per call: reads
-//! (`pglock_get`, and the refused acquire a waiting client polls with) ran at about
-//! half the rate of prepared ones straight to PostgreSQL; heartbeats, whose
-//! durable commit costs far more, showed no steady difference (`bench/statements.sh`,
-//! figures in the reference's "Behind PgBouncer"). Session pooling keeps named
-//! statements and needs nothing.
+//! connection between calls. The server pays a parse and plan per call: measured
+//! straight to PostgreSQL, reads (`pglock_get`, and the refused acquire a waiting
+//! client polls with) ran at 40-63% of the rate of prepared ones, heartbeats,
+//! whose durable commit costs more, at 96% on one connection and 58% on twelve
+//! (`bench/statements.sh`; figures in the reference, "Behind PgBouncer"). Hence
+//! the default. Session pooling keeps named statements and needs nothing.
 //!
 //! Behind a pooler a lock is no more tied to a server session than without one:
 //! every call may run on another server connection, and a restart of the pooler
