@@ -62,7 +62,10 @@ pub(crate) struct AcquireCall<'a> {
     pub observed_rvn: Option<i64>,
 }
 
-/// pglock's four calls: their SQL, parameter types and statement slot.
+/// pglock's four calls: their SQL, parameter types and statement slot. Every
+/// parameter and column is of a built-in type: tokio-postgres would look any other
+/// up with a named statement of its own, which a pooler in transaction mode
+/// cannot keep either.
 #[derive(Debug, Clone, Copy)]
 enum Call {
     Acquire,
