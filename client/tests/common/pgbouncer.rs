@@ -91,11 +91,7 @@ impl PgBouncer {
             .expect("run pgbouncer");
         assert!(status.success(), "pgbouncer failed to start: {status}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self
-            .socket_dir()
-            .join(format!(".s.PGSQL.{}", self.port))
-            .exists()
-        {
+        while !self.socket_file().exists() {
             assert!(
                 Instant::now() < deadline,
                 "PgBouncer not listening after 10 s; its log:\n{}",
@@ -174,6 +170,12 @@ impl PgBouncer {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = fs::remove_file(&pidfile);
+        // A socket left by a killed daemon would pass for the next one's.
+        let _ = fs::remove_file(self.socket_file());
+    }
+
+    fn socket_file(&self) -> PathBuf {
+        self.socket_dir().join(format!(".s.PGSQL.{}", self.port))
     }
 }
 
