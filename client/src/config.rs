@@ -27,6 +27,26 @@ pub struct ClientConfig {
     heartbeat_period: Duration,
     poll_interval: Option<Duration>,
     call_timeout: Option<Duration>,
+    statements: StatementMode,
+}
+
+/// How a [`Client`](crate::Client) sends pglock's statements to the server; see
+/// [Connection poolers](crate#connection-poolers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatementMode {
+    /// Named prepared statements: each prepared once per connection, then only
+    /// bound and executed, with no parsing or planning. The default: the least
+    /// work for the server. A pooler must keep them for the client, as session
+    /// pooling does; PgBouncer's transaction pooling does not before 1.21 (nor
+    /// later with `max_prepared_statements = 0`).
+    #[default]
+    Prepared,
+    /// Unnamed statements: each call is parsed, planned and executed in one round
+    /// trip, and nothing stays on the server connection between calls, so any
+    /// call may run on any server connection. For poolers in transaction mode
+    /// (PgBouncer's `pool_mode = transaction`). Costs the server a parse and plan
+    /// per call.
+    Unnamed,
 }
 
 /// Why a [`ClientConfig`] was refused.
@@ -62,6 +82,7 @@ impl ClientConfig {
             heartbeat_period,
             poll_interval: None,
             call_timeout: None,
+            statements: StatementMode::Prepared,
         }
     }
 
@@ -81,6 +102,13 @@ impl ClientConfig {
     /// acquire may have taken the lock, which then lapses after its lease.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// How pglock's statements are sent: [`StatementMode::Unnamed`] behind a
+    /// pooler in transaction mode. Default: [`StatementMode::Prepared`].
+    pub fn with_statements(mut self, mode: StatementMode) -> Self {
+        self.statements = mode;
         self
     }
 
@@ -145,6 +173,11 @@ impl ClientConfig {
     /// The limit on each acquire, get and release call, if any.
     pub fn call_timeout(&self) -> Option<Duration> {
         self.call_timeout
+    }
+
+    /// How pglock's statements are sent.
+    pub fn statements(&self) -> StatementMode {
+        self.statements
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client as PgClient;
 
+use crate::config::StatementMode;
 use crate::error::Error;
 use crate::sql::Sql;
 
@@ -46,22 +47,11 @@ impl Failure {
         }
     }
 
-    /// The error with its causes, e.g. "database error: error connecting to
-    /// server: Connection refused (os error 111)": tokio-postgres keeps the why
-    /// of a failed connection in the source.
+    /// The error as it reads, e.g. "database error: error connecting to server:
+    /// Connection refused (os error 111)".
     pub fn describe(&self) -> String {
         let (Failure::Connect(error) | Failure::Call(error)) = self;
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text
+        error.to_string()
     }
 }
 
@@ -76,6 +66,7 @@ pub(crate) enum Connection {
 /// A connection we opened, and how to replace it.
 pub(crate) struct Reopening {
     opener: Opener,
+    statements: StatementMode,
     current: Mutex<Option<Current>>,
     /// Held while connecting, so that one attempt runs at a time.
     attempts: tokio::sync::Mutex<Attempts>,
@@ -120,12 +111,18 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// A connection that is opened with `opener` now and again whenever it breaks,
-    /// waiting at most `max_backoff` between failed attempts.
-    pub async fn open(opener: Opener, max_backoff: Duration) -> Result<Self, Error> {
+    /// waiting at most `max_backoff` between failed attempts, sending statements
+    /// as `statements` says.
+    pub async fn open(
+        opener: Opener,
+        max_backoff: Duration,
+        statements: StatementMode,
+    ) -> Result<Self, Error> {
         let (pg, task) = opener().await?;
-        let current = prepared(pg, task).await?;
+        let current = prepared(pg, task, statements).await?;
         Ok(Connection::Reopened(Reopening {
             opener,
+            statements,
             current: Mutex::new(Some(current)),
             attempts: tokio::sync::Mutex::new(Attempts::default()),
             max_backoff,
@@ -134,8 +131,10 @@ impl Connection {
     }
 
     /// A connection the caller opened: used as it is, never replaced.
-    pub async fn given(pg: Arc<PgClient>) -> Result<Self, Error> {
-        Ok(Connection::Given(Arc::new(Sql::prepare(pg).await?)))
+    pub async fn given(pg: Arc<PgClient>, statements: StatementMode) -> Result<Self, Error> {
+        Ok(Connection::Given(Arc::new(
+            Sql::prepare(pg, statements).await?,
+        )))
     }
 
     /// How many times a broken connection has been replaced.
@@ -211,7 +210,7 @@ impl Reopening {
         attempts.failures = attempts.failures.saturating_add(1);
         attempts.next_at = Some(Instant::now() + backoff(attempts.failures, self.max_backoff));
         let (pg, task) = (self.opener)().await?;
-        let current = prepared(pg, task).await?;
+        let current = prepared(pg, task, self.statements).await?;
         let sql = Arc::clone(&current.sql);
         *attempts = Attempts::default();
         if let Some(old) = self.current().replace(current) {
@@ -252,9 +251,13 @@ impl Reopening {
     }
 }
 
-/// Prepares pglock's statements on a new connection; stops its task on failure.
-async fn prepared(pg: PgClient, task: Option<AbortHandle>) -> Result<Current, Error> {
-    match Sql::prepare(Arc::new(pg)).await {
+/// Makes a new connection ready for pglock's statements; stops its task on failure.
+async fn prepared(
+    pg: PgClient,
+    task: Option<AbortHandle>,
+    statements: StatementMode,
+) -> Result<Current, Error> {
+    match Sql::prepare(Arc::new(pg), statements).await {
         Ok(sql) => Ok(Current {
             sql: Arc::new(sql),
             task,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{DbError, SqlState};
 
 use crate::config::ConfigError;
 
@@ -14,13 +14,23 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     /// The server raised an error or the connection failed. [`Error::code`] gives the
-    /// SQLSTATE, e.g. `22023` for an empty lock name.
-    #[error("database error: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    /// SQLSTATE, e.g. `22023` for an empty lock name, and [`Error::as_db_error`]
+    /// everything the server said. It reads as the server wrote it, e.g.
+    /// `database error: ERROR 55000: pglock: ... (DETAIL: ... HINT: ...)`, or
+    /// with the causes of a failed connection, e.g. `database error: error
+    /// connecting to server: Connection refused (os error 111)`.
+    #[error("database error: {}", DatabaseError(.0))]
+    Database(tokio_postgres::Error),
     /// The lock is no longer held by this client: work done under it may overlap
     /// with its next holder's.
     #[error("lock {name:?} lost: {reason}")]
     LockLost { name: String, reason: LostReason },
+    /// Lock data that is not the JSON of the type asked for, or a value that JSON
+    /// cannot hold: from the typed-data methods of the `serde` feature
+    /// (`Lock::data_as`, `AcquireOptions::data_value`, ...). The box holds the
+    /// `serde_json::Error`.
+    #[error("lock data (JSON): {0}")]
+    Data(Box<dyn std::error::Error + Send + Sync>),
     /// A waiting acquire ([`AcquireOptions::wait_at_most`](crate::AcquireOptions::wait_at_most))
     /// or a call limited by [`ClientConfig::with_call_timeout`](crate::ClientConfig::with_call_timeout)
     /// ran out of time.
@@ -31,11 +41,26 @@ pub enum Error {
     },
 }
 
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Error::Database(error)
+    }
+}
+
 impl Error {
     /// The SQLSTATE the server raised, if this is a [`Error::Database`] from the server.
     pub fn code(&self) -> Option<&SqlState> {
         match self {
             Error::Database(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// What the server said, if this is a [`Error::Database`] the server raised:
+    /// message, SQLSTATE, detail, hint, and where.
+    pub fn as_db_error(&self) -> Option<&DbError> {
+        match self {
+            Error::Database(error) => error.as_db_error(),
             _ => None,
         }
     }
@@ -75,6 +100,43 @@ impl fmt::Display for LostReason {
                 f,
                 "no heartbeat succeeded before the safety deadline (last error: {error})"
             ),
+        }
+    }
+}
+
+/// A `tokio_postgres::Error` in full: its own `Display` says only "db error" for
+/// what the server raised, and leaves a failed connection's why to its causes.
+/// Shown in full here, it has no `source`: nothing would be printed twice.
+struct DatabaseError<'a>(&'a tokio_postgres::Error);
+
+impl fmt::Display for DatabaseError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(
+                f,
+                "{} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            )?;
+            match (db.detail(), db.hint()) {
+                (Some(detail), Some(hint)) => write!(f, " (DETAIL: {detail} HINT: {hint})"),
+                (Some(detail), None) => write!(f, " (DETAIL: {detail})"),
+                (None, Some(hint)) => write!(f, " (HINT: {hint})"),
+                (None, None) => Ok(()),
+            }
+        } else {
+            let mut text = self.0.to_string();
+            let mut source = std::error::Error::source(self.0);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            f.write_str(&text)
         }
     }
 }

@@ -111,12 +111,72 @@
 //!   e.g. `host=db1,db2,db3 port=5432 target_session_attrs=read-write`: the client
 //!   then connects to whichever is the primary, also after a failover. Set a
 //!   `connect_timeout` if a host can vanish without refusing connections.
-//! * **Prepared statements** are prepared again on each new connection; a server
-//!   without pglock fails the attempt like a refused connection.
+//! * **Statements** are prepared again on each new connection (or, in
+//!   [`StatementMode::Unnamed`], checked again); a server without pglock fails
+//!   the attempt like a refused connection.
 //!
 //! [`Client::reconnects`] counts the connections replaced. A client made with
 //! [`Client::new`] on a connection of yours never reconnects: when it breaks,
 //! every call fails and held locks are lost by the rule above.
+//!
+//! # Connection poolers
+//!
+//! By default ([`StatementMode::Prepared`]) a client prepares pglock's four
+//! statements once per connection as named statements, then only binds and runs
+//! them. A pooler in **transaction** mode (PgBouncer's `pool_mode = transaction`,
+//! before 1.21 or with `max_prepared_statements = 0`, Debian 12's 1.18 among them)
+//! hands each transaction whichever server connection is free, where
+//! the client's statements may be missing (`26000`, `prepared statement "s0" does
+//! not exist`) or another client's may be in the way (`42P05`): calls fail as
+//! soon as several clients share the pool. Behind such a pooler, use unnamed
+//! statements:
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use pglock_client::{Client, ClientConfig, Error, StatementMode};
+//! # async fn run() -> Result<(), Error> {
+//! // PgBouncer in transaction mode on port 6432.
+//! let pg: tokio_postgres::Config = "host=/var/run/postgresql port=6432 user=app dbname=app"
+//!     .parse()
+//!     .map_err(Error::Database)?;
+//! let config = ClientConfig::new("worker-1", Duration::from_secs(10), Duration::from_secs(3))
+//!     .with_statements(StatementMode::Unnamed);
+//! let client = Client::connect(&pg, config).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Each call is then parsed, planned and run in one round trip
+//! (`tokio_postgres::Client::query_typed`), and nothing stays on a server
+//! connection between calls. The server pays a parse and plan per call: measured
+//! straight to PostgreSQL, reads (`pglock_get`, and the refused acquire a waiting
+//! client polls with) ran at 40-63% of the rate of prepared ones, heartbeats,
+//! whose durable commit costs more, at 96% on one connection and 58% on twelve
+//! (`bench/statements.sh`; figures in the reference, "Behind PgBouncer"). Hence
+//! the default. Session pooling keeps named statements and needs nothing.
+//!
+//! Behind a pooler a lock is no more tied to a server session than without one:
+//! every call may run on another server connection, and a restart of the pooler
+//! breaks the client's connection, after which the client [reconnects](#reconnecting)
+//! and its locks go on as usual. Two things to size for:
+//!
+//! * A call waiting for a free server connection counts against its time limit (a
+//!   heartbeat's, see [When a lock is lost](#when-a-lock-is-lost), or
+//!   [`ClientConfig::with_call_timeout`]): give the pool enough server connections
+//!   that heartbeats never queue for long.
+//! * The role a lock records is the role the pooler connects to the server as.
+//!
+//! # Typed data (feature `serde`)
+//!
+//! With the optional `serde` feature (`pglock-client = { ..., features =
+//! ["serde"] }`), a lock's data can be any `serde` value, kept as JSON text in
+//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and a refused attempt's
+//! `Holder`) reads it, `AcquireOptions::data_value(&value)` stores one at acquire,
+//! and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
+//! reads the same checkpoint with `convert_from(data, 'UTF8')::jsonb` and writes
+//! one with `convert_to(checkpoint::text, 'UTF8')`, so a PL/pgSQL job and a Rust
+//! worker can take turns on one lock. Data that is not the JSON of the type asked
+//! for fails with [`Error::Data`]; a lock without data reads as `None`.
 
 mod acquire;
 mod client;
@@ -128,10 +188,12 @@ mod lock;
 mod observe;
 mod options;
 mod sql;
+#[cfg(feature = "serde")]
+mod typed;
 
 pub use acquire::{Attempt, Holder};
 pub use client::Client;
-pub use config::{ClientConfig, ConfigError, MAX_LEASE, MAX_OWNER_CHARS};
+pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS};
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;

@@ -1,4 +1,5 @@
-//! The four pglock calls as prepared statements, and their rows as Rust values.
+//! The four pglock calls, as named prepared statements or unnamed ones (see
+//! [`StatementMode`]), and their rows as Rust values.
 //!
 //! Intervals go out as `make_interval(secs => float8)` and come back as
 //! `extract(epoch FROM lease)::float8`: tokio-postgres has no interval type.
@@ -6,9 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client as PgClient, Row, Statement};
 
-use crate::config::MAX_LEASE;
+use crate::config::{StatementMode, MAX_LEASE};
 use crate::error::Error;
 
 const ACQUIRE: &str = "\
@@ -60,27 +62,116 @@ pub(crate) struct AcquireCall<'a> {
     pub observed_rvn: Option<i64>,
 }
 
-/// One connection with pglock's statements prepared on it.
+/// pglock's four calls: their SQL, parameter types and statement slot. Every
+/// parameter and column is of a built-in type: tokio-postgres would look any other
+/// up with a named statement of its own, which a pooler in transaction mode
+/// cannot keep either.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Acquire,
+    Heartbeat,
+    Release,
+    Get,
+}
+
+impl Call {
+    const ALL: [Call; 4] = [Call::Acquire, Call::Heartbeat, Call::Release, Call::Get];
+
+    fn sql(self) -> &'static str {
+        match self {
+            Call::Acquire => ACQUIRE,
+            Call::Heartbeat => HEARTBEAT,
+            Call::Release => RELEASE,
+            Call::Get => GET,
+        }
+    }
+
+    /// The types of `$1`, `$2`, ..., as the statement's casts declare them.
+    fn types(self) -> &'static [Type] {
+        match self {
+            Call::Acquire => &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::FLOAT8,
+                Type::BYTEA,
+                Type::BOOL,
+                Type::INT8,
+            ],
+            Call::Heartbeat => &[Type::TEXT, Type::TEXT, Type::INT8],
+            Call::Release => &[Type::TEXT, Type::TEXT, Type::INT8, Type::BOOL, Type::BYTEA],
+            Call::Get => &[Type::TEXT],
+        }
+    }
+}
+
+/// One connection, ready for pglock's calls in the configured [`StatementMode`].
 #[derive(Debug)]
 pub(crate) struct Sql {
     pg: Arc<PgClient>,
-    acquire: Statement,
-    heartbeat: Statement,
-    release: Statement,
-    get: Statement,
+    /// The named statements, in [`Call::ALL`]'s order; `None` when unnamed.
+    prepared: Option<Vec<Statement>>,
 }
 
 impl Sql {
-    /// Prepares the statements; fails if pglock is not installed (or not on the
+    /// Makes the connection ready: prepares the statements, or, for unnamed
+    /// ones, has the server parse and plan each once (`EXPLAIN`, which runs
+    /// nothing). Either way it fails if pglock is not installed (or not on the
     /// `search_path`) in the connection's database.
-    pub async fn prepare(pg: Arc<PgClient>) -> Result<Self, Error> {
-        Ok(Self {
-            acquire: pg.prepare(ACQUIRE).await?,
-            heartbeat: pg.prepare(HEARTBEAT).await?,
-            release: pg.prepare(RELEASE).await?,
-            get: pg.prepare(GET).await?,
-            pg,
-        })
+    pub async fn prepare(pg: Arc<PgClient>, mode: StatementMode) -> Result<Self, Error> {
+        let prepared = match mode {
+            StatementMode::Prepared => {
+                let mut statements = Vec::with_capacity(Call::ALL.len());
+                for call in Call::ALL {
+                    statements.push(pg.prepare_typed(call.sql(), call.types()).await?);
+                }
+                Some(statements)
+            }
+            StatementMode::Unnamed => {
+                for call in Call::ALL {
+                    let explain = format!("EXPLAIN {}", call.sql());
+                    let nulls: Vec<_> = call.types().iter().map(null_of).collect();
+                    pg.query_typed(&explain, &typed(call, &nulls)).await?;
+                }
+                None
+            }
+        };
+        Ok(Self { pg, prepared })
+    }
+
+    /// Runs `call` with `params`; at most one row comes back.
+    async fn query_opt(
+        &self,
+        call: Call,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        let row = match &self.prepared {
+            Some(statements) => {
+                self.pg
+                    .query_opt(&statements[call as usize], params)
+                    .await?
+            }
+            None => {
+                let typed = typed(call, params);
+                self.pg.query_typed_opt(call.sql(), &typed).await?
+            }
+        };
+        Ok(row)
+    }
+
+    /// Runs `call` with `params`; exactly one row comes back.
+    async fn query_one(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+        let row = match &self.prepared {
+            Some(statements) => {
+                self.pg
+                    .query_one(&statements[call as usize], params)
+                    .await?
+            }
+            None => {
+                let typed = typed(call, params);
+                self.pg.query_typed_one(call.sql(), &typed).await?
+            }
+        };
+        Ok(row)
     }
 
     pub async fn acquire(
@@ -90,9 +181,8 @@ impl Sql {
         call: &AcquireCall<'_>,
     ) -> Result<AcquireRow, Error> {
         let row = self
-            .pg
             .query_one(
-                &self.acquire,
+                Call::Acquire,
                 &[
                     &name,
                     &owner,
@@ -120,8 +210,7 @@ impl Sql {
     /// Renews the lease; returns the new RVN.
     pub async fn heartbeat(&self, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
         let row = self
-            .pg
-            .query_one(&self.heartbeat, &[&name, &owner, &rvn])
+            .query_one(Call::Heartbeat, &[&name, &owner, &rvn])
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -136,14 +225,13 @@ impl Sql {
         data: Option<&[u8]>,
     ) -> Result<bool, Error> {
         let row = self
-            .pg
-            .query_one(&self.release, &[&name, &owner, &rvn, &keep, &data])
+            .query_one(Call::Release, &[&name, &owner, &rvn, &keep, &data])
             .await?;
         Ok(row.try_get(0)?)
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<LockInfo>, Error> {
-        let Some(row) = self.pg.query_opt(&self.get, &[&name]).await? else {
+        let Some(row) = self.query_opt(Call::Get, &[&name]).await? else {
             return Ok(None);
         };
         Ok(Some(LockInfo {
@@ -154,6 +242,31 @@ impl Sql {
             data: row.try_get(4)?,
             released: row.try_get(5)?,
         }))
+    }
+}
+
+/// `params` paired with the types `call` declares for them.
+fn typed<'a>(call: Call, params: &[&'a (dyn ToSql + Sync)]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .copied()
+        .zip(call.types().iter().cloned())
+        .collect()
+}
+
+/// A NULL that encodes as a parameter of type `ty` (one of [`Call::types`]).
+fn null_of(ty: &Type) -> &'static (dyn ToSql + Sync) {
+    static TEXT: Option<&str> = None;
+    static FLOAT8: Option<f64> = None;
+    static BYTEA: Option<&[u8]> = None;
+    static BOOL: Option<bool> = None;
+    static INT8: Option<i64> = None;
+    match *ty {
+        Type::FLOAT8 => &FLOAT8,
+        Type::BYTEA => &BYTEA,
+        Type::BOOL => &BOOL,
+        Type::INT8 => &INT8,
+        _ => &TEXT,
     }
 }
 

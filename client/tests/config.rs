@@ -1,12 +1,12 @@
 //! Configuration is checked before anything is sent; the server's own checks come
-//! back as database errors with their SQLSTATE.
+//! back as database errors with their SQLSTATE, reading as the server wrote them.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{client, ms, pg_config, pg_config_for, unique};
-use pglock_client::{Client, ClientConfig, ConfigError, Error, MAX_LEASE};
+use common::{client, client_with, ms, pg_config, pg_config_for, superuser, unique};
+use pglock_client::{Client, ClientConfig, ConfigError, Error, StatementMode, MAX_LEASE};
 use tokio_postgres::error::SqlState;
 
 /// A server that does not exist: a config error must come before any connecting.
@@ -86,31 +86,98 @@ async fn new_checks_the_configuration_and_the_extension() {
         Err(Error::Config(ConfigError::HeartbeatPeriodTooLong { .. }))
     ));
 
-    // The database `postgres` of the test server has no pglock.
-    let (pg, connection) = pg_config_for("postgres", "config-test")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let error = Client::new(pg, ClientConfig::new("w", ms(1_000), ms(250)))
-        .await
-        .expect_err("pglock is not installed there");
-    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_FUNCTION), "{error}");
+    // The database `postgres` of the test server has no pglock: refused in
+    // either statement mode.
+    for mode in [StatementMode::Prepared, StatementMode::Unnamed] {
+        let (pg, connection) = pg_config_for("postgres", "config-test")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let config = ClientConfig::new("w", ms(1_000), ms(250)).with_statements(mode);
+        let error = Client::new(pg, config)
+            .await
+            .expect_err("pglock is not installed there");
+        assert_eq!(error.code(), Some(&SqlState::UNDEFINED_FUNCTION), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("database error: ERROR 42883: function pglock_"),
+            "{mode:?}: {error}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn the_servers_checks_come_back_with_their_sqlstate() {
-    let client = client(&unique("w"), ms(1_000), ms(250)).await;
-    let error = client.try_acquire("").await.expect_err("an empty name");
+async fn the_servers_checks_come_back_with_their_sqlstate_and_message() {
+    for mode in [StatementMode::Prepared, StatementMode::Unnamed] {
+        let config = ClientConfig::new(unique("w"), ms(1_000), ms(250)).with_statements(mode);
+        let client = client_with(config).await;
+        let error = client.try_acquire("").await.expect_err("an empty name");
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INVALID_PARAMETER_VALUE),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "database error: ERROR 22023: pglock: name must not be empty"
+        );
+        let error = client.get(&"n".repeat(256)).await.expect_err("a long name");
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::STRING_DATA_RIGHT_TRUNCATION),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "database error: ERROR 22001: pglock: name is 256 characters long; the limit is 255"
+        );
+    }
+}
+
+/// A release refused by the server reads with the server's detail and hint; a
+/// failed connection with its cause.
+#[tokio::test]
+async fn errors_read_with_the_servers_detail_and_hint_and_a_connections_cause() {
+    let client = client(&unique("w"), ms(20_000), ms(5_000)).await;
+    let name = unique("other-role");
+    let lock = client.acquire(&name).await.unwrap();
+    // Behind the client's back, the lock becomes another role's.
+    superuser()
+        .await
+        .execute(
+            "UPDATE pglock.locks SET holder_role = 'pg_monitor'::regrole WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .expect("hand the lock to pg_monitor");
+    let error = lock.release().await.expect_err("another role's lock");
+    assert_eq!(error.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    let db = error.as_db_error().expect("the server's error");
     assert_eq!(
-        error.code(),
-        Some(&SqlState::INVALID_PARAMETER_VALUE),
-        "{error}"
+        error.to_string(),
+        format!(
+            "database error: ERROR 42501: {} (DETAIL: The lock was taken by role \"pg_monitor\". \
+             HINT: Only the role that acquired a lock may heartbeat or release it.)",
+            db.message()
+        )
     );
-    let error = client.get(&"n".repeat(256)).await.expect_err("a long name");
-    assert_eq!(
-        error.code(),
-        Some(&SqlState::STRING_DATA_RIGHT_TRUNCATION),
-        "{error}"
+    superuser()
+        .await
+        .execute("SELECT pglock_force_release($1)", &[&name])
+        .await
+        .expect("clean up");
+
+    let error = Client::connect(&nowhere(), ClientConfig::new("w", ms(1_000), ms(250)))
+        .await
+        .expect_err("no server there");
+    assert_eq!(error.code(), None);
+    assert!(error.as_db_error().is_none());
+    let text = error.to_string();
+    assert!(
+        text.starts_with("database error: error connecting to server: ")
+            && text.contains("No such file or directory"),
+        "{text}"
     );
 }

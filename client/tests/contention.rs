@@ -5,31 +5,11 @@ mod common;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{client_with, ms, unique, within, WAIT_LIMIT};
+use common::{client_with, join_failing_fast, ms, unique, within, WAIT_LIMIT};
 use pglock_client::ClientConfig;
 
 const CLIENTS: usize = 20;
 const ROUNDS: u64 = 5;
-
-/// Every worker's result, in order; the first worker to fail fails the test at
-/// once, without waiting for the others.
-async fn join_failing_fast<T: Send + 'static>(workers: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut set = tokio::task::JoinSet::new();
-    for (index, worker) in workers.into_iter().enumerate() {
-        set.spawn(async move { (index, worker.await) });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = within(WAIT_LIMIT * 4, "the workers", set.join_next()).await {
-        let (index, result) = joined.expect("joining a worker");
-        match result {
-            Ok(value) => results.push((index, value)),
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => panic!("worker {index}: {error}"),
-        }
-    }
-    results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, value)| value).collect()
-}
 
 fn config(owner: String) -> ClientConfig {
     ClientConfig::new(owner, ms(2_000), ms(500)).with_poll_interval(ms(10))

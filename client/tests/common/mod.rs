@@ -2,6 +2,7 @@
 //! its socket folder, PGPORT its port), with pglock installed in `PGLOCK_TEST_DB`.
 #![allow(dead_code)]
 
+pub mod pgbouncer;
 pub mod server;
 
 use std::future::Future;
@@ -121,4 +122,26 @@ pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output =
     tokio::time::timeout(limit, future)
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Every worker's result, in order; the first worker to fail fails the test at
+/// once, without waiting for the others.
+pub async fn join_failing_fast<T: Send + 'static>(
+    workers: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut set = tokio::task::JoinSet::new();
+    for (index, worker) in workers.into_iter().enumerate() {
+        set.spawn(async move { (index, worker.await) });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = within(WAIT_LIMIT * 4, "the workers", set.join_next()).await {
+        let (index, result) = joined.expect("joining a worker");
+        match result {
+            Ok(value) => results.push((index, value)),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("worker {index}: {error}"),
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, value)| value).collect()
 }
