@@ -166,7 +166,7 @@ impl PglockError {
                 Some("Stop the work this lock protects; acquire the lock again to continue.")
             }
             Self::Protocol(ProtocolError::HeldByOtherRole { .. }) => {
-                Some("Only the role that acquired a lock may heartbeat or release it.")
+                Some("Only the role that acquired a lock may heartbeat, fence or release it.")
             }
             Self::Protocol(ProtocolError::DataWithoutKeep) => {
                 Some("Pass keep => true to store data on release.")
