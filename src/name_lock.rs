@@ -3,9 +3,10 @@
 //! Every write to `pglock.locks` takes its name's lock first, so writes to one
 //! name happen one at a time and each draws its RVN after the previous one
 //! committed; reads never take it.  A fence takes it in share mode: writers wait
-//! for the fence's transaction, other fences of the same lock do not.  It is an advisory-style lock of the user lock
-//! method, keyed by the database and a 64-bit hash of the name, with a tag field
-//! no `pg_advisory_lock` call can produce.
+//! for the fence's transaction, other fences of the same lock do not.  It is an
+//! advisory-style lock of the user lock method, keyed by the database and a
+//! 64-bit hash of the name, with a tag field no `pg_advisory_lock` call can
+//! produce.
 //!
 //! The hash is SipHash-2-4 keyed by a secret that each database's installation
 //! draws at random (`pglock.name_lock_secret`, readable by no role but the
