@@ -84,4 +84,10 @@ END {
     printf "%-32s %7s %10d %10d %13s   after %s heartbeats; HOT updates %d of %d = %.1f%%\n",
         "bloat: table+index bytes", "", size_before, size_after, ratio(size_after, size_before),
         bloat_heartbeats, hot, updates, (updates > 0 ? 100 * hot / updates : 0)
+    # A round renews 100 locks: renewals per second are 100 rounds per second.
+    printf "%-32s %7s %10s %10s %13s\n", "renewing 100 locks, renewals", "clients",
+        "many/s", "single/s", "many/single"
+    a = tps("heartbeat-100", "many", 1); b = tps("heartbeat-100", "single", 1)
+    printf "%-32s %7d %10.0f %10.0f %13s   %s\n", "", 1, 100 * a, 100 * b, ratio(a, b),
+        target(a, b, 10)
 }

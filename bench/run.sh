@@ -40,12 +40,12 @@ reset_tables() {
     sql "CHECKPOINT"
 }
 
-# run CASE LABEL CLIENTS SCRIPT [MODE]: one pgbench run (query mode prepared unless
-# MODE says simple), one result line.
+# run CASE LABEL CLIENTS SCRIPT [PGBENCH OPTIONS...]: one pgbench run, one result line.
 run() {
-    local case=$1 label=$2 clients=$3 script=$4 mode=${5:-prepared} output
-    output=$(pgbench -n -M "$mode" -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$seconds" \
-        -D rvn=0 -D clients="$clients" -f "$scripts/$script" 2>&1) \
+    local case=$1 label=$2 clients=$3 script=$4 output
+    shift 4
+    output=$(pgbench -n -M prepared -c "$clients" -j "$((clients < 2 ? 1 : 2))" -T "$seconds" \
+        -D rvn=0 -D clients="$clients" "$@" -f "$scripts/$script" 2>&1) \
         || { echo "$output"; return 1; }
     local tps latency
     tps=$(awk '/^tps = / {print $3}' <<<"$output")
@@ -131,8 +131,8 @@ echo "  client-side protocol: ~$client_attempts failed attempts wrote $client_wa
 # a plain read of it, in both of pgbench's query modes, runs alternating.
 for ((round = 1; round <= rounds; round++)); do
     for mode in prepared simple; do
-        run "failed-attempt-$mode" pglock 16 pglock_attempt_held.sql "$mode"
-        run "failed-attempt-$mode" plain-read 16 plain_read_held.sql "$mode"
+        run "failed-attempt-$mode" pglock 16 pglock_attempt_held.sql -M "$mode"
+        run "failed-attempt-$mode" plain-read 16 plain_read_held.sql -M "$mode"
     done
 done
 
@@ -162,7 +162,7 @@ sql "SELECT pg_stat_reset()"
 size_sql="SELECT pg_table_size('pglock.locks') + pg_indexes_size('pglock.locks')"
 size_before=$(sql "$size_sql")
 pgbench -n -M prepared -c 16 -j 2 -t $((bloat_heartbeats / 16)) -D clients=16 \
-    -f "$scripts/pglock_heartbeat_many.sql" >/dev/null
+    -f "$scripts/pglock_heartbeat_bloat.sql" >/dev/null
 sleep 1 # let the last backends' statistics arrive
 size_after=$(sql "$size_sql")
 read -r updates hot < <(sql "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_all_tables
@@ -194,6 +194,25 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 unset PGOPTIONS
+
+say "11. renewing 100 locks in one session: one pglock_heartbeat_many per round against 100 pglock_heartbeat"
+# Each pgbench transaction is one round: every lock renewed once.  The runner takes
+# the locks and hands their RVNs to the script, which keeps each new one.
+hb100_names="{$(seq -s, -f 'hb100-%g' 0 99)}"
+for ((round = 1; round <= rounds; round++)); do
+    for variant in many single; do
+        reset_tables
+        mapfile -t hb100_rvns < <(sql "SELECT a.rvn FROM generate_series(0, 99) n,
+                                        pglock_acquire('hb100-' || n, 'bench', '1 hour') a ORDER BY n")
+        if [[ $variant == many ]]; then
+            options=(-D "names=$hb100_names" -D "rvns={$(IFS=,; echo "${hb100_rvns[*]}")}")
+        else
+            options=()
+            for k in "${!hb100_rvns[@]}"; do options+=(-D "rvn$k=${hb100_rvns[k]}"); done
+        fi
+        run heartbeat-100 "$variant" 1 "pglock_heartbeat_100_$variant.sql" "${options[@]}"
+    done
+done
 
 say "results"
 awk -v size_before="$size_before" -v size_after="$size_after" -v updates="$updates" -v hot="$hot" \

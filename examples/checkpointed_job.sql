@@ -4,11 +4,13 @@
 --
 --   CALL nightly_export('worker-1');
 --
--- Each step's work commits together with the heartbeat that carries the step's
--- checkpoint.  If the heartbeat raises (55000: the lease ran out and another
--- worker took over), that step's work rolls back with it and the procedure
--- stops with the error: the new holder resumes from the last checkpoint, so no
--- step is done twice or lost.
+-- Each step prepares what it will write (holding nothing), then, in one
+-- transaction, fences the lock, writes, and heartbeats with the step's
+-- checkpoint.  If the lease ran out and another worker took over meanwhile, the
+-- fence raises (55000) before the step writes anything, and the procedure stops
+-- with the error; once fenced, no other worker's takeover commits before the
+-- step does, however long its writes take.  The new holder resumes from the
+-- last checkpoint, so no step is done twice or lost.
 
 CREATE TABLE export_log (
     step   integer PRIMARY KEY,
@@ -19,7 +21,7 @@ CREATE PROCEDURE nightly_export(
     worker    text,
     steps     integer  DEFAULT 10,
     lease     interval DEFAULT '5 seconds',
-    step_time interval DEFAULT '0')   -- stands in for each step's real work
+    step_time interval DEFAULT '0')   -- stands in for preparing each step
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -41,8 +43,12 @@ BEGIN
       INTO done FROM pglock_get('nightly-export');
 
     FOR step IN done + 1 .. steps LOOP
-        INSERT INTO export_log (step, worker) VALUES (step, worker);   -- the work
+        -- Prepare the step: read the source, call out; nothing written yet.
         PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', step_time));
+        -- Raises 55000 if the lock was lost: the job stops, this step unwritten.
+        PERFORM pglock_fence('nightly-export', worker, my_rvn);
+        INSERT INTO export_log (step, worker) VALUES (step, worker);   -- the work
+        -- Renew, with the checkpoint, in the step's transaction.
         my_rvn := pglock_heartbeat('nightly-export', worker, my_rvn,
                                    data => pg_catalog.convert_to(step::text, 'UTF8'));
         COMMIT;

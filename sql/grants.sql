@@ -9,6 +9,9 @@ REVOKE ALL ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
+    pglock_fence(text, text, bigint),
+    pglock_heartbeat_many(text, text[], bigint[], interval),
+    pglock_acquire_slot(text, text, integer, interval, bytea, interval),
     pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE
@@ -22,6 +25,9 @@ GRANT EXECUTE ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
+    pglock_fence(text, text, bigint),
+    pglock_heartbeat_many(text, text[], bigint[], interval),
+    pglock_acquire_slot(text, text, integer, interval, bytea, interval),
     pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 TO pglock_user;
 GRANT EXECUTE ON PROCEDURE

@@ -8,7 +8,8 @@
 -- where the procedure could not commit.
 -- New: row-level security on pglock.locks (nobody but the owner reads or writes
 -- it), the table pglock.name_lock_secret that keys name locks, the role
--- pglock_admin and pglock_force_release for it.  pglock refuses databases whose
+-- pglock_admin and pglock_force_release for it; pglock_fence,
+-- pglock_heartbeat_many and semaphores (pglock_acquire_slot).  pglock refuses databases whose
 -- encoding is not UTF8.  The table and the sequence are unchanged, so every lock
 -- survives the update as it is.
 --
@@ -124,6 +125,56 @@ BEGIN
     END LOOP;
 END
 $procedure$;
+
+CREATE FUNCTION "pglock_fence"(
+	"name" TEXT,
+	"owner" TEXT,
+	"rvn" bigint
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_fence_wrapper';
+
+CREATE FUNCTION "pglock_heartbeat_many"(
+	"owner" TEXT,
+	"names" TEXT[],
+	"rvns" bigint[],
+	"lease" interval DEFAULT NULL
+) RETURNS TABLE (
+	"name" TEXT,
+	"rvn" bigint,
+	"renewed" bool
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_heartbeat_many_wrapper';
+
+CREATE FUNCTION "pglock_acquire_slot"(
+	"name" TEXT,
+	"owner" TEXT,
+	"slots" INT,
+	"lease" interval DEFAULT '20 seconds',
+	"data" bytea DEFAULT NULL,
+	"wait_timeout" interval DEFAULT '0'
+) RETURNS TABLE (
+	"acquired" bool,
+	"slot_name" TEXT,
+	"rvn" bigint
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_acquire_slot_wrapper';
+
+REVOKE ALL ON FUNCTION
+    pglock_fence(text, text, bigint),
+    pglock_heartbeat_many(text, text[], bigint[], interval),
+    pglock_acquire_slot(text, text, integer, interval, bytea, interval)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    pglock_fence(text, text, bigint),
+    pglock_heartbeat_many(text, text[], bigint[], interval),
+    pglock_acquire_slot(text, text, integer, interval, bytea, interval)
+TO pglock_user;
 
 REVOKE ALL ON FUNCTION pglock_stats(), pglock_force_release(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pglock_stats() TO pglock_monitor, pglock_admin;

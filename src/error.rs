@@ -6,7 +6,9 @@
 
 use std::panic::Location;
 
-use pglock_protocol::limits::{MAX_DATA_BYTES, MAX_LABEL_CHARS};
+use pglock_protocol::limits::{
+    MAX_DATA_BYTES, MAX_HEARTBEAT_MANY, MAX_LABEL_CHARS, MAX_SEMAPHORE_NAME_CHARS, MAX_SLOTS,
+};
 use pglock_protocol::{NotHeldReason, ProtocolError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::Oid;
@@ -65,6 +67,35 @@ pub enum PglockError {
     /// 54000: data larger than `MAX_DATA_BYTES`.
     #[error("pglock: data is {bytes} bytes; the limit is {MAX_DATA_BYTES} bytes")]
     DataTooLarge { bytes: usize },
+    /// 22001: a semaphore name too long for its slots' names to be lock names.
+    #[error(
+        "pglock: {argument} is {chars} characters long; the limit for a semaphore is \
+         {MAX_SEMAPHORE_NAME_CHARS}"
+    )]
+    SemaphoreNameTooLong {
+        argument: &'static str,
+        chars: usize,
+    },
+    /// 22023: a slot count outside 1 to `MAX_SLOTS`.
+    #[error("pglock: {argument} must be between 1 and {MAX_SLOTS}, got {slots}")]
+    SlotsOutOfRange { argument: &'static str, slots: i32 },
+    /// 22023: the names and RVNs of a heartbeat_many do not pair up.
+    #[error("pglock: names has {names} elements but rvns has {rvns}")]
+    ArrayLengthsDiffer { names: usize, rvns: usize },
+    /// 22023: a name given twice to a heartbeat_many.
+    #[error("pglock: names lists \"{name}\" more than once")]
+    RepeatedName { name: String },
+    /// 54000: more names than one heartbeat_many renews.
+    #[error("pglock: names has {count} elements; the limit is {MAX_HEARTBEAT_MANY}")]
+    TooManyNames { count: usize },
+    /// An array element that breaks its argument's rule: that rule's error and
+    /// SQLSTATE, with the element's position (from 1).
+    #[error("{error} (element {position} of {array})")]
+    Element {
+        array: &'static str,
+        position: usize,
+        error: Box<PglockError>,
+    },
     /// What a protocol step ended with (55000, 42501, 40001, 22023).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -83,11 +114,17 @@ impl PglockError {
             | Self::LeaseOutOfRange { .. }
             | Self::RvnNotPositive { .. }
             | Self::NegativeWait { .. }
+            | Self::SlotsOutOfRange { .. }
+            | Self::ArrayLengthsDiffer { .. }
+            | Self::RepeatedName { .. }
             | Self::Protocol(ProtocolError::DataWithoutKeep) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
             Self::CommittingWaitInTransaction => ERRCODE_INVALID_TRANSACTION_TERMINATION,
-            Self::LabelTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-            Self::DataTooLarge { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::LabelTooLong { .. } | Self::SemaphoreNameTooLong { .. } => {
+                ERRCODE_STRING_DATA_RIGHT_TRUNCATION
+            }
+            Self::DataTooLarge { .. } | Self::TooManyNames { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            Self::Element { error, .. } => error.sqlstate(),
             Self::Protocol(ProtocolError::NotHeld { .. })
             | Self::NotPreloaded
             | Self::ExtensionNotUpdated => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -118,6 +155,7 @@ impl PglockError {
                 let name = ffi::role_name(role).unwrap_or_else(|| role.to_u32().to_string());
                 Some(format!("The lock was taken by role \"{name}\"."))
             }
+            Self::Element { error, .. } => error.detail(),
             _ => None,
         }
     }
@@ -128,7 +166,7 @@ impl PglockError {
                 Some("Stop the work this lock protects; acquire the lock again to continue.")
             }
             Self::Protocol(ProtocolError::HeldByOtherRole { .. }) => {
-                Some("Only the role that acquired a lock may heartbeat or release it.")
+                Some("Only the role that acquired a lock may heartbeat, fence or release it.")
             }
             Self::Protocol(ProtocolError::DataWithoutKeep) => {
                 Some("Pass keep => true to store data on release.")
@@ -147,6 +185,12 @@ impl PglockError {
             Self::Protocol(ProtocolError::SerializationFailure { .. }) => {
                 Some("Call pglock functions in READ COMMITTED, ideally in autocommit.")
             }
+            Self::RepeatedName { .. } => Some(
+                "Give each lock once, with its latest RVN: a second renewal would find \
+                 the RVN the first one wrote.",
+            ),
+            Self::TooManyNames { .. } => Some("Renew the locks in several calls."),
+            Self::Element { error, .. } => error.hint(),
             _ => None,
         }
     }

@@ -3,9 +3,13 @@
 //! Every SQL function is declared non-STRICT so that a NULL reaches these checks and
 //! gets a specific error instead of silently returning NULL.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use pglock_protocol::limits::{MAX_DATA_BYTES, MAX_LABEL_CHARS, MAX_LEASE};
+use pglock_protocol::limits::{
+    MAX_DATA_BYTES, MAX_HEARTBEAT_MANY, MAX_LABEL_CHARS, MAX_LEASE, MAX_SEMAPHORE_NAME_CHARS,
+    MAX_SLOTS,
+};
 use pglock_protocol::Lease;
 use pgrx::prelude::Interval;
 
@@ -97,6 +101,75 @@ pub fn flag(argument: &'static str, value: Option<bool>) -> Result<bool, PglockE
     required(argument, value)
 }
 
+/// A semaphore's name: a lock name short enough that its slots' names
+/// (`<name>#<slot>`) are lock names too.
+pub fn semaphore_name<'a>(
+    argument: &'static str,
+    value: Option<&'a str>,
+) -> Result<&'a str, PglockError> {
+    match label(argument, value) {
+        Err(PglockError::LabelTooLong { chars, .. }) => {
+            Err(PglockError::SemaphoreNameTooLong { argument, chars })
+        }
+        Ok(name) if name.chars().count() > MAX_SEMAPHORE_NAME_CHARS => {
+            Err(PglockError::SemaphoreNameTooLong {
+                argument,
+                chars: name.chars().count(),
+            })
+        }
+        checked => checked,
+    }
+}
+
+/// A semaphore's slot count: 1 to [`MAX_SLOTS`].
+pub fn slots(argument: &'static str, value: Option<i32>) -> Result<u32, PglockError> {
+    let slots = required(argument, value)?;
+    match u32::try_from(slots) {
+        Ok(count) if (1..=MAX_SLOTS).contains(&count) => Ok(count),
+        _ => Err(PglockError::SlotsOutOfRange { argument, slots }),
+    }
+}
+
+/// The locks of a `pglock_heartbeat_many`: `names[i]` with `rvns[i]`, in the
+/// arrays' order, each name a lock name given once and each RVN positive, at
+/// most [`MAX_HEARTBEAT_MANY`] of them.
+pub fn renewals(
+    names: Option<Vec<Option<&str>>>,
+    rvns: Option<Vec<Option<i64>>>,
+) -> Result<Vec<(&str, i64)>, PglockError> {
+    let names = required("names", names)?;
+    let rvns = required("rvns", rvns)?;
+    if names.len() > MAX_HEARTBEAT_MANY {
+        return Err(PglockError::TooManyNames { count: names.len() });
+    }
+    if names.len() != rvns.len() {
+        return Err(PglockError::ArrayLengthsDiffer {
+            names: names.len(),
+            rvns: rvns.len(),
+        });
+    }
+    let element = |array, index: usize| {
+        move |error| PglockError::Element {
+            array,
+            position: index + 1,
+            error: Box::new(error),
+        }
+    };
+    let mut seen = HashSet::with_capacity(names.len());
+    let mut renewals = Vec::with_capacity(names.len());
+    for (index, (name, rvn_value)) in names.into_iter().zip(rvns).enumerate() {
+        let name = label("name", name).map_err(element("names", index))?;
+        let rvn = rvn("rvn", rvn_value).map_err(element("rvns", index))?;
+        if !seen.insert(name) {
+            return Err(PglockError::RepeatedName {
+                name: name.to_owned(),
+            });
+        }
+        renewals.push((name, rvn));
+    }
+    Ok(renewals)
+}
+
 fn required<T>(argument: &'static str, value: Option<T>) -> Result<T, PglockError> {
     value.ok_or(PglockError::NullArgument { argument })
 }
@@ -172,6 +245,140 @@ mod tests {
         );
         assert_eq!(optional_rvn("observed_rvn", None), Ok(None));
         assert!(optional_rvn("observed_rvn", Some(-1)).is_err());
+    }
+
+    #[test]
+    fn semaphore_names_leave_room_for_their_slot_numbers() {
+        let longest = "é".repeat(MAX_SEMAPHORE_NAME_CHARS);
+        assert_eq!(semaphore_name("name", Some(&longest)), Ok(longest.as_str()));
+        for chars in [MAX_SEMAPHORE_NAME_CHARS + 1, MAX_LABEL_CHARS + 1] {
+            assert_eq!(
+                semaphore_name("name", Some(&"x".repeat(chars))),
+                Err(PglockError::SemaphoreNameTooLong {
+                    argument: "name",
+                    chars
+                })
+            );
+        }
+        assert_eq!(
+            semaphore_name("name", Some("")),
+            Err(PglockError::EmptyLabel { argument: "name" })
+        );
+        assert_eq!(
+            semaphore_name("name", None),
+            Err(PglockError::NullArgument { argument: "name" })
+        );
+    }
+
+    #[test]
+    fn slot_counts_are_one_to_a_thousand() {
+        assert_eq!(slots("slots", Some(1)), Ok(1));
+        assert_eq!(slots("slots", Some(1000)), Ok(1000));
+        for bad in [0, -1, 1001, i32::MIN, i32::MAX] {
+            assert_eq!(
+                slots("slots", Some(bad)),
+                Err(PglockError::SlotsOutOfRange {
+                    argument: "slots",
+                    slots: bad
+                })
+            );
+        }
+        assert_eq!(
+            slots("slots", None),
+            Err(PglockError::NullArgument { argument: "slots" })
+        );
+    }
+
+    #[test]
+    fn renewals_pair_names_with_rvns_each_checked() {
+        assert_eq!(
+            renewals(
+                Some(vec![Some("b"), Some("a")]),
+                Some(vec![Some(7), Some(3)])
+            ),
+            Ok(vec![("b", 7), ("a", 3)])
+        );
+        assert_eq!(renewals(Some(vec![]), Some(vec![])), Ok(vec![]));
+        assert_eq!(
+            renewals(None, Some(vec![])),
+            Err(PglockError::NullArgument { argument: "names" })
+        );
+        assert_eq!(
+            renewals(Some(vec![]), None),
+            Err(PglockError::NullArgument { argument: "rvns" })
+        );
+        assert_eq!(
+            renewals(Some(vec![Some("a")]), Some(vec![Some(1), Some(2)])),
+            Err(PglockError::ArrayLengthsDiffer { names: 1, rvns: 2 })
+        );
+        assert_eq!(
+            renewals(
+                Some(vec![Some("a"), Some("a")]),
+                Some(vec![Some(1), Some(2)])
+            ),
+            Err(PglockError::RepeatedName { name: "a".into() })
+        );
+        let element = |array, position, error| PglockError::Element {
+            array,
+            position,
+            error: Box::new(error),
+        };
+        assert_eq!(
+            renewals(Some(vec![Some("a"), None]), Some(vec![Some(1), Some(2)])),
+            Err(element(
+                "names",
+                2,
+                PglockError::NullArgument { argument: "name" }
+            ))
+        );
+        assert_eq!(
+            renewals(
+                Some(vec![Some("a"), Some("")]),
+                Some(vec![Some(1), Some(2)])
+            ),
+            Err(element(
+                "names",
+                2,
+                PglockError::EmptyLabel { argument: "name" }
+            ))
+        );
+        assert_eq!(
+            renewals(Some(vec![Some("a")]), Some(vec![None])),
+            Err(element(
+                "rvns",
+                1,
+                PglockError::NullArgument { argument: "rvn" }
+            ))
+        );
+        assert_eq!(
+            renewals(Some(vec![Some("a")]), Some(vec![Some(0)])),
+            Err(element(
+                "rvns",
+                1,
+                PglockError::RvnNotPositive {
+                    argument: "rvn",
+                    rvn: 0
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn renewals_are_at_most_ten_thousand() {
+        let names: Vec<String> = (0..=MAX_HEARTBEAT_MANY).map(|n| n.to_string()).collect();
+        let all: Vec<Option<&str>> = names.iter().map(|name| Some(name.as_str())).collect();
+        let rvns = vec![Some(1); all.len()];
+        assert_eq!(
+            renewals(Some(all.clone()), Some(rvns.clone())),
+            Err(PglockError::TooManyNames {
+                count: MAX_HEARTBEAT_MANY + 1
+            })
+        );
+        let most = MAX_HEARTBEAT_MANY;
+        assert_eq!(
+            renewals(Some(all[..most].to_vec()), Some(rvns[..most].to_vec())).map(|v| v.len()),
+            Ok(most)
+        );
     }
 
     #[test]

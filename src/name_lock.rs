@@ -2,9 +2,11 @@
 //!
 //! Every write to `pglock.locks` takes its name's lock first, so writes to one
 //! name happen one at a time and each draws its RVN after the previous one
-//! committed; reads never take it.  It is an advisory-style lock of the user lock
-//! method, keyed by the database and a 64-bit hash of the name, with a tag field
-//! no `pg_advisory_lock` call can produce.
+//! committed; reads never take it.  A fence takes it in share mode: writers wait
+//! for the fence's transaction, other fences of the same lock do not.  It is an
+//! advisory-style lock of the user lock method, keyed by the database and a
+//! 64-bit hash of the name, with a tag field no `pg_advisory_lock` call can
+//! produce.
 //!
 //! The hash is SipHash-2-4 keyed by a secret that each database's installation
 //! draws at random (`pglock.name_lock_secret`, readable by no role but the
@@ -35,6 +37,18 @@ pub fn try_lock(secret: &[u8; 16], name: &str) -> bool {
 /// only drops by one).
 pub fn unlock(secret: &[u8; 16], name: &str) {
     ffi::unlock_exclusive(&tag(secret, name));
+}
+
+/// Take this transaction's shared lock on `name`, held until it ends: other
+/// transactions' [`lock`] waits for it (and [`try_lock`] fails), other shared
+/// locks do not.  A fence holds it.
+pub fn lock_shared(secret: &[u8; 16], name: &str) {
+    ffi::lock_shared(&tag(secret, name));
+}
+
+/// Give back one [`lock_shared`] of `name`, after a fence that failed.
+pub fn unlock_shared(secret: &[u8; 16], name: &str) {
+    ffi::unlock_shared(&tag(secret, name));
 }
 
 /// The 64-bit key of `name`'s lock.

@@ -21,7 +21,7 @@ use std::cell::{Cell, OnceCell};
 use std::panic::Location;
 
 use pglock_protocol::{
-    Claim, DataChange, Fields, Holder, Lease, Lock, Released, RoleId, Store, Timestamp,
+    Claim, DataChange, Fencing, Fields, Holder, Lease, Lock, Released, RoleId, Store, Timestamp,
 };
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, Oid};
@@ -376,5 +376,67 @@ impl Store for Backend {
 
     fn name_lock_key(&mut self, name: &str) -> u64 {
         name_lock::key(&self.name_lock_secret(), name)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fences (`pglock_fence`): the protocol's `Fencing` on top of `Store`, kept
+// apart from the statements above.  A fence takes the name's lock in share mode
+// (`name_lock::lock_shared`) and share-locks the holder's row with the statement
+// below, both until the transaction ends.  Fences are not the hot path: SQL,
+// whose FOR SHARE waits for a writer and re-checks the row as it left it.
+
+/// The holder named exactly, not released: `$1` to `$4` are name, owner, RVN, role.
+macro_rules! held_exactly {
+    () => {
+        "WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2 \
+           AND rvn OPERATOR(pg_catalog.=) $3 \
+           AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $4 AND NOT released "
+    };
+}
+
+/// The holder's row, share-locked: `$1` to `$4` are name, owner, RVN, role.  A
+/// row another transaction is updating or deleting is waited for, then
+/// re-checked as that transaction left it (READ COMMITTED), or is a
+/// serialization failure under a transaction snapshot.
+const FENCE: &str = concat!(
+    "SELECT rvn FROM pglock.locks ",
+    held_exactly!(),
+    "FOR SHARE"
+);
+
+thread_local! {
+    static FENCE_STATEMENT: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
+}
+
+impl Fencing for Backend {
+    fn lock_name_shared(&mut self, name: &str) {
+        name_lock::lock_shared(&self.name_lock_secret(), name);
+    }
+
+    fn unlock_name_shared(&mut self, name: &str) {
+        name_lock::unlock_shared(&self.name_lock_secret(), name);
+    }
+
+    /// A row lock is no write of the lock: no new RVN and no durable commit
+    /// forced (the fenced transaction's own writes commit as its session says).
+    fn fence(&mut self, holder: &Holder<'_>) -> Option<i64> {
+        self.with_statements(|client, _| {
+            FENCE_STATEMENT.with(|cell| {
+                let statement = cell.get_or_init(|| {
+                    use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
+                    let types = [text, text, int8, oid].map(PgOid::from_untagged);
+                    checked(client.prepare_mut(FENCE, &types)).keep()
+                });
+                let args: [DatumWithOid; 4] = [
+                    holder.name.into(),
+                    holder.owner.into(),
+                    holder.rvn.into(),
+                    oid_of(holder.role).into(),
+                ];
+                let table = checked(client.select(statement, None, &args));
+                (!table.is_empty()).then(|| required_column(&table.first(), 1))
+            })
+        })
     }
 }

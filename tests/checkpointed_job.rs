@@ -1,8 +1,8 @@
 //! The PL/pgSQL job of examples/checkpointed_job.sql, run by two workers: a
-//! worker whose lease ran out learns it from its heartbeat, which rolls back the
-//! step it was doing; a worker that died is taken over after its lease; the next
-//! holder resumes from the checkpoint kept in the lock's data.  Every step is done
-//! exactly once.
+//! worker whose lease ran out while it prepared a step learns it from its fence,
+//! before the step writes anything; a worker that died is taken over after its
+//! lease; the next holder resumes from the checkpoint kept in the lock's data.
+//! Every step is done exactly once.
 
 use std::thread;
 
@@ -71,11 +71,11 @@ fn checkpoint(client: &mut Client) -> (bool, String) {
 }
 
 #[test]
-fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
+fn a_stalled_worker_is_stopped_by_its_fence_and_a_dead_one_is_resumed() {
     install_example();
     let mut observer = worker_connection();
 
-    // 1. worker-1 stalls in its first step for longer than its lease.
+    // 1. worker-1 stalls preparing its first step for longer than its lease.
     let stalled = thread::spawn(|| {
         worker_connection().execute(
             "CALL nightly_export('worker-1', lease => '1 second', step_time => '4 seconds')",
@@ -91,8 +91,8 @@ fn a_stalled_worker_is_stopped_by_its_heartbeat_and_a_dead_one_is_resumed() {
             .unwrap()
             .is_some()
     });
-    // worker-2 takes over after the lease and redoes step 1, whose first attempt
-    // never committed; worker-1's heartbeat then raises and rolls its step back.
+    // worker-2 takes over after the lease and does every step; worker-1's fence
+    // then raises, and its step is never written.
     worker_connection()
         .execute("CALL nightly_export('worker-2', lease => '1 second')", &[])
         .unwrap();

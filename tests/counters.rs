@@ -53,16 +53,37 @@ fn every_kind_of_call_moves_its_counter_exactly() {
         .unwrap()
         .get(0); // released
     assert_eq!(released, 1);
+    // heartbeat_many: one renewed, one lost; slots: one taken, one refused.
+    let many = unique_name("counted-many");
+    let kept = acquire(&mut client, &many, "m", 60.0, None).unwrap(); // acquired
+    let renewals: i64 = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE renewed) FROM pglock_heartbeat_many('m', \
+                    ARRAY[$1, $1 || '-lost'], ARRAY[$2::bigint, 1])",
+            &[&many, &kept.rvn],
+        )
+        .unwrap()
+        .get(0); // a heartbeat and a failed one
+    assert_eq!(renewals, 1);
+    let semaphore = unique_name("counted-slots");
+    for owner in ["s1", "s2"] {
+        client
+            .query_one(
+                "SELECT acquired FROM pglock_acquire_slot($1, $2, 1)",
+                &[&semaphore, &owner],
+            )
+            .unwrap(); // acquired, then refused
+    }
 
     let after = stats(&mut client);
     assert_eq!(
         delta(&before, &after),
         [
-            ("acquired", 2),
+            ("acquired", 4),
             ("taken_over", 1),
-            ("refused", 1),
-            ("heartbeats", 1),
-            ("failed_heartbeats", 1),
+            ("refused", 2),
+            ("heartbeats", 2),
+            ("failed_heartbeats", 2),
             ("released", 2)
         ]
     );

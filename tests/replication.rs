@@ -154,6 +154,22 @@ fn locks_committed_with_remote_apply_survive_a_promotion() {
         started.elapsed() < std::time::Duration::from_secs(40),
         "it did not wait for the lock first"
     );
+    // A fence on a standby could not hold off the primary's writers; it, the
+    // bulk renewal and a semaphore's wait fail at once the same way.
+    let (held_name, held_rvn, _, _) = &expected[0];
+    for statement in [
+        "SELECT pglock_fence($1, 'app', $2)::text",
+        "SELECT count(*)::text FROM pglock_heartbeat_many('app', ARRAY[$1], ARRAY[$2::bigint])",
+        "SELECT slot_name FROM pglock_acquire_slot($1, 'app', 2, wait_timeout => '50 s') \
+          WHERE $2::bigint > 0",
+    ] {
+        let refused = reader.query_one(statement, &[held_name, held_rvn]);
+        assert_eq!(
+            sqlstate(refused),
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            "{statement}"
+        );
+    }
 
     drop((writer, admin, reader));
     drop(primary); // the primary goes away

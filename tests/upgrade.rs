@@ -191,6 +191,28 @@ fn update_from(server: &Server, old: &str, database: &str) -> Vec<String> {
         )
         .unwrap();
     assert!(row.get::<_, bool>("acquired"));
+    // What 0.3.0 added: a fence, a bulk renewal, a semaphore's slot.
+    let fenced: i64 = app
+        .query_one("SELECT pglock_fence('held', 'a', $1)", &[&held])
+        .unwrap()
+        .get(0);
+    assert_eq!(fenced, held);
+    let held: i64 = app
+        .query_one(
+            "SELECT rvn FROM pglock_heartbeat_many('a', ARRAY['held'], ARRAY[$1::bigint]) \
+              WHERE renewed",
+            &[&held],
+        )
+        .unwrap()
+        .get(0);
+    let slot: String = app
+        .query_one(
+            "SELECT slot_name FROM pglock_acquire_slot('slots', 'b', 2) WHERE acquired",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(slot, "slots#1");
     let listed: i64 = app
         .query_one(
             "SELECT count(*) FROM pglock_locks WHERE holder_role = 'app'::regrole",
@@ -198,12 +220,12 @@ fn update_from(server: &Server, old: &str, database: &str) -> Vec<String> {
         )
         .unwrap()
         .get(0);
-    assert_eq!(listed, 3, "held, kept (now b's) and fresh");
+    assert_eq!(listed, 4, "held, kept (now b's), fresh and slots#1");
     let released: i64 = app
         .query_one("SELECT pglock_release_all('b')", &[])
         .unwrap()
         .get(0);
-    assert_eq!(released, 2);
+    assert_eq!(released, 3);
     assert!(app
         .query_one("SELECT pglock_release('held', 'a', $1)", &[&held])
         .unwrap()

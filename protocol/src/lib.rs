@@ -4,10 +4,11 @@
 //! - [`decide`]: the decisions (create, take over or refuse; which data a write
 //!   keeps; why a caller does not hold a lock)
 //! - [`store`]: what the protocol needs from where locks are kept
-//! - [`steps`]: acquire, heartbeat, release, release-all and an operator's forced
-//!   release over a [`Store`]
+//! - [`steps`]: acquire, heartbeat, release, release-all, an operator's forced
+//!   release, a fence and heartbeats of many locks over a [`Store`]
 //! - [`waiting`]: the caller's half: when a holder's RVN has stood still long
 //!   enough to take its lock over, and the waiting acquire built on it
+//! - [`semaphore`]: at most so many holders of one name, each holding a slot
 //! - [`limits`]: what the server accepts, so a client can check first
 //!
 //! The extension implements [`Store`] over SPI on `pglock.locks`; the Rust client
@@ -18,6 +19,7 @@ pub mod decide;
 pub mod error;
 pub mod limits;
 pub mod lock;
+pub mod semaphore;
 pub mod steps;
 pub mod store;
 pub mod waiting;
@@ -27,6 +29,6 @@ mod tests;
 
 pub use error::{NotHeldReason, ProtocolError};
 pub use lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
-pub use steps::{AcquireOutcome, AcquireRequest, HeartbeatRequest, ReleaseRequest};
-pub use store::{Fields, Store};
+pub use steps::{AcquireOutcome, AcquireRequest, FenceRequest, HeartbeatRequest, ReleaseRequest};
+pub use store::{Fencing, Fields, Store};
 pub use waiting::{Clock, Watch};

@@ -1,5 +1,5 @@
 //! The protocol's steps, top to bottom: acquire, heartbeat, release, release all,
-//! and an operator's forced release.
+//! an operator's forced release, a fence, and heartbeats of many locks at once.
 //!
 //! An acquire reads without locking and decides ([`decide_acquire`]); only a
 //! decision to write takes the name's lock, and the write repeats the decision's
@@ -7,12 +7,14 @@
 //! never both win.  Heartbeat and release take the name's lock first and write
 //! only if the caller is exactly the holder; when nothing matched they read the
 //! lock to say why.  A call that changes nothing gives the name's lock back
-//! before it returns: it holds nothing, in whatever transaction it ran.
+//! before it returns: it holds nothing, in whatever transaction it ran.  The one
+//! exception is a fence that succeeds: holding the lock against other writers
+//! until its transaction ends is what it is for.
 
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
-use crate::lock::{Claim, Holder, Lease, Lock, Released, RoleId};
-use crate::store::{Fields, Store};
+use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId};
+use crate::store::{Fencing, Fields, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AcquireRequest<'a> {
@@ -324,4 +326,80 @@ pub fn force_release(store: &mut impl Store, name: &str) -> bool {
         store.unlock_name(name);
     }
     deleted
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FenceRequest<'a> {
+    pub name: &'a str,
+    pub owner: &'a str,
+    pub rvn: i64,
+}
+
+/// The holder's RVN, with the lock fenced until the caller's transaction ends:
+/// no heartbeat, takeover or release of it by another transaction can commit
+/// before that transaction does (they wait, or, if they must not wait, count the
+/// lock as busy).  Writes nothing.  An error, holding nothing, if the caller does
+/// not hold the lock, exactly as a failed [`heartbeat`] says it.
+///
+/// The name's shared lock comes first, so the check sees every earlier writer of
+/// the name committed; then the holder's row is share-locked under the holder's
+/// exact condition, which also waits out a bulk write still in progress.  Fences
+/// of one lock share both locks: several transactions of its holder may fence it
+/// at once.
+pub fn fence(store: &mut impl Fencing, request: &FenceRequest<'_>) -> Result<i64, ProtocolError> {
+    let holder = Holder {
+        name: request.name,
+        owner: request.owner,
+        rvn: request.rvn,
+        role: store.caller(),
+    };
+    store.lock_name_shared(request.name);
+    match store.fence(&holder) {
+        Some(rvn) => Ok(rvn),
+        None => {
+            let current = store.read(holder.name, Fields::WithoutData);
+            store.unlock_name_shared(holder.name);
+            Err(why_not_held(current.as_ref(), &holder))
+        }
+    }
+}
+
+/// Renew each lock of `locks` (name and the caller's latest RVN of it) that
+/// `owner` holds for the calling role, as [`heartbeat`] does with its data kept
+/// and `lease`, if given, as its new lease.  The new RVN of each, in the order
+/// given; `None` for a lock the caller does not hold (lost, released, another
+/// role's), which is left alone without an error.  Names are expected to be
+/// distinct: a repeated name's second renewal would find its RVN moved on.
+///
+/// Names are locked one at a time in [`Store::name_lock_key`] order, so two
+/// calls over overlapping names wait for each other in one order and cannot
+/// deadlock.  As in [`release_all`], each name's lock is given back right after
+/// its write: the row lock the write took keeps other writers of that lock
+/// waiting until commit anyway, and one name lock per lock held to the end would
+/// exhaust the server's shared lock table for thousands of locks.
+pub fn heartbeat_many(
+    store: &mut impl Store,
+    owner: &str,
+    locks: &[(&str, i64)],
+    lease: Option<&Lease>,
+) -> Vec<Option<i64>> {
+    let role = store.caller();
+    let mut order: Vec<usize> = (0..locks.len()).collect();
+    order.sort_by_cached_key(|&index| store.name_lock_key(locks[index].0));
+    let mut renewed = vec![None; locks.len()];
+    for index in order {
+        let (name, rvn) = locks[index];
+        let holder = Holder {
+            name,
+            owner,
+            rvn,
+            role,
+        };
+        store.lock_name(name);
+        if let Some(new_rvn) = store.heartbeat(&holder, DataChange::Keep, lease) {
+            renewed[index] = Some(rvn_above(store, name, new_rvn, rvn));
+        }
+        store.unlock_name(name);
+    }
+    renewed
 }

@@ -89,3 +89,33 @@ pub trait Store {
     /// every caller, so two of them cannot deadlock.
     fn name_lock_key(&mut self, name: &str) -> u64;
 }
+
+/// What a fence needs besides [`Store`]: a name lock that writers wait for but
+/// other fences share, and a share lock on the holder's row.
+///
+/// A fence holds both until its transaction ends, so that no heartbeat,
+/// takeover or release of the lock by another transaction commits before it.
+/// The name lock makes writers that take the name first (every write but the
+/// bulk ones) wait, in the name lock's queue; the row lock makes the bulk writes
+/// (release-all, heartbeat-many), which give each name's lock back before they
+/// commit, wait too, and makes the fence wait for one of them in progress.
+pub trait Fencing: Store {
+    /// Take this transaction's shared lock on the name, until it ends: it waits
+    /// for, and then blocks, every other transaction's [`Store::lock_name`] (and
+    /// `try_lock_name` fails), but not other shared locks of the name.  It waits
+    /// like `lock_name`, behind writers already queued.
+    fn lock_name_shared(&mut self, name: &str);
+
+    /// Give back one [`Fencing::lock_name_shared`] of this transaction.
+    fn unlock_name_shared(&mut self, name: &str);
+
+    /// Lock the row of exactly `holder` (not released) in share mode until this
+    /// transaction ends, and return its RVN; `None` if `holder` does not hold the
+    /// lock.  Other transactions' updates and deletes of the row wait for this
+    /// one; if one of them is writing the row right now (a bulk write that gave
+    /// the name back), this waits for it to end and then looks at the row as it
+    /// left it.  Writes no new RVN.  Under a transaction snapshot (REPEATABLE
+    /// READ, SERIALIZABLE) a row changed since the snapshot is a serialization
+    /// failure, as for any row lock.
+    fn fence(&mut self, holder: &Holder<'_>) -> Option<i64>;
+}

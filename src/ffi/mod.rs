@@ -237,6 +237,26 @@ pub fn unlock_exclusive(tag: &pg_sys::LOCKTAG) {
 
 const EXCLUSIVE: pg_sys::LOCKMODE = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
 
+/// Take a shared lock on `tag` for the rest of the transaction: it conflicts
+/// with [`lock_exclusive`] of other transactions, not with other shared locks,
+/// and waits like any heavyweight lock (behind exclusive requests already queued).
+pub fn lock_shared(tag: &pg_sys::LOCKTAG) {
+    // SAFETY: as for `lock_exclusive`, in share mode.
+    unsafe {
+        pg_sys::LockAcquire(tag, SHARE, false, false);
+    }
+}
+
+/// Give back one [`lock_shared`] of `tag` taken by this transaction.
+pub fn unlock_shared(tag: &pg_sys::LOCKTAG) {
+    // SAFETY: as for `unlock_exclusive`.
+    unsafe {
+        pg_sys::LockRelease(tag, SHARE, false);
+    }
+}
+
+const SHARE: pg_sys::LOCKMODE = pg_sys::ShareLock as pg_sys::LOCKMODE;
+
 /// Sleep on the backend's latch for up to `timeout`; a signal (cancel,
 /// `statement_timeout`, termination) sets the latch and ends it early.
 pub fn sleep_on_latch(timeout: Duration) {

@@ -4,14 +4,17 @@
 //! They run as their caller (SECURITY INVOKER): `current_user` is the role that
 //! acquires and holds locks, and callers need EXECUTE (via `pglock_user`), never
 //! rights on the table, which the store reaches as its owner.  None is STRICT: a
-//! NULL argument gets a 22004 error, not a NULL result.  Those that write raise
-//! 25006 at once in a read-only transaction (a hot standby).
+//! NULL argument gets a 22004 error, not a NULL result.  Those that write (and
+//! the fence) raise 25006 at once in a read-only transaction (a hot standby).
 
 // pgrx raises the `ErrorReport` a function returns; it is large, but it only
 // ever travels on the error path, once per call.
 #![allow(clippy::result_large_err)]
 
+mod fence;
+mod heartbeat_many;
 pub(crate) mod lease;
+mod semaphore;
 pub mod wait;
 
 use pglock_protocol::{AcquireOutcome, AcquireRequest};

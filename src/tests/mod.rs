@@ -7,11 +7,14 @@
 
 mod acquire;
 mod errors;
+mod fence;
 mod heartbeat;
+mod heartbeat_many;
 mod operators;
 mod release;
 mod roles;
 mod rvn;
+mod semaphore;
 
 use pgrx::prelude::*;
 

@@ -7,7 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
-use crate::store::{Fields, Store};
+use crate::store::{Fencing, Fields, Store};
 use crate::waiting::Clock;
 
 type Interference = Box<dyn FnOnce(&mut World)>;
@@ -18,6 +18,17 @@ pub struct World {
     pub caller: RoleId,
     /// The name locks the caller's transaction holds, with their counts.
     pub name_locks: BTreeMap<String, usize>,
+    /// The shared name locks (fences) the caller's transaction holds, with counts.
+    pub shared_name_locks: BTreeMap<String, usize>,
+    /// Rows the caller's transaction has share-locked (fenced).
+    pub row_shares: BTreeSet<String>,
+    /// Writes by other sessions, each committed right before one of our name
+    /// locks was granted (the writer we queued behind).
+    pub after_name_locks: VecDeque<Interference>,
+    /// Rows another open transaction is writing after giving the name back (a
+    /// bulk write): a caller that waits for the row runs its end (a commit or a
+    /// rollback) first.
+    pub open_row_writes: BTreeMap<String, Interference>,
     /// Writes by other sessions, each committed right after one of our reads.
     pub after_reads: VecDeque<Interference>,
     /// Writes by other sessions, committed when the clock reaches their time.
@@ -53,6 +64,10 @@ impl World {
             last_rvn: 0,
             caller: CALLER,
             name_locks: BTreeMap::new(),
+            shared_name_locks: BTreeMap::new(),
+            row_shares: BTreeSet::new(),
+            after_name_locks: VecDeque::new(),
+            open_row_writes: BTreeMap::new(),
             after_reads: VecDeque::new(),
             scheduled: Vec::new(),
             snapshot: None,
@@ -108,6 +123,26 @@ impl World {
 
     pub fn is_name_locked(&self, name: &str) -> bool {
         self.name_locks.get(name).is_some_and(|count| *count > 0)
+    }
+
+    pub fn is_name_shared(&self, name: &str) -> bool {
+        self.shared_name_locks
+            .get(name)
+            .is_some_and(|count| *count > 0)
+    }
+
+    /// Whether the caller's transaction holds any lock at all: a name lock of
+    /// either kind, or a row lock.
+    pub fn holds_anything(&self) -> bool {
+        self.name_locks.values().any(|count| *count > 0)
+            || self.shared_name_locks.values().any(|count| *count > 0)
+            || !self.row_shares.is_empty()
+    }
+
+    fn name_lock_granted(&mut self) {
+        if let Some(interfere) = self.after_name_locks.pop_front() {
+            interfere(self);
+        }
     }
 
     fn held_exactly(&self, holder: &Holder<'_>) -> bool {
@@ -287,13 +322,15 @@ impl Store for World {
 
     fn lock_name(&mut self, name: &str) {
         *self.name_locks.entry(name.to_owned()).or_default() += 1;
+        self.name_lock_granted();
     }
 
     fn try_lock_name(&mut self, name: &str) -> bool {
         if self.busy.contains(name) {
             return false;
         }
-        self.lock_name(name);
+        // Granted at once: nobody was queued ahead.
+        *self.name_locks.entry(name.to_owned()).or_default() += 1;
         true
     }
 
@@ -307,6 +344,35 @@ impl Store for World {
         let mut hasher = DefaultHasher::new();
         name.hash(&mut hasher);
         hasher.finish()
+    }
+}
+
+impl Fencing for World {
+    fn lock_name_shared(&mut self, name: &str) {
+        *self.shared_name_locks.entry(name.to_owned()).or_default() += 1;
+        self.name_lock_granted();
+    }
+
+    fn unlock_name_shared(&mut self, name: &str) {
+        let count = self.shared_name_locks.entry(name.to_owned()).or_default();
+        assert!(
+            *count > 0,
+            "unlock_name_shared({name}) without a lock_name_shared"
+        );
+        *count -= 1;
+    }
+
+    fn fence(&mut self, holder: &Holder<'_>) -> Option<i64> {
+        // Wait for the open bulk write of the row: it ends first.
+        if let Some(ends) = self.open_row_writes.remove(holder.name) {
+            ends(self);
+            self.rows_locked.remove(holder.name);
+        }
+        if !self.held_exactly(holder) {
+            return None;
+        }
+        self.row_shares.insert(holder.name.to_owned());
+        Some(holder.rvn)
     }
 }
 

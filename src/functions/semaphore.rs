@@ -1,0 +1,66 @@
+//! Semaphores: `pglock_acquire_slot` takes one of a semaphore's slots, each an
+//! ordinary lock that the other functions treat like any other.
+
+use pglock_protocol::semaphore::{self, SlotRequest};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::counters;
+use crate::error::PglockError;
+use crate::input;
+use crate::store::{Access, Backend};
+use crate::{ffi, waiting as clock};
+
+/// Takes a free slot of semaphore `name` (of `slots`, by this caller's count),
+/// lowest first; with a `wait_timeout` above zero it waits for one as
+/// `pglock_acquire_wait` does for a lock.  `acquired = false` with NULLs when
+/// every slot stayed held.
+// pgrx reads the result columns from the signature, so the row type stays inline.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn pglock_acquire_slot(
+    name: Option<&str>,
+    owner: Option<&str>,
+    slots: Option<i32>,
+    lease: default!(Option<Interval>, "'20 seconds'"),
+    data: default!(Option<&[u8]>, "NULL"),
+    wait_timeout: default!(Option<Interval>, "'0'"),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(acquired, bool),
+            name!(slot_name, Option<String>),
+            name!(rvn, Option<i64>),
+        ),
+    >,
+    ErrorReport,
+> {
+    let start = clock::now();
+    ffi::refuse_if_read_only(c"pglock_acquire_slot");
+    let request = SlotRequest {
+        name: input::semaphore_name("name", name)?,
+        owner: input::label("owner", owner)?,
+        slots: input::slots("slots", slots)?,
+        lease: input::lease("lease", lease)?,
+        data: input::data(data)?,
+    };
+    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+    // Each attempt must see the latest committed slots, as in pglock_acquire_wait.
+    if ffi::snapshot_per_transaction() {
+        return Err(PglockError::WaitNeedsReadCommitted.into());
+    }
+    let deadline = wait.map(|wait| start.saturating_add(wait));
+    let mut backend = Backend::for_current_user(Access::Write)?;
+    let slot =
+        semaphore::acquire_slot(&mut backend, &request, deadline).map_err(PglockError::Protocol)?;
+    counters::count(|c| match &slot {
+        Some(slot) if slot.taken_over => &c.taken_over,
+        Some(_) => &c.acquired,
+        None => &c.refused,
+    });
+    Ok(TableIterator::once(match slot {
+        Some(slot) => (true, Some(slot.slot_name), Some(slot.rvn)),
+        None => (false, None, None),
+    }))
+}
