@@ -26,6 +26,8 @@ set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
+# A test run builds each thing once: incremental caches would only take disk.
+export CARGO_INCREMENTAL=0
 
 # What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
 CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting upgrade)
@@ -119,9 +121,11 @@ part() {
     PART_PID=
     local took
     took=$(duration $((SECONDS - start)))
-    PART_TIMES+=("$(printf '%-52s %8s' "$name" "$took")")
+    local disk
+    disk=$(disk_use)
+    PART_TIMES+=("$(printf '%-52s %8s   %s' "$name" "$took" "$disk")")
     case $status in
-    0) printf '\033[1m-- %s: %s\033[0m\n' "$name" "$took" ;;
+    0) printf '\033[1m-- %s: %s (%s)\033[0m\n' "$name" "$took" "$disk" ;;
     124 | 137)
         printf '\n\033[1;31mTIMEOUT: part "%s" was still running after %s (limit %s) and was stopped\033[0m\n' \
             "$name" "$took" "$limit" >&2
@@ -134,6 +138,12 @@ part() {
     esac
 }
 duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# What target/ holds and what the disk has left: a disk that fills up fails a
+# build with "No space left on device", and the table then shows where.
+disk_use() {
+    printf 'target/ %s, %s free' "$(du -sh target 2>/dev/null | cut -f1)" \
+        "$(df -h --output=avail . | tail -1 | tr -d ' ')"
+}
 # Ctrl-C or a TERM stops the running part and everything it started.
 interrupted() {
     if [[ -n $PART_PID ]]; then
@@ -149,7 +159,7 @@ finish() {
     if ((${#PART_TIMES[@]})); then
         say "time of each part"
         printf '  %s\n' "${PART_TIMES[@]}"
-        printf '  %-52s %8s\n' total "$(duration "$SECONDS")"
+        printf '  %-52s %8s   %s\n' total "$(duration "$SECONDS")" "$(disk_use)"
     fi
     exit "$status"
 }
@@ -174,6 +184,9 @@ while (($#)); do
 done
 ((${#majors[@]})) || majors=("${PG_MAJORS[@]}")
 
+# Every build of the run shares target/; a run from nothing fills it with a few
+# GB (the table at the end shows how much after each part).
+echo "disk before the run: $(disk_use)"
 part "set-up (installs what is missing)" 40m setup
 part "cargo fmt --check, cargo clippy" 20m fmt_and_clippy
 part "the lease protocol's own tests (pglock-protocol)" 10m protocol_tests
