@@ -79,23 +79,22 @@ client_tests() {
     cargo test -p pglock-client --all-features
 }
 
-isolation() {
-    local out=target/isolation-pg$PG_MAJOR
-    "$PG_PGXS/src/test/isolation/pg_isolation_regress" --bindir="$PG_BIN" \
-        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=pglock_isolation \
-        --load-extension=pglock --inputdir=tests/isolation --outputdir="$out" \
-        --schedule=tests/isolation/schedule \
+# suite PROGRAM NAME: PostgreSQL's test driver PROGRAM runs tests/NAME's
+# schedule on the test server, in a database of its own; the differences are
+# shown when it fails.
+suite() {
+    local program=$1 name=$2
+    local out=target/$name-pg$PG_MAJOR
+    "$program" --bindir="$PG_BIN" \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname="pglock_$name" \
+        --load-extension=pglock --inputdir="tests/$name" --outputdir="$out" \
+        --schedule="tests/$name/schedule" \
         || { cat "$out/regression.diffs"; return 1; }
 }
 
-regress() {
-    local out=target/regress-pg$PG_MAJOR
-    "$PG_PGXS/src/test/regress/pg_regress" --bindir="$PG_BIN" \
-        --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=pglock_regress \
-        --load-extension=pglock --inputdir=tests/regress --outputdir="$out" \
-        --schedule=tests/regress/schedule \
-        || { cat "$out/regression.diffs"; return 1; }
-}
+isolation() { suite "$PG_PGXS/src/test/isolation/pg_isolation_regress" isolation; }
+
+regress() { suite "$PG_PGXS/src/test/regress/pg_regress" regress; }
 
 # `bash scripts/test.sh --part FUNCTION ARGS...` runs one part (used by `part`).
 if [[ ${1:-} == --part ]]; then

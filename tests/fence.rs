@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    acquire, acquire_wait, backend_pid, connect, connect_as, heartbeat, join, pglock_role,
-    sqlstate, unique_name, wait_until_blocked_by, Client, SqlState, WAIT_LIMIT,
+    acquire, backend_pid, connect, connect_as, heartbeat, join, pglock_role, sqlstate, unique_name,
+    wait_as_waiter, wait_until_blocked_by, Client, SqlState, WAIT_LIMIT,
 };
 
 /// A table of work rows for this test, each carrying its fencing token.
@@ -205,28 +205,14 @@ fn a_bounded_wait_counts_a_fenced_lock_as_busy() {
         .unwrap();
     let mut waiter = connect();
     let start = Instant::now();
-    let refused = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(Duration::from_secs(1)),
-    )
-    .unwrap();
+    let refused = wait_as_waiter(&mut waiter, &name, Duration::from_secs(1)).unwrap();
     let waited = start.elapsed();
     assert!(!refused.acquired, "{refused:?}");
     assert_eq!(refused.rvn, held.rvn);
     assert!(waited >= Duration::from_secs(1), "{waited:?}");
     assert!(waited < WAIT_LIMIT, "bounded by wait_timeout: {waited:?}");
     tx.commit().unwrap();
-    let taken = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(Duration::from_secs(5)),
-    )
-    .unwrap();
+    let taken = wait_as_waiter(&mut waiter, &name, Duration::from_secs(5)).unwrap();
     assert!(taken.acquired, "the fence is over and the RVN stood still");
 }
 

@@ -10,7 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    acquire, backend_pid, connect, join_all, unique_name, Client, Rendezvous, WAIT_LIMIT,
+    acquire, backend_pid, connect, join_all, name_locks_held, unique_name, Client, Rendezvous,
+    WAIT_LIMIT,
 };
 
 /// Acquire `count` locks named `<owner>-<n>` for `owner`; their names and RVNs.
@@ -51,17 +52,6 @@ fn renew(
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect()
-}
-
-fn name_locks_held(observer: &mut Client, pid: i32) -> i64 {
-    observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks \
-              WHERE pid = $1 AND locktype = 'advisory' AND objsubid = 20556 AND granted",
-            &[&pid],
-        )
-        .unwrap()
-        .get(0)
 }
 
 /// Three open transactions renew 10,000 locks each: 30,000 name locks held to

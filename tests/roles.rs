@@ -2,20 +2,13 @@
 //! the table directly, and a role cannot heartbeat or release another role's lock.
 
 use pglock_tests::{
-    acquire, connect, connect_as, heartbeat, pglock_role, release, sqlstate, unique_name, SqlState,
+    acquire, connect, connect_as, heartbeat, login_role, pglock_role, release, sqlstate,
+    unique_name, SqlState,
 };
 
+/// A login role that is not a pglock user.
 fn outsider() -> String {
-    connect()
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pglock_it_outsider') THEN
-                     CREATE ROLE pglock_it_outsider LOGIN;
-                 END IF;
-             END $$;",
-        )
-        .unwrap();
-    "pglock_it_outsider".into()
+    login_role("pglock_it_outsider", &[])
 }
 
 #[test]
@@ -129,15 +122,7 @@ fn only_a_superuser_can_install_pglock() {
     // pglock.control says superuser = true, trusted = false: a database owner
     // who is not a superuser cannot create it.
     let mut admin = connect();
-    admin
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'db_owner') THEN
-                     CREATE ROLE db_owner LOGIN;
-                 END IF;
-             END $$",
-        )
-        .unwrap();
+    login_role("db_owner", &[]);
     let database = format!("owned_{}", std::process::id());
     admin
         .batch_execute(&format!("CREATE DATABASE {database} OWNER db_owner"))

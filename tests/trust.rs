@@ -25,18 +25,6 @@ fn acquired_rvn(client: &mut Client, name: &str, owner: &str, lease: &str) -> i6
     row.get(1)
 }
 
-/// Name locks (pglock's advisory locks, tag 0x504c) that backend `pid` holds.
-fn name_locks_held(observer: &mut Client, pid: i32) -> i64 {
-    observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks \
-              WHERE pid = $1 AND locktype = 'advisory' AND objsubid = 20556 AND granted",
-            &[&pid],
-        )
-        .unwrap()
-        .get(0)
-}
-
 // 1. A call that changes nothing holds nothing after it returns.
 #[test]
 fn a_release_that_changes_nothing_holds_nothing_in_an_open_transaction() {
@@ -83,14 +71,7 @@ fn wait_timeout_bounds_a_wait_on_a_lock_written_by_an_open_transaction() {
         move || {
             let mut waiter = user("trust_alice");
             let start = Instant::now();
-            let outcome = acquire_wait(
-                &mut waiter,
-                &name,
-                "waiter",
-                Duration::from_secs(5),
-                Some(Duration::from_secs(1)),
-            )
-            .unwrap();
+            let outcome = wait_as_waiter(&mut waiter, &name, Duration::from_secs(1)).unwrap();
             (outcome, start.elapsed())
         }
     });
@@ -116,25 +97,11 @@ fn wait_timeout_bounds_a_wait_on_a_lock_an_open_release_all_released() {
         .get(0);
     assert_eq!(released, 1);
     let mut waiter = user("trust_alice");
-    let outcome = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(Duration::from_secs(1)),
-    )
-    .unwrap();
+    let outcome = wait_as_waiter(&mut waiter, &name, Duration::from_secs(1)).unwrap();
     assert!(!outcome.acquired, "the release is not committed yet");
     assert_eq!(outcome.rvn, rvn);
     holder.batch_execute("COMMIT").unwrap();
-    let after = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(Duration::from_secs(1)),
-    )
-    .unwrap();
+    let after = wait_as_waiter(&mut waiter, &name, Duration::from_secs(1)).unwrap();
     assert!(after.acquired, "once committed, the released lock is free");
 }
 
@@ -262,17 +229,10 @@ fn a_pg_write_all_data_member_can_neither_forge_rows_nor_rewind_a_lock() {
     let mut alice = user("trust_alice");
     let rvn = acquired_rvn(&mut alice, &name, "alice", "1 hour");
     let mut admin = connect();
-    admin
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trust_writer') THEN
-                     CREATE ROLE trust_writer LOGIN;
-                 END IF;
-             END $$;
-             GRANT pg_write_all_data, pg_read_all_data TO trust_writer;",
-        )
-        .unwrap();
-    let mut writer = connect_as("trust_writer");
+    let mut writer = connect_as(&login_role(
+        "trust_writer",
+        &["pg_write_all_data", "pg_read_all_data"],
+    ));
     let insert = writer.execute(
         "INSERT INTO pglock.locks (name, owner, rvn, lease, holder_role) \
          VALUES ('forged', 'x', 1, '1 hour', 'trust_writer')",
@@ -517,14 +477,7 @@ fn waiting_polls_do_not_read_the_holders_data() {
         .unwrap();
     let mut waiter = user("trust_alice");
     waiter.batch_execute("BEGIN").unwrap();
-    let outcome = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(Duration::from_millis(1500)),
-    )
-    .unwrap();
+    let outcome = wait_as_waiter(&mut waiter, &name, Duration::from_millis(1500)).unwrap();
     assert_eq!(outcome.data.map(|data| data.len()), Some(500_000));
     let toast_reads: i64 = waiter
         .query_one(
@@ -544,15 +497,10 @@ fn waiting_polls_do_not_read_the_holders_data() {
 fn an_admin_force_releases_a_lock_whose_role_was_dropped() {
     let name = unique_name("stuck");
     let mut admin = connect();
+    let operator = login_role("trust_admin", &["pglock_admin"]);
     admin
         .batch_execute(
-            "DO $$ BEGIN
-                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trust_admin') THEN
-                     CREATE ROLE trust_admin LOGIN;
-                 END IF;
-             END $$;
-             GRANT pglock_admin TO trust_admin;
-             DROP ROLE IF EXISTS trust_gone; CREATE ROLE trust_gone LOGIN;
+            "DROP ROLE IF EXISTS trust_gone; CREATE ROLE trust_gone LOGIN;
              GRANT pglock_user TO trust_gone;",
         )
         .unwrap();
@@ -584,7 +532,7 @@ fn an_admin_force_releases_a_lock_whose_role_was_dropped() {
             .get(0)
     };
     let before = forced(&mut admin);
-    let mut operator = connect_as("trust_admin");
+    let mut operator = connect_as(&operator);
     let released: bool = operator
         .query_one("SELECT pglock_force_release($1)", &[&name])
         .unwrap()

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use pglock_tests::{
     acquire, acquire_wait, assert_cancelled_by_request, backend_pid, connect, heartbeat, join,
-    join_all, release, sqlstate, unique_name, wait_until_running, Rendezvous, SqlState,
-    TerminateOnPanic,
+    join_all, release, sqlstate, unique_name, wait_as_waiter, wait_until_running, Rendezvous,
+    SqlState, TerminateOnPanic,
 };
 
 /// A wait_timeout that only a wait gone wrong reaches.
@@ -197,13 +197,7 @@ fn cancel_timeouts_and_termination_end_a_wait_at_once_and_change_nothing() {
             .execute("SELECT pg_terminate_backend($1)", &[&pid])
             .unwrap();
     });
-    let outcome = acquire_wait(
-        &mut waiter,
-        &name,
-        "waiter",
-        Duration::from_secs(5),
-        Some(LONG_WAIT),
-    );
+    let outcome = wait_as_waiter(&mut waiter, &name, LONG_WAIT);
     join(terminator);
     // The client reads the backend's FATAL 57P01, or finds the connection
     // closed first; any other answer is not the termination.

@@ -221,17 +221,28 @@ pub fn heartbeat(
     store: &mut impl Store,
     request: &HeartbeatRequest<'_>,
 ) -> Result<i64, ProtocolError> {
-    let holder = Holder {
-        name: request.name,
-        owner: request.owner,
-        rvn: request.rvn,
-        role: store.caller(),
-    };
+    let holder = caller_as_holder(store, request.name, request.owner, request.rvn);
     store.lock_name(request.name);
     let data = data_change(request.data, request.replace_data, true);
     match store.heartbeat(&holder, data, request.lease.as_ref()) {
         Some(rvn) => Ok(rvn_above(store, request.name, rvn, request.rvn)),
         None => Err(not_held(store, &holder)),
+    }
+}
+
+/// The caller as the holder it claims to be, for heartbeat, release and fence to
+/// match exactly: the role is always the caller's own, never one it names.
+fn caller_as_holder<'a>(
+    store: &mut impl Store,
+    name: &'a str,
+    owner: &'a str,
+    rvn: i64,
+) -> Holder<'a> {
+    Holder {
+        name,
+        owner,
+        rvn,
+        role: store.caller(),
     }
 }
 
@@ -260,12 +271,7 @@ pub fn release(
     if !request.keep && request.data.is_some() {
         return Err(ProtocolError::DataWithoutKeep);
     }
-    let holder = Holder {
-        name: request.name,
-        owner: request.owner,
-        rvn: request.rvn,
-        role: store.caller(),
-    };
+    let holder = caller_as_holder(store, request.name, request.owner, request.rvn);
     store.lock_name(request.name);
     match store.release(&holder, request.keep, request.data) {
         Some(released) => {
@@ -347,12 +353,7 @@ pub struct FenceRequest<'a> {
 /// of one lock share both locks: several transactions of its holder may fence it
 /// at once.
 pub fn fence(store: &mut impl Fencing, request: &FenceRequest<'_>) -> Result<i64, ProtocolError> {
-    let holder = Holder {
-        name: request.name,
-        owner: request.owner,
-        rvn: request.rvn,
-        role: store.caller(),
-    };
+    let holder = caller_as_holder(store, request.name, request.owner, request.rvn);
     store.lock_name_shared(request.name);
     match store.fence(&holder) {
         Some(rvn) => Ok(rvn),

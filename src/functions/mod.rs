@@ -17,11 +17,14 @@ pub(crate) mod lease;
 mod semaphore;
 pub mod wait;
 
+use std::time::Duration;
+
 use pglock_protocol::{AcquireOutcome, AcquireRequest};
 use pgrx::prelude::Interval;
 
 use crate::counters;
 use crate::error::PglockError;
+use crate::ffi;
 use crate::input;
 use crate::interval::interval_of;
 
@@ -53,6 +56,22 @@ fn acquire_request<'a>(
         replace_data: input::flag("replace_data", replace_data)?,
         observed_rvn: input::optional_rvn("observed_rvn", observed_rvn)?,
     })
+}
+
+/// The checked `wait_timeout` of a call that waits (`None`: no limit), checked
+/// after the call's other arguments.  A wait only ends well if each attempt
+/// sees the latest committed locks, so a transaction snapshot is refused.
+fn checked_wait_timeout(wait_timeout: Option<Interval>) -> Result<Option<Duration>, PglockError> {
+    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+    if ffi::snapshot_per_transaction() {
+        return Err(PglockError::WaitNeedsReadCommitted);
+    }
+    Ok(wait)
+}
+
+/// When a wait of `wait` that began at `start` ends (`None`: never).
+fn deadline_after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
+    wait.map(|wait| start.saturating_add(wait))
 }
 
 /// The row every acquire returns: `(acquired, rvn, owner, lease, data)`.

@@ -5,6 +5,7 @@ use pglock_protocol::semaphore::{self, SlotRequest};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+use super::{checked_wait_timeout, deadline_after};
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
@@ -45,12 +46,8 @@ fn pglock_acquire_slot(
         lease: input::lease("lease", lease)?,
         data: input::data(data)?,
     };
-    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
-    // Each attempt must see the latest committed slots, as in pglock_acquire_wait.
-    if ffi::snapshot_per_transaction() {
-        return Err(PglockError::WaitNeedsReadCommitted.into());
-    }
-    let deadline = wait.map(|wait| start.saturating_add(wait));
+    let wait = checked_wait_timeout(wait_timeout)?;
+    let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
     let slot =
         semaphore::acquire_slot(&mut backend, &request, deadline).map_err(PglockError::Protocol)?;

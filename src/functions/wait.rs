@@ -8,9 +8,8 @@ use pglock_protocol::{AcquireRequest, Fields};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, count_acquire};
+use super::{acquire_request, checked_wait_timeout, count_acquire, deadline_after};
 use crate::error::PglockError;
-use crate::input;
 use crate::interval::{interval_of, lease_of};
 use crate::store::{Access, Backend};
 use crate::{ffi, waiting as clock};
@@ -20,7 +19,6 @@ use crate::{ffi, waiting as clock};
 const STEP: Duration = Duration::from_secs(1);
 
 /// The checked arguments of a waiting acquire: the request and `wait_timeout`.
-/// A wait only ends well if each attempt sees the latest committed lock.
 fn wait_request<'a>(
     name: Option<&'a str>,
     owner: Option<&'a str>,
@@ -30,15 +28,8 @@ fn wait_request<'a>(
     wait_timeout: Option<Interval>,
 ) -> Result<(AcquireRequest<'a>, Option<Duration>), PglockError> {
     let request = acquire_request(name, owner, lease, data, replace_data, None)?;
-    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
-    if ffi::snapshot_per_transaction() {
-        return Err(PglockError::WaitNeedsReadCommitted);
-    }
+    let wait = checked_wait_timeout(wait_timeout)?;
     Ok((request, wait))
-}
-
-fn after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
-    wait.map(|wait| start.saturating_add(wait))
 }
 
 /// A waiting acquire's row: the lock taken, or the holder when the wait ended
@@ -91,7 +82,7 @@ fn pglock_acquire_wait(
     let start = clock::now();
     ffi::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
-    let deadline = after(start, wait);
+    let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
     let ended = waiting::acquire_wait(&mut backend, &request, deadline, None, Fields::WithData)
         .map_err(PglockError::Protocol)?;
@@ -148,7 +139,7 @@ pub mod pglock {
         ffi::refuse_if_read_only(c"pglock_acquire_wait_committing");
         let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
         let started = started.map_or(now, clock::time_of);
-        let deadline = after(started, wait);
+        let deadline = deadline_after(started, wait);
         let resumed = match (watched_rvn, watched_since) {
             (Some(rvn), Some(since)) => Some(Watch {
                 rvn,

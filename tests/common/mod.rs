@@ -64,9 +64,14 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A login role that may use pglock, created once per name (one test at a time:
-/// tests running side by side ask for the same roles).
-pub fn pglock_role(role: &str) -> String {
+/// A login role, created once per name (one test at a time: tests running side
+/// by side ask for the same roles), made a member of each of `member_of`.
+pub fn login_role(role: &str, member_of: &[&str]) -> String {
+    let grant = if member_of.is_empty() {
+        String::new()
+    } else {
+        format!("GRANT {} TO {role};", member_of.join(", "))
+    };
     connect()
         .batch_execute(&format!(
             "BEGIN;
@@ -76,11 +81,16 @@ pub fn pglock_role(role: &str) -> String {
                      CREATE ROLE {role} LOGIN;
                  END IF;
              END $$;
-             GRANT pglock_user TO {role};
+             {grant}
              COMMIT;"
         ))
-        .expect("create role");
+        .unwrap_or_else(|error| panic!("create role {role}: {error}"));
     role.to_owned()
+}
+
+/// A login role that may use pglock, created once per name.
+pub fn pglock_role(role: &str) -> String {
+    login_role(role, &["pglock_user"])
 }
 
 /// The row `pglock_acquire` returns.
@@ -175,10 +185,36 @@ pub fn acquire_wait(
     Ok(Acquire::from_row(&row))
 }
 
+/// The lease the tests' owner "waiter" asks for: longer than the waits the
+/// tests bound, so what it takes does not run out while a test looks at it.
+pub const WAITER_LEASE: Duration = Duration::from_secs(5);
+
+/// `pglock_acquire_wait` as the owner "waiter", for a [`WAITER_LEASE`], waiting
+/// at most `wait_timeout`.
+pub fn wait_as_waiter(
+    client: &mut Client,
+    name: &str,
+    wait_timeout: Duration,
+) -> Result<Acquire, Error> {
+    acquire_wait(client, name, "waiter", WAITER_LEASE, Some(wait_timeout))
+}
+
 /// The backend pid of `client`'s connection.
 pub fn backend_pid(client: &mut Client) -> i32 {
     client
         .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// How many name locks (pglock's advisory locks, tag 0x504c) backend `pid` holds.
+pub fn name_locks_held(observer: &mut Client, pid: i32) -> i64 {
+    observer
+        .query_one(
+            "SELECT count(*) FROM pg_locks \
+              WHERE pid = $1 AND locktype = 'advisory' AND objsubid = 20556 AND granted",
+            &[&pid],
+        )
         .unwrap()
         .get(0)
 }

@@ -1,25 +1,9 @@
-use std::time::Duration;
-
-use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
+use super::memory::{at, lease_secs, World, CALLER, OTHER_ROLE};
+use super::requests::{acquire_of, fence_of, heartbeat_of};
 use crate::error::{NotHeldReason, ProtocolError};
 use crate::steps::*;
 use crate::store::Fields;
 use crate::waiting::acquire_wait;
-
-fn fence_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> FenceRequest<'a> {
-    FenceRequest { name, owner, rvn }
-}
-
-fn heartbeat_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> HeartbeatRequest<'a> {
-    HeartbeatRequest {
-        name,
-        owner,
-        rvn,
-        data: None,
-        replace_data: false,
-        lease: None,
-    }
-}
 
 #[test]
 fn the_holders_fence_returns_its_rvn_writes_nothing_and_holds_name_and_row_shared() {
@@ -193,26 +177,16 @@ fn a_fenced_lock_is_taken_over_only_after_the_fencing_transaction_ends() {
     world.busy.insert("job".into());
     world.rows_locked.insert("job".into());
     world.scheduled.push((
-        Duration::from_millis(5000),
+        at(5000),
         Box::new(|world: &mut World| {
             world.busy.remove("job");
             world.rows_locked.remove("job");
         }),
     ));
-    let request = AcquireRequest {
-        name: "job",
-        owner: "waiter",
-        lease: lease_secs(20),
-        data: None,
-        replace_data: false,
-        observed_rvn: None,
-    };
+    let request = acquire_of("job", "waiter");
     let ended = acquire_wait(&mut world, &request, None, None, Fields::WithoutData).unwrap();
     let outcome = ended.outcome.expect("an outcome");
     assert!(outcome.acquired && outcome.taken_over);
-    assert!(
-        world.now >= Duration::from_millis(5000) && world.now <= Duration::from_millis(5100),
-        "taken over at {:?}, not before the fence ended nor long after",
-        world.now
-    );
+    // Taken over not before the fence ended, nor long after.
+    world.assert_noticed_within_a_poll(at(5000));
 }

@@ -7,6 +7,17 @@ fn renew(world: &mut World, locks: &[(&str, i64)]) -> Vec<Option<i64>> {
     heartbeat_many(world, "w", locks, None)
 }
 
+/// A lock `w` holds for each of `names`: each name with its RVN.
+fn held_by_w<'a>(
+    world: &mut World,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(&'a str, i64)> {
+    names
+        .into_iter()
+        .map(|name| (name, world.put(name, "w", CALLER, lease_secs(20))))
+        .collect()
+}
+
 #[test]
 fn each_held_lock_is_renewed_and_answers_come_in_the_order_given() {
     let mut world = World::new();
@@ -87,10 +98,7 @@ fn locks_the_caller_does_not_hold_answer_none_and_are_left_alone() {
 fn names_are_locked_in_key_order_and_none_is_held_afterwards() {
     let mut world = World::new();
     let names: Vec<String> = (0..50).map(|n| format!("shard-{n}")).collect();
-    let locks: Vec<(&str, i64)> = names
-        .iter()
-        .map(|name| (name.as_str(), world.put(name, "w", CALLER, lease_secs(20))))
-        .collect();
+    let locks = held_by_w(&mut world, names.iter().map(String::as_str));
     let renewed = renew(&mut world, &locks);
     assert!(renewed.iter().all(Option::is_some));
     assert!(
@@ -98,18 +106,11 @@ fn names_are_locked_in_key_order_and_none_is_held_afterwards() {
         "{:?}",
         world.name_locks
     );
-    // The RVNs the renewals drew record the order of the writes.
-    let mut by_rvn: Vec<(i64, &str)> = renewed
+    let written = names
         .iter()
-        .zip(&names)
-        .map(|(rvn, name)| (rvn.unwrap(), name.as_str()))
-        .collect();
-    by_rvn.sort();
-    let keys: Vec<u64> = by_rvn
-        .iter()
-        .map(|(_, name)| world.name_lock_key(name))
-        .collect();
-    assert!(keys.windows(2).all(|pair| pair[0] <= pair[1]));
+        .map(String::as_str)
+        .zip(renewed.iter().map(|rvn| rvn.expect("renewed")));
+    assert!(world.written_in_key_order(written));
 }
 
 /// A takeover of one of the names commits while the call is busy with the ones
@@ -118,10 +119,7 @@ fn names_are_locked_in_key_order_and_none_is_held_afterwards() {
 fn a_takeover_committed_before_its_names_turn_loses_only_that_lock() {
     let mut world = World::new();
     let names = ["a", "b", "c", "d"];
-    let locks: Vec<(&str, i64)> = names
-        .iter()
-        .map(|name| (*name, world.put(name, "w", CALLER, lease_secs(20))))
-        .collect();
+    let locks = held_by_w(&mut world, names);
     let mut in_key_order = names.to_vec();
     in_key_order.sort_by_key(|name| world.name_lock_key(name));
     let third = in_key_order[2];
@@ -168,10 +166,7 @@ fn nothing_given_is_nothing_done() {
 fn ten_thousand_locks_are_renewed_holding_no_name_lock_at_the_end() {
     let mut world = World::new();
     let names: Vec<String> = (0..10_000).map(|n| format!("tenant-{n}")).collect();
-    let locks: Vec<(&str, i64)> = names
-        .iter()
-        .map(|name| (name.as_str(), world.put(name, "w", CALLER, lease_secs(20))))
-        .collect();
+    let locks = held_by_w(&mut world, names.iter().map(String::as_str));
     let renewed = renew(&mut world, &locks);
     assert_eq!(renewed.iter().filter(|rvn| rvn.is_some()).count(), 10_000);
     assert!(!world.holds_anything());

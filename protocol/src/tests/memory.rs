@@ -57,6 +57,14 @@ pub fn lease_secs(secs: u64) -> Lease {
     Lease::from_duration(Duration::from_secs(secs))
 }
 
+/// A moment on the caller's clock, `millis` after the test began.
+pub fn at(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+/// How often a wait polls the lock of a lease of a second or more.
+const ONE_POLL: Duration = Duration::from_millis(100);
+
 impl World {
     pub fn new() -> World {
         World {
@@ -94,20 +102,29 @@ impl World {
 
     /// Another session's committed lock: `owner` of `role` holds `name`.
     pub fn put(&mut self, name: &str, owner: &str, role: RoleId, lease: Lease) -> i64 {
+        let claim = Claim {
+            name,
+            owner,
+            lease: &lease,
+            role,
+        };
         let rvn = self.next_rvn();
-        self.locks.insert(
-            name.to_owned(),
-            Lock {
-                owner: owner.to_owned(),
-                rvn,
-                lease,
-                data: None,
-                released: false,
-                holder_role: role,
-                written_at: self.wall,
-            },
-        );
+        self.locks
+            .insert(name.to_owned(), self.claimed_lock(&claim, rvn, None));
         rvn
+    }
+
+    /// The lock `claim` holds once written now at `rvn`.
+    fn claimed_lock(&self, claim: &Claim<'_>, rvn: i64, data: Option<Vec<u8>>) -> Lock {
+        Lock {
+            owner: claim.owner.to_owned(),
+            rvn,
+            lease: *claim.lease,
+            data,
+            released: false,
+            holder_role: claim.role,
+            written_at: self.wall,
+        }
     }
 
     /// Another session's heartbeat of `name`: a new RVN.
@@ -137,6 +154,33 @@ impl World {
         self.name_locks.values().any(|count| *count > 0)
             || self.shared_name_locks.values().any(|count| *count > 0)
             || !self.row_shares.is_empty()
+    }
+
+    /// The caller's clock stands at `event` or at most one poll after it: a
+    /// wait noticed `event` at its next poll, not before and not later.
+    #[track_caller]
+    pub fn assert_noticed_within_a_poll(&self, event: Duration) {
+        assert!(
+            self.now >= event && self.now <= event + ONE_POLL,
+            "now {:?}, not within one poll after {event:?}",
+            self.now
+        );
+    }
+
+    /// Whether writes came in the store's name-lock key order: `written` is each
+    /// name with the RVN its write drew, which records when the write happened.
+    pub fn written_in_key_order<'a>(
+        &mut self,
+        written: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> bool {
+        let mut by_rvn: Vec<(i64, &str)> =
+            written.into_iter().map(|(name, rvn)| (rvn, name)).collect();
+        by_rvn.sort();
+        let keys: Vec<u64> = by_rvn
+            .iter()
+            .map(|(_, name)| self.name_lock_key(name))
+            .collect();
+        keys.windows(2).all(|pair| pair[0] <= pair[1])
     }
 
     fn name_lock_granted(&mut self) {
@@ -196,18 +240,8 @@ impl Store for World {
             return None;
         }
         let rvn = self.next_rvn();
-        self.locks.insert(
-            claim.name.to_owned(),
-            Lock {
-                owner: claim.owner.to_owned(),
-                rvn,
-                lease: *claim.lease,
-                data: data.map(<[u8]>::to_vec),
-                released: false,
-                holder_role: claim.role,
-                written_at: self.wall,
-            },
-        );
+        let lock = self.claimed_lock(claim, rvn, data.map(<[u8]>::to_vec));
+        self.locks.insert(claim.name.to_owned(), lock);
         Some(rvn)
     }
 
@@ -229,18 +263,8 @@ impl Store for World {
         }
         let data = World::store_data(current.data.clone(), data);
         let rvn = self.next_rvn();
-        self.locks.insert(
-            claim.name.to_owned(),
-            Lock {
-                owner: claim.owner.to_owned(),
-                rvn,
-                lease: *claim.lease,
-                data: data.clone(),
-                released: false,
-                holder_role: claim.role,
-                written_at: self.wall,
-            },
-        );
+        let lock = self.claimed_lock(claim, rvn, data.clone());
+        self.locks.insert(claim.name.to_owned(), lock);
         Some((rvn, data))
     }
 

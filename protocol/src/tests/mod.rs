@@ -4,6 +4,7 @@
 mod fence;
 mod heartbeat_many;
 mod memory;
+mod requests;
 mod semaphore;
 mod steps;
 mod waiting;

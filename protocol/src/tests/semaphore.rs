@@ -1,11 +1,5 @@
-use std::time::Duration;
-
-use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
+use super::memory::{at, lease_secs, World, CALLER, OTHER_ROLE};
 use crate::semaphore::*;
-
-fn at(millis: u64) -> Duration {
-    Duration::from_millis(millis)
-}
 
 fn slot_of<'a>(owner: &'a str, slots: u32) -> SlotRequest<'a> {
     SlotRequest {
@@ -122,11 +116,7 @@ fn another_roles_silent_slot_is_taken_over_once_the_server_clock_agrees() {
         .unwrap()
         .expect("a slot");
     assert!(slot.taken_over);
-    assert!(
-        world.now >= at(2500) && world.now <= at(2600),
-        "{:?}",
-        world.now
-    );
+    world.assert_noticed_within_a_poll(at(2500));
     assert!(world.sleeps < 40, "no busy loop: {}", world.sleeps);
 }
 
@@ -146,11 +136,7 @@ fn a_slot_freed_while_waiting_is_taken_within_one_poll() {
         (slot.slot_name.as_str(), slot.taken_over),
         ("pool#2", false)
     );
-    assert!(
-        world.now >= at(1234) && world.now <= at(1334),
-        "{:?}",
-        world.now
-    );
+    world.assert_noticed_within_a_poll(at(1234));
 }
 
 #[test]

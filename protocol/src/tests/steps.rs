@@ -1,47 +1,16 @@
 use std::time::Duration;
 
 use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
+use super::requests::{acquire_of, heartbeat_of, release_of};
 use crate::error::{NotHeldReason, ProtocolError};
 use crate::lock::RoleId;
 use crate::steps::*;
-use crate::store::{Fields, Store};
-
-fn request<'a>(name: &'a str, owner: &'a str) -> AcquireRequest<'a> {
-    AcquireRequest {
-        name,
-        owner,
-        lease: lease_secs(20),
-        data: None,
-        replace_data: false,
-        observed_rvn: None,
-    }
-}
-
-fn heartbeat_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> HeartbeatRequest<'a> {
-    HeartbeatRequest {
-        name,
-        owner,
-        rvn,
-        data: None,
-        replace_data: false,
-        lease: None,
-    }
-}
-
-fn release_of<'a>(name: &'a str, owner: &'a str, rvn: i64) -> ReleaseRequest<'a> {
-    ReleaseRequest {
-        name,
-        owner,
-        rvn,
-        keep: false,
-        data: None,
-    }
-}
+use crate::store::Fields;
 
 #[test]
 fn a_missing_lock_is_created_under_the_name_lock() {
     let mut world = World::new();
-    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    let outcome = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(outcome.acquired && !outcome.taken_over);
     assert_eq!(outcome.rvn, world.locks["job"].rvn);
     assert_eq!(world.locks["job"].holder_role, CALLER);
@@ -56,7 +25,7 @@ fn a_refused_acquire_writes_nothing_and_holds_nothing() {
     let mut world = World::new();
     let rvn = world.put("job", "b", OTHER_ROLE, lease_secs(60));
     let before = world.locks.clone();
-    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    let outcome = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(!outcome.acquired);
     assert_eq!((outcome.rvn, outcome.owner.as_str()), (rvn, "b"));
     assert_eq!(
@@ -71,8 +40,8 @@ fn a_refused_acquire_writes_nothing_and_holds_nothing() {
 #[test]
 fn the_same_owner_is_refused_like_anyone_else() {
     let mut world = World::new();
-    acquire(&mut world, &request("job", "a")).unwrap();
-    let again = acquire(&mut world, &request("job", "a")).unwrap();
+    acquire(&mut world, &acquire_of("job", "a")).unwrap();
+    let again = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(!again.acquired);
 }
 
@@ -83,12 +52,12 @@ fn a_takeover_needs_the_rvn_that_stood_still_and_keeps_the_data() {
     world.locks.get_mut("job").unwrap().data = Some(b"checkpoint".to_vec());
     let stale = AcquireRequest {
         observed_rvn: Some(rvn - 1),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     assert!(!acquire(&mut world, &stale).unwrap().acquired);
     let seen = AcquireRequest {
         observed_rvn: Some(rvn),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     let outcome = acquire(&mut world, &seen).unwrap();
     assert!(outcome.acquired && outcome.taken_over);
@@ -102,7 +71,7 @@ fn a_released_lock_is_taken_at_once_and_is_no_takeover() {
     let mut world = World::new();
     world.put("job", "b", CALLER, lease_secs(5));
     world.locks.get_mut("job").unwrap().released = true;
-    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    let outcome = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(outcome.acquired && !outcome.taken_over);
 }
 
@@ -115,7 +84,7 @@ fn replace_data_stores_null_over_a_checkpoint() {
     lock.data = Some(b"old".to_vec());
     let clearing = AcquireRequest {
         replace_data: true,
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     let outcome = acquire(&mut world, &clearing).unwrap();
     assert_eq!(outcome.data, None);
@@ -129,7 +98,7 @@ fn losing_the_insert_race_refuses_and_gives_the_name_back() {
     world.after_reads.push_back(Box::new(|world: &mut World| {
         world.put("job", "b", OTHER_ROLE, lease_secs(20));
     }));
-    let outcome = acquire(&mut world, &request("job", "a")).unwrap();
+    let outcome = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(!outcome.acquired);
     assert_eq!(outcome.owner, "b");
     assert_eq!(world.reads, 2, "the second pass reads under the name lock");
@@ -148,7 +117,7 @@ fn losing_the_takeover_race_to_a_heartbeat_refuses_with_the_new_rvn() {
     }));
     let seen = AcquireRequest {
         observed_rvn: Some(rvn),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     let outcome = acquire(&mut world, &seen).unwrap();
     assert!(!outcome.acquired);
@@ -166,7 +135,7 @@ fn a_race_lost_to_a_release_takes_the_lock_on_the_next_pass() {
     }));
     let seen = AcquireRequest {
         observed_rvn: Some(rvn),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     let outcome = acquire(&mut world, &seen).unwrap();
     assert!(outcome.acquired && !outcome.taken_over);
@@ -179,7 +148,7 @@ fn a_snapshot_that_never_sees_the_writer_runs_out_of_passes() {
     // The snapshot shows no lock, but the table has one: every insert fails.
     world.snapshot = Some(world.locks.clone());
     world.put("job", "b", OTHER_ROLE, lease_secs(5));
-    let error = acquire(&mut world, &request("job", "a")).unwrap_err();
+    let error = acquire(&mut world, &acquire_of("job", "a")).unwrap_err();
     assert_eq!(
         error,
         ProtocolError::SerializationFailure { name: "job".into() }
@@ -190,7 +159,7 @@ fn a_snapshot_that_never_sees_the_writer_runs_out_of_passes() {
 #[test]
 fn a_heartbeat_renews_with_a_new_rvn_and_optionally_a_new_lease() {
     let mut world = World::new();
-    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let rvn = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     let renewed = heartbeat(
         &mut world,
         &HeartbeatRequest {
@@ -209,7 +178,7 @@ fn a_heartbeat_renews_with_a_new_rvn_and_optionally_a_new_lease() {
 #[test]
 fn a_heartbeat_after_a_takeover_says_the_rvn_moved_on() {
     let mut world = World::new();
-    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let rvn = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     let newer = world.bump("job");
     let error = heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).unwrap_err();
     assert_eq!(
@@ -264,7 +233,7 @@ fn releasing_another_roles_lock_is_an_error() {
 #[test]
 fn data_on_a_deleting_release_is_refused_before_anything_is_locked() {
     let mut world = World::new();
-    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let rvn = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     world.name_locks.clear();
     let with_data = ReleaseRequest {
         data: Some(b"lost"),
@@ -281,7 +250,7 @@ fn data_on_a_deleting_release_is_refused_before_anything_is_locked() {
 #[test]
 fn a_keeping_release_hands_its_data_to_the_next_holder() {
     let mut world = World::new();
-    let rvn = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let rvn = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     let keeping = ReleaseRequest {
         keep: true,
         data: Some(b"done to 9000"),
@@ -290,7 +259,7 @@ fn a_keeping_release_hands_its_data_to_the_next_holder() {
     assert_eq!(release(&mut world, &keeping), Ok(true));
     let lock = &world.locks["job"];
     assert!(lock.released && lock.rvn > rvn);
-    let next = acquire(&mut world, &request("job", "b")).unwrap();
+    let next = acquire(&mut world, &acquire_of("job", "b")).unwrap();
     assert!(next.acquired);
     assert_eq!(next.data.as_deref(), Some(&b"done to 9000"[..]));
 }
@@ -299,7 +268,7 @@ fn a_keeping_release_hands_its_data_to_the_next_holder() {
 fn release_all_releases_only_the_callers_own_in_name_order() {
     let mut world = World::new();
     for name in ["c", "a", "b"] {
-        acquire(&mut world, &request(name, "w")).unwrap();
+        acquire(&mut world, &acquire_of(name, "w")).unwrap();
     }
     world.put("theirs", "w", OTHER_ROLE, lease_secs(5));
     world.put("other-owner", "x", CALLER, lease_secs(5));
@@ -319,7 +288,7 @@ fn rvns_only_grow_through_every_kind_of_write() {
         assert!(rvn > last, "{rvn} after {last}");
         last = rvn;
     };
-    let first = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let first = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     saw(first);
     let beat = heartbeat(&mut world, &heartbeat_of("job", "a", first)).unwrap();
     saw(beat);
@@ -327,7 +296,7 @@ fn rvns_only_grow_through_every_kind_of_write() {
         &mut world,
         &AcquireRequest {
             observed_rvn: Some(beat),
-            ..request("job", "b")
+            ..acquire_of("job", "b")
         },
     )
     .unwrap();
@@ -338,7 +307,7 @@ fn rvns_only_grow_through_every_kind_of_write() {
     };
     release(&mut world, &keeping).unwrap();
     saw(world.locks["job"].rvn);
-    saw(acquire(&mut world, &request("job", "c")).unwrap().rvn);
+    saw(acquire(&mut world, &acquire_of("job", "c")).unwrap().rvn);
 }
 
 #[test]
@@ -348,7 +317,7 @@ fn another_roles_lock_is_taken_over_only_after_its_lease_by_the_server_clock() {
     world.locks.get_mut("job").unwrap().data = Some(b"their checkpoint".to_vec());
     let seen = AcquireRequest {
         observed_rvn: Some(rvn),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     world.advance(Duration::from_secs(59));
     let early = acquire(&mut world, &seen).unwrap();
@@ -372,7 +341,7 @@ fn a_kept_lock_of_another_role_is_free_but_its_data_stays_behind() {
     let lock = world.locks.get_mut("job").unwrap();
     lock.released = true;
     lock.data = Some(b"theirs".to_vec());
-    let taken = acquire(&mut world, &request("job", "a")).unwrap();
+    let taken = acquire(&mut world, &acquire_of("job", "a")).unwrap();
     assert!(taken.acquired);
     assert_eq!(taken.data, None);
 }
@@ -385,9 +354,9 @@ fn a_refusal_shows_the_data_only_to_the_holders_role() {
     for lock in world.locks.values_mut() {
         lock.data = Some(b"checkpoint".to_vec());
     }
-    let mine = acquire(&mut world, &request("mine", "a")).unwrap();
+    let mine = acquire(&mut world, &acquire_of("mine", "a")).unwrap();
     assert_eq!(mine.data.as_deref(), Some(&b"checkpoint"[..]));
-    let theirs = acquire(&mut world, &request("theirs", "a")).unwrap();
+    let theirs = acquire(&mut world, &acquire_of("theirs", "a")).unwrap();
     assert!(!theirs.acquired);
     assert_eq!(theirs.data, None);
     assert_eq!(
@@ -405,7 +374,7 @@ fn a_release_or_heartbeat_that_changes_nothing_holds_nothing() {
     assert!(heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).is_err());
     assert!(!world.is_name_locked("job"));
     // A name this transaction wrote before stays locked: only the count drops.
-    let mine = acquire(&mut world, &request("other", "a")).unwrap().rvn;
+    let mine = acquire(&mut world, &acquire_of("other", "a")).unwrap().rvn;
     assert_eq!(
         release(&mut world, &release_of("other", "a", mine + 100)),
         Ok(false)
@@ -427,23 +396,18 @@ fn release_all_holds_no_name_lock_after_each_release_and_goes_in_key_order() {
         "{:?}",
         world.name_locks
     );
-    let mut by_rvn: Vec<(String, i64)> = world
+    let released: Vec<(String, i64)> = world
         .locks
         .iter()
         .map(|(name, lock)| (name.clone(), lock.rvn))
         .collect();
-    by_rvn.sort_by_key(|(_, rvn)| *rvn);
-    let released_order: Vec<u64> = by_rvn
-        .iter()
-        .map(|(name, _)| world.name_lock_key(name))
-        .collect();
-    assert!(released_order.windows(2).all(|pair| pair[0] <= pair[1]));
+    assert!(world.written_in_key_order(released.iter().map(|(name, rvn)| (name.as_str(), *rvn))));
 }
 
 #[test]
 fn a_sequence_that_fell_behind_never_moves_a_lock_backwards() {
     let mut world = World::new();
-    let first = acquire(&mut world, &request("job", "a")).unwrap().rvn;
+    let first = acquire(&mut world, &acquire_of("job", "a")).unwrap().rvn;
     world.last_rvn += 1000;
     let high = heartbeat(&mut world, &heartbeat_of("job", "a", first)).unwrap();
     // Someone rewinds the sequence (setval, a restore of the table alone, ...).
@@ -458,7 +422,7 @@ fn a_sequence_that_fell_behind_never_moves_a_lock_backwards() {
         &mut world,
         &AcquireRequest {
             observed_rvn: Some(renewed),
-            ..request("job", "b")
+            ..acquire_of("job", "b")
         },
     )
     .unwrap();
@@ -493,7 +457,7 @@ fn an_attempt_that_must_not_wait_reports_a_busy_name_and_takes_nothing() {
     };
     let seen = AcquireRequest {
         observed_rvn: Some(rvn),
-        ..request("job", "a")
+        ..acquire_of("job", "a")
     };
     match attempt(&mut world, &seen, how).unwrap() {
         Attempted::NameBusy { current } => assert_eq!(current.map(|lock| lock.rvn), Some(rvn)),
@@ -501,7 +465,7 @@ fn an_attempt_that_must_not_wait_reports_a_busy_name_and_takes_nothing() {
     }
     assert_eq!(world.locks["job"].owner, "b");
     // A refusal needs no name lock, so a busy name does not matter for it.
-    let plain = attempt(&mut world, &request("job", "a"), how).unwrap();
+    let plain = attempt(&mut world, &acquire_of("job", "a"), how).unwrap();
     assert!(matches!(
         plain,
         Attempted::Done(AcquireOutcome {

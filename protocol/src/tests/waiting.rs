@@ -1,16 +1,13 @@
 use std::time::Duration;
 
-use super::memory::{lease_secs, World, CALLER, OTHER_ROLE};
-use crate::steps::{AcquireOutcome, AcquireRequest};
+use super::memory::{at, lease_secs, World, CALLER, OTHER_ROLE};
+use super::requests::acquire_of;
+use crate::steps::AcquireOutcome;
 use crate::store::Fields;
 use crate::waiting::*;
 
 const LEASE: Duration = Duration::from_secs(2);
 const MS: Duration = Duration::from_millis(1);
-
-fn at(millis: u64) -> Duration {
-    Duration::from_millis(millis)
-}
 
 fn seen(watch: Option<Watch>, rvn: i64, lease: Duration, now: Duration) -> Watch {
     Watch::after_refusal(watch, rvn, lease, now, None)
@@ -97,21 +94,10 @@ fn an_enormous_lease_never_overflows_the_clock() {
     assert_eq!(watch.observed_rvn(Duration::MAX - MS), None);
 }
 
-fn waiting_request(name: &str) -> AcquireRequest<'_> {
-    AcquireRequest {
-        name,
-        owner: "waiter",
-        lease: lease_secs(20),
-        data: None,
-        replace_data: false,
-        observed_rvn: None,
-    }
-}
-
 fn wait(world: &mut World, deadline: Option<Duration>) -> WaitOutcome {
     acquire_wait(
         world,
-        &waiting_request("job"),
+        &acquire_of("job", "waiter"),
         deadline,
         None,
         Fields::WithData,
@@ -179,11 +165,7 @@ fn every_heartbeat_restarts_the_wait() {
     let ended = wait(&mut world, None);
     assert!(outcome(&ended).taken_over);
     // The last heartbeat's RVN was first seen at the poll after 3500 ms.
-    assert!(
-        world.now >= at(4500) && world.now <= at(4600),
-        "{:?}",
-        world.now
-    );
+    world.assert_noticed_within_a_poll(at(4500));
 }
 
 #[test]
@@ -196,11 +178,7 @@ fn a_release_is_noticed_within_one_poll() {
     ));
     let ended = wait(&mut world, None);
     assert!(outcome(&ended).acquired && !outcome(&ended).taken_over);
-    assert!(
-        world.now >= at(1234) && world.now <= at(1334),
-        "{:?}",
-        world.now
-    );
+    world.assert_noticed_within_a_poll(at(1234));
 }
 
 #[test]
@@ -234,7 +212,7 @@ fn polls_read_no_data_and_the_last_attempt_reads_it_once() {
     world_without.put("job", "holder", CALLER, lease_secs(60));
     acquire_wait(
         &mut world_without,
-        &waiting_request("job"),
+        &acquire_of("job", "waiter"),
         Some(at(300)),
         None,
         Fields::WithoutData,
@@ -279,11 +257,7 @@ fn a_busy_name_is_taken_as_soon_as_it_is_free() {
     ));
     let ended = wait(&mut world, None);
     assert!(outcome(&ended).taken_over);
-    assert!(
-        world.now >= at(2500) && world.now <= at(2600),
-        "{:?}",
-        world.now
-    );
+    world.assert_noticed_within_a_poll(at(2500));
 }
 
 #[test]
@@ -308,7 +282,7 @@ fn a_resumed_watch_keeps_counting_from_its_first_sighting() {
     };
     let ended = acquire_wait(
         &mut world,
-        &waiting_request("job"),
+        &acquire_of("job", "waiter"),
         None,
         Some(resumed),
         Fields::WithData,
