@@ -140,8 +140,9 @@ duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 # What target/ holds and what the disk has left: a disk that fills up fails a
 # build with "No space left on device", and the table then shows where.
 disk_use() {
-    printf 'target/ %s, %s free' "$(du -sh target 2>/dev/null | cut -f1)" \
-        "$(df -h --output=avail . | tail -1 | tr -d ' ')"
+    local size
+    size=$(du -sh target 2>/dev/null | cut -f1)
+    printf 'target/ %s, %s free' "${size:-0}" "$(df -h --output=avail . | tail -1 | tr -d ' ')"
 }
 # Ctrl-C or a TERM stops the running part and everything it started.
 interrupted() {
