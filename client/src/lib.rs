@@ -187,6 +187,7 @@ mod heartbeat;
 mod lock;
 mod observe;
 mod options;
+mod renewer;
 mod sql;
 #[cfg(feature = "serde")]
 mod typed;
