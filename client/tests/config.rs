@@ -159,7 +159,7 @@ async fn errors_read_with_the_servers_detail_and_hint_and_a_connections_cause() 
         error.to_string(),
         format!(
             "database error: ERROR 42501: {} (DETAIL: The lock was taken by role \"pg_monitor\". \
-             HINT: Only the role that acquired a lock may heartbeat or release it.)",
+             HINT: Only the role that acquired a lock may heartbeat, fence or release it.)",
             db.message()
         )
     );
