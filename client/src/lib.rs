@@ -220,13 +220,14 @@ mod lock;
 mod observe;
 mod options;
 mod renewer;
+mod semaphore;
 mod sql;
 #[cfg(feature = "serde")]
 mod typed;
 
 pub use acquire::{Attempt, Holder};
 pub use client::Client;
-pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS};
+pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS};
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;

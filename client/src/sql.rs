@@ -29,6 +29,16 @@ SELECT name, rvn, renewed
   FROM pglock_heartbeat_many($1::text, $2::text[], $3::bigint[],
                              lease => make_interval(secs => $4::float8))";
 
+// wait_timeout is 0, always: the call must not wait in the server, where it
+// would hold the client's one connection and keep its renewals waiting. The
+// client waits between calls instead (see `semaphore.rs`).
+const ACQUIRE_SLOT: &str = "\
+SELECT acquired, slot_name, rvn
+  FROM pglock_acquire_slot($1::text, $2::text, $3::integer,
+                           lease => make_interval(secs => $4::float8),
+                           data => $5::bytea,
+                           wait_timeout => '0')";
+
 const RELEASE: &str = "\
 SELECT pglock_release($1::text, $2::text, $3::bigint, keep => $4::boolean, data => $5::bytea)";
 
@@ -68,6 +78,14 @@ pub(crate) struct Renewal {
     pub renewed: bool,
 }
 
+/// A row of `pglock_acquire_slot`: the slot taken, if one was.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotRow {
+    pub acquired: bool,
+    pub slot_name: Option<String>,
+    pub rvn: Option<i64>,
+}
+
 /// What an acquire or release sends, besides name and owner.
 pub(crate) struct AcquireCall<'a> {
     pub lease: Duration,
@@ -83,17 +101,25 @@ pub(crate) struct AcquireCall<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Call {
     Acquire,
+    AcquireSlot,
     HeartbeatMany,
     Release,
     Get,
 }
 
 impl Call {
-    const ALL: [Call; 4] = [Call::Acquire, Call::HeartbeatMany, Call::Release, Call::Get];
+    const ALL: [Call; 5] = [
+        Call::Acquire,
+        Call::AcquireSlot,
+        Call::HeartbeatMany,
+        Call::Release,
+        Call::Get,
+    ];
 
     fn sql(self) -> &'static str {
         match self {
             Call::Acquire => ACQUIRE,
+            Call::AcquireSlot => ACQUIRE_SLOT,
             Call::HeartbeatMany => HEARTBEAT_MANY,
             Call::Release => RELEASE,
             Call::Get => GET,
@@ -110,6 +136,13 @@ impl Call {
                 Type::BYTEA,
                 Type::BOOL,
                 Type::INT8,
+            ],
+            Call::AcquireSlot => &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT4,
+                Type::FLOAT8,
+                Type::BYTEA,
             ],
             Call::HeartbeatMany => &[Type::TEXT, Type::TEXT_ARRAY, Type::INT8_ARRAY, Type::FLOAT8],
             Call::Release => &[Type::TEXT, Type::TEXT, Type::INT8, Type::BOOL, Type::BYTEA],
@@ -228,6 +261,29 @@ impl Sql {
         })
     }
 
+    /// One pass over the `slots` slots of semaphore `name`, taking a free one for
+    /// `lease` with `data`; never a held one, and never waiting.
+    pub async fn acquire_slot(
+        &self,
+        name: &str,
+        owner: &str,
+        slots: i32,
+        lease: Duration,
+        data: Option<&[u8]>,
+    ) -> Result<SlotRow, Error> {
+        let row = self
+            .query_one(
+                Call::AcquireSlot,
+                &[&name, &owner, &slots, &lease.as_secs_f64(), &data],
+            )
+            .await?;
+        Ok(SlotRow {
+            acquired: row.try_get(0)?,
+            slot_name: row.try_get(1)?,
+            rvn: row.try_get(2)?,
+        })
+    }
+
     /// Whether the connection has broken (the server closed it, or it failed).
     pub fn is_closed(&self) -> bool {
         self.pg.is_closed()
@@ -305,6 +361,7 @@ fn null_of(ty: &Type) -> &'static (dyn ToSql + Sync) {
     static BYTEA: Option<&[u8]> = None;
     static BOOL: Option<bool> = None;
     static INT8: Option<i64> = None;
+    static INT4: Option<i32> = None;
     static TEXT_ARRAY: Option<&[&str]> = None;
     static INT8_ARRAY: Option<&[i64]> = None;
     match *ty {
@@ -314,6 +371,7 @@ fn null_of(ty: &Type) -> &'static (dyn ToSql + Sync) {
         Type::BYTEA => &BYTEA,
         Type::BOOL => &BOOL,
         Type::INT8 => &INT8,
+        Type::INT4 => &INT4,
         _ => &TEXT,
     }
 }
