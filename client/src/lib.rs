@@ -13,6 +13,8 @@
 //!   could run out (see [When a lock is lost](#when-a-lock-is-lost)).
 //!   [`Lock::rvn`] is a fencing token.
 //! * [`Client::with_lock`] acquires, runs a future with the token and releases.
+//! * [`Client::acquire_slot`] and [`Client::try_acquire_slot`] take one of at
+//!   most `slots` places of a semaphore (see [Semaphores](#semaphores)).
 //!
 //! Every call runs in autocommit mode, each a single atomic step in the server.
 //!
@@ -75,6 +77,31 @@
 //!   locks live, and ends when the last lock is released or dropped. A client
 //!   that holds nothing runs no task.
 //! * Renewals share the client's one connection with its other calls.
+//!
+//! # Semaphores
+//!
+//! `client.acquire_slot("exports", 3)` waits for one of the 3 slots of semaphore
+//! `exports` and returns its [`Lock`], named `exports#1`, `exports#2` or
+//! `exports#3`: a slot is an ordinary lock, renewed by the renewer, lost and
+//! released like any other, and its [`Lock::rvn`] fences work as usual.
+//! [`Client::try_acquire_slot`] returns `None` at once when every slot is held.
+//!
+//! * **A free slot is taken at once**, lowest first, in one
+//!   `pglock_acquire_slot` call. It stores the data of
+//!   [`Client::acquire_slot_with`]'s options, or none: a slot never passes a
+//!   previous holder's data on.
+//! * **The client waits, not the server.** It always calls
+//!   `pglock_acquire_slot` with `wait_timeout => '0'`: a call waiting in the
+//!   server would hold the client's one connection, and the renewals of its
+//!   locks would wait behind it. When every slot is held, the client tries each
+//!   slot by the rule of [`Client::acquire`]: it watches each holder's RVN and
+//!   takes a slot over once that RVN has stood still for its holder's lease,
+//!   never before; a released slot is taken at the next poll. Such a try costs
+//!   one call per slot, so for many slots choose a longer poll interval.
+//! * **Every caller must pass the same slot count**: it is not stored, and each
+//!   caller only looks at its own slots 1 to `slots` (the reference has what
+//!   happens during a change). 1 to [`MAX_SLOTS`]; other counts fail with
+//!   [`Error::Config`] before anything is sent.
 //!
 //! # When a lock is lost
 //!
