@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::connection::Failure;
 use crate::error::Error;
-use crate::heartbeat;
 use crate::lock::{Acquired, Held, Lock};
 use crate::options::AcquireOptions;
-use crate::sql::{AcquireCall, AcquireRow};
+use crate::sql::AcquireCall;
 
 /// The outcome of [`Client::try_acquire`].
 #[derive(Debug)]
@@ -122,7 +120,7 @@ impl Client {
             .map_err(Failure::into_error)?;
         if row.acquired {
             self.seen().forget(name);
-            return Ok(Attempt::Acquired(self.hold(name, row, sent)));
+            return Ok(Attempt::Acquired(self.hold(name, row.rvn, row.data, sent)));
         }
         self.seen()
             .refused(name, row.rvn, row.lease, Instant::now(), presented);
@@ -134,24 +132,18 @@ impl Client {
         }))
     }
 
-    /// A lock just acquired by a request sent at `sent`, with its heartbeat running.
-    fn hold(&self, name: &str, row: AcquireRow, sent: Instant) -> Lock {
+    /// The lock `name`, just acquired at `rvn` with `data` by a request sent at
+    /// `sent`, handed to the renewer.
+    pub(crate) fn hold(&self, name: &str, rvn: i64, data: Option<Vec<u8>>, sent: Instant) -> Lock {
         let config = self.config();
-        let held = Arc::new(Held::new(name.to_owned(), row.owner, row.rvn));
-        let stop = CancellationToken::new();
-        let task = heartbeat::spawn(
-            Arc::clone(self.connection()),
-            Arc::clone(&held),
-            self.timing(),
-            sent,
-            stop.clone(),
-        );
+        let held = Arc::new(Held::new(name.to_owned(), config.owner().to_owned(), rvn));
+        let key = self.renewer().register(Arc::clone(&held), sent);
         let acquired = Acquired {
             held,
             lease: config.lease(),
-            data: row.data,
+            data,
             call_timeout: config.call_timeout(),
         };
-        Lock::new(acquired, Arc::clone(self.connection()), stop, task)
+        Lock::new(acquired, Arc::clone(self.renewer()), key)
     }
 }

@@ -13,14 +13,18 @@ use crate::error::Error;
 use crate::heartbeat::Timing;
 use crate::observe::Observations;
 use crate::options::AcquireOptions;
+use crate::renewer::Renewer;
 use crate::sql::LockInfo;
 
 /// A pglock client: one owner label, lease and heartbeat period, on one connection.
 ///
-/// Cheap to clone; clones share the connection and the RVN watch (what
-/// [`Client::try_acquire`] remembers). Heartbeats of every lock it holds go over
-/// the same connection, so keep long-running statements off it: a heartbeat
-/// waiting behind them counts as a failing one.
+/// Cheap to clone; clones share the connection, the RVN watch (what
+/// [`Client::try_acquire`] remembers) and the renewer: one background task that
+/// renews every lock the client holds, all in one `pglock_heartbeat_many` call
+/// per heartbeat period. The task runs while the client holds a lock, also after
+/// the `Client` itself is dropped, and ends with its last lock. Renewals go over
+/// the same connection as every other call, so keep long-running statements off
+/// it: a renewal waiting behind them counts as a failing one.
 ///
 /// A client made with [`Client::connect`] or [`Client::connect_tls`] opens its
 /// connection again when it breaks, and its locks outlive the break if a
@@ -32,9 +36,8 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    connection: Arc<Connection>,
+    renewer: Arc<Renewer>,
     config: ClientConfig,
-    timing: Timing,
     seen: Mutex<Observations>,
 }
 
@@ -100,8 +103,7 @@ impl Client {
     fn on(connection: Connection, config: ClientConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                connection: Arc::new(connection),
-                timing: Timing::new(&config),
+                renewer: Arc::new(Renewer::new(Arc::new(connection), &config)),
                 config,
                 seen: Mutex::new(Observations::new()),
             }),
@@ -115,7 +117,7 @@ impl Client {
     /// How many times this client has replaced a broken connection with a new one
     /// (always 0 for a client made with [`Client::new`]).
     pub fn reconnects(&self) -> u64 {
-        self.inner.connection.reconnects()
+        self.connection().reconnects()
     }
 
     /// The lock `name` as the server has it, or `None` if it does not exist.
@@ -183,11 +185,11 @@ impl Client {
     }
 
     pub(crate) fn connection(&self) -> &Arc<Connection> {
-        &self.inner.connection
+        self.inner.renewer.connection()
     }
 
-    pub(crate) fn timing(&self) -> Timing {
-        self.inner.timing
+    pub(crate) fn renewer(&self) -> &Arc<Renewer> {
+        &self.inner.renewer
     }
 
     pub(crate) fn seen(&self) -> MutexGuard<'_, Observations> {

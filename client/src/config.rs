@@ -6,6 +6,9 @@ use std::time::Duration;
 /// it), and the longest owner label, in characters: the protocol's limits.
 pub use pglock_protocol::limits::{MAX_LABEL_CHARS as MAX_OWNER_CHARS, MAX_LEASE};
 
+/// The most slots a semaphore has (`pglock_acquire_slot` raises `22023` above it).
+pub use pglock_protocol::limits::MAX_SLOTS;
+
 /// The longest default poll interval; shorter leases poll at a tenth of the lease.
 const MAX_DEFAULT_POLL: Duration = Duration::from_millis(500);
 
@@ -49,7 +52,8 @@ pub enum StatementMode {
     Unnamed,
 }
 
-/// Why a [`ClientConfig`] was refused.
+/// Why a [`ClientConfig`], or an argument checked before anything is sent (a
+/// semaphore's slot count), was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("the owner must not be empty")]
@@ -70,6 +74,11 @@ pub enum ConfigError {
     PollIntervalZero,
     #[error("the call timeout must be more than zero")]
     CallTimeoutZero,
+    /// [`Client::acquire_slot`](crate::Client::acquire_slot) and
+    /// [`Client::try_acquire_slot`](crate::Client::try_acquire_slot) take 1 to
+    /// [`MAX_SLOTS`] slots, as the server does (it raises `22023` otherwise).
+    #[error("a semaphore has 1 to {MAX_SLOTS} slots, not {0}")]
+    SlotsOutOfRange(u32),
 }
 
 impl ClientConfig {

@@ -10,7 +10,8 @@ use crate::config::ConfigError;
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The [`ClientConfig`](crate::ClientConfig) broke a rule; nothing was sent.
+    /// The [`ClientConfig`](crate::ClientConfig), or an argument such as a
+    /// semaphore's slot count, broke a rule; nothing was sent.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     /// The server raised an error or the connection failed. [`Error::code`] gives the

@@ -1,20 +1,12 @@
-//! The background task that renews a held lock, and the rule that declares it lost.
-//!
-//! The timing rule is documented in the crate docs, section
-//! ["When a lock is lost"](crate#when-a-lock-is-lost).
+//! When a held lock is renewed, retried, and declared lost: the timing rule of
+//! the crate docs, section ["When a lock is lost"](crate#when-a-lock-is-lost).
+//! The renewer (`renewer.rs`) applies it to each lock.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
-use tokio_postgres::error::SqlState;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 
 use crate::config::ClientConfig;
-use crate::connection::{Connection, Failure};
-use crate::error::{Error, LostReason};
-use crate::lock::Held;
 
 /// The heartbeat schedule of a client's locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +32,18 @@ impl Timing {
         self.retry
     }
 
+    /// How often a lock is renewed.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// How far ahead of its time a lock may be renewed, to share a call with
+    /// locks due now: half a period. Renewing early only moves its deadline
+    /// sooner from a later start, so it never shortens the lock's safety.
+    pub fn early(&self) -> Duration {
+        self.period / 2
+    }
+
     /// How long before the lease could run out a silent lock is declared lost.
     pub fn margin(&self) -> Duration {
         self.period.min(self.lease / 4)
@@ -50,92 +54,10 @@ impl Timing {
         renewed + self.lease - self.margin()
     }
 
-    /// When a heartbeat sent at `sent` is abandoned.
-    fn give_up_at(&self, sent: Instant, lost_at: Instant) -> Instant {
+    /// When a heartbeat sent at `sent` is abandoned, for a lock (or the latest
+    /// of a batch's locks) lost at `lost_at`.
+    pub fn give_up_at(&self, sent: Instant, lost_at: Instant) -> Instant {
         (sent + self.period).min(lost_at)
-    }
-}
-
-/// Starts renewing `held`, last renewed at `renewed`, until `stop` is cancelled or
-/// the lock is lost. A heartbeat in flight when `stop` fires is finished first, so
-/// the RVN in `held` is the lock's latest once the task has ended.
-pub(crate) fn spawn(
-    connection: Arc<Connection>,
-    held: Arc<Held>,
-    timing: Timing,
-    renewed: Instant,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(run(connection, held, timing, renewed, stop))
-}
-
-async fn run(
-    connection: Arc<Connection>,
-    held: Arc<Held>,
-    timing: Timing,
-    mut renewed: Instant,
-    stop: CancellationToken,
-) {
-    let mut next = renewed + timing.period;
-    let mut last_error = None;
-    loop {
-        let lost_at = timing.lost_at(renewed);
-        if next >= lost_at {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return,
-                _ = sleep_until(lost_at) => {
-                    held.mark_lost(LostReason::HeartbeatsFailed { last_error });
-                    return;
-                }
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            _ = sleep_until(next) => {}
-        }
-        let sent = Instant::now();
-        let limit = timing
-            .give_up_at(sent, lost_at)
-            .saturating_duration_since(sent);
-        let (name, owner, rvn) = (held.name(), held.owner(), held.rvn());
-        let call = connection.call(Some(limit), "pglock_heartbeat", |sql| async move {
-            sql.heartbeat(name, owner, rvn).await
-        });
-        match call.await {
-            Ok(rvn) => {
-                held.set_rvn(rvn);
-                renewed = sent;
-                next = sent + timing.period;
-                last_error = None;
-            }
-            Err(failure) => {
-                if let Failure::Call(error) = &failure {
-                    if let Some(reason) = lost_reason(error) {
-                        held.mark_lost(reason);
-                        return;
-                    }
-                }
-                // Connecting failed, or the call did for a passing reason (its
-                // connection broke, no reply in time): try again.
-                last_error = Some(failure.describe());
-                next = Instant::now() + timing.retry;
-            }
-        }
-    }
-}
-
-/// The errors that end a lock at once; every other error is retried.
-fn lost_reason(error: &Error) -> Option<LostReason> {
-    match error.code() {
-        Some(code) if *code == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE => {
-            Some(LostReason::NotHeld)
-        }
-        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
-            Some(LostReason::HeldByOtherRole)
-        }
-        _ => None,
     }
 }
 

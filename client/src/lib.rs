@@ -6,11 +6,15 @@
 //!   holder's RVN has stood still for the holder's whole lease.
 //! * [`Client::try_acquire`] fails fast, but remembers the RVN it saw, so that a
 //!   later try takes a dead holder's lock over.
-//! * A held [`Lock`] is renewed by a background heartbeat task. Its
-//!   [`Lock::lost_token`] (a [`CancellationToken`])
-//!   fires the moment the lock is lost, before its lease could run out (see
-//!   [When a lock is lost](#when-a-lock-is-lost)). [`Lock::rvn`] is a fencing token.
+//! * A held [`Lock`] is renewed in the background: one task per client renews
+//!   every lock the client holds in one `pglock_heartbeat_many` call per period
+//!   (see [Heartbeats](#heartbeats)). Its [`Lock::lost_token`] (a
+//!   [`CancellationToken`]) fires the moment the lock is lost, before its lease
+//!   could run out (see [When a lock is lost](#when-a-lock-is-lost)).
+//!   [`Lock::rvn`] is a fencing token.
 //! * [`Client::with_lock`] acquires, runs a future with the token and releases.
+//! * [`Client::acquire_slot`] and [`Client::try_acquire_slot`] take one of at
+//!   most `slots` places of a semaphore (see [Semaphores](#semaphores)).
 //!
 //! Every call runs in autocommit mode, each a single atomic step in the server.
 //!
@@ -50,11 +54,60 @@
 //! The role connecting needs `pglock_user` (`GRANT pglock_user TO app`), and the
 //! extension must be on the connection's `search_path`.
 //!
+//! # Heartbeats
+//!
+//! A client renews every lock it holds with one background task, its renewer,
+//! which sends `pglock_heartbeat_many` (one statement, one commit) for all the
+//! locks due rather than a heartbeat per lock: a worker holding hundreds of
+//! leases (shards, partitions, tenants) costs the server one call per period.
+//!
+//! * **Each lock keeps its own time.** A lock is due one `period` after the
+//!   request that acquired or last renewed it was sent. When the earliest lock is
+//!   due, the call also takes every lock due within the next half period, renewed
+//!   early (never late), so locks acquired at different times fall into step
+//!   after a period or two. Each call passes the client's lease, which so stays
+//!   the lease in the server that the rule below counts with.
+//! * **At most 10,000 locks a call** (the server's limit); more go in further
+//!   calls right after.
+//! * **One lock at a time is lost**: a lock the server no longer has at our RVN
+//!   comes back not renewed, is lost, and leaves the renewer; the call renews the
+//!   others as usual.
+//! * **The task runs while the client holds a lock**: it starts with the first
+//!   lock acquired, keeps going when every clone of the `Client` is dropped while
+//!   locks live, and ends when the last lock is released or dropped. A client
+//!   that holds nothing runs no task.
+//! * Renewals share the client's one connection with its other calls.
+//!
+//! # Semaphores
+//!
+//! `client.acquire_slot("exports", 3)` waits for one of the 3 slots of semaphore
+//! `exports` and returns its [`Lock`], named `exports#1`, `exports#2` or
+//! `exports#3`: a slot is an ordinary lock, renewed by the renewer, lost and
+//! released like any other, and its [`Lock::rvn`] fences work as usual.
+//! [`Client::try_acquire_slot`] returns `None` at once when every slot is held.
+//!
+//! * **A free slot is taken at once**, lowest first, in one
+//!   `pglock_acquire_slot` call. It stores the data of
+//!   [`Client::acquire_slot_with`]'s options, or none: a slot never passes a
+//!   previous holder's data on.
+//! * **The client waits, not the server.** It always calls
+//!   `pglock_acquire_slot` with `wait_timeout => '0'`: a call waiting in the
+//!   server would hold the client's one connection, and the renewals of its
+//!   locks would wait behind it. When every slot is held, the client tries each
+//!   slot by the rule of [`Client::acquire`]: it watches each holder's RVN and
+//!   takes a slot over once that RVN has stood still for its holder's lease,
+//!   never before; a released slot is taken at the next poll. Such a try costs
+//!   one call per slot, so for many slots choose a longer poll interval.
+//! * **Every caller must pass the same slot count**: it is not stored, and each
+//!   caller only looks at its own slots 1 to `slots` (the reference has what
+//!   happens during a change). 1 to [`MAX_SLOTS`]; other counts fail with
+//!   [`Error::Config`] before anything is sent.
+//!
 //! # When a lock is lost
 //!
 //! Let `renewed` be the instant (monotonic clock) just *before* the request of the
-//! last successful acquire or heartbeat was sent, `lease` the client's lease and
-//! `period` its heartbeat period (at most `lease / 2`).
+//! last successful acquire or renewal of the lock was sent, `lease` the client's
+//! lease and `period` its heartbeat period (at most `lease / 2`).
 //!
 //! * **Safe until `renewed + lease`.** The server wrote the RVN after `renewed`, and
 //!   a rival must watch that RVN stand still for a whole lease after seeing it, so
@@ -63,20 +116,26 @@
 //! * **Lost at `renewed + lease - margin`**, with `margin = min(period, lease / 4)`,
 //!   if no heartbeat has succeeded by then. The margin is the time the work has to
 //!   stop after the signal fires, before a rival may take over.
-//! * **Lost at once** when a heartbeat raises `55000` (the server says we no longer
-//!   hold the lock: [`LostReason::NotHeld`]) or `42501` (another role holds it:
-//!   [`LostReason::HeldByOtherRole`]).
+//! * **Lost at once** when the server does not renew it: `pglock_heartbeat_many`
+//!   answers `renewed = false` for it (we no longer hold the lock at our RVN:
+//!   [`LostReason::NotHeld`]). If the lock's row still shows our owner and RVN,
+//!   another role holds it (where `pglock_heartbeat` would raise `42501`):
+//!   [`LostReason::HeldByOtherRole`]; the client reads the row with
+//!   `pglock_get` to tell.
 //! * **Anything else is transient** (connection error, a server restarting or
-//!   failing over, timeout, cancel, ...): the heartbeat is retried after
-//!   `min(poll_interval, period)` for as long as the deadline above allows, over a
-//!   new connection if the old one broke (see [Reconnecting](#reconnecting)). Each
-//!   attempt, connecting included, is abandoned after `period` or at the deadline,
-//!   whichever comes first. An abandoned attempt may still have renewed the lock
-//!   in the server; the next attempt then raises `55000`, and the lock is lost (its
-//!   new RVN is unknown to us), which is the safe reading.
+//!   failing over, timeout, cancel, ...; any error of the call as a whole): the
+//!   renewal is retried after `min(poll_interval, period)` for as long as the
+//!   deadline above allows, over a new connection if the old one broke (see
+//!   [Reconnecting](#reconnecting)). Each call, connecting included, is abandoned
+//!   after `period` or at the latest deadline of its locks, whichever comes
+//!   first; a lock whose own deadline comes while the call is out is lost at its
+//!   deadline. An abandoned call may still have renewed the locks in the server;
+//!   the next attempt then finds them not renewed, and they are lost (their new
+//!   RVNs are unknown to us), which is the safe reading.
 //!
-//! Heartbeats are sent at `renewed + period`. Since `period <= lease / 2`, the
-//! first one leaves at least `lease / 4` for retries before the deadline.
+//! A lock is due at `renewed + period` (or, sharing a call, up to half a period
+//! earlier). Since `period <= lease / 2`, the first attempt leaves at least
+//! `lease / 4` for retries before the deadline.
 //!
 //! For example, with a 20 s lease and a 5 s period: heartbeats every 5 s; when
 //! they start failing, retries every 0.5 s (the default poll interval); the lock is
@@ -101,12 +160,12 @@
 //!   then twice as long each time, at most `min(poll_interval, period)`. A call
 //!   that finds no server fails with [`Error::Database`] (the connection error);
 //!   the next call tries again, so calls work again as soon as a server is back.
-//! * **Held locks** are renewed over the new connection, each by its next
-//!   heartbeat. If one succeeds before the deadline of
-//!   [When a lock is lost](#when-a-lock-is-lost), the lock is kept, with a new RVN;
-//!   if none does, the lock is lost as usual. Nothing else changes: a heartbeat
-//!   that raises `55000` on the new server (its last renewal did not survive, as
-//!   after a failover to an asynchronous standby) ends the lock at once.
+//! * **Held locks** are renewed over the new connection by the renewer's next
+//!   call. A lock renewed before its deadline of
+//!   [When a lock is lost](#when-a-lock-is-lost) is kept, with a new RVN; one
+//!   that is not is lost as usual. Nothing else changes: a lock that the new
+//!   server does not renew (its last renewal did not survive, as after a
+//!   failover to an asynchronous standby) is lost at once.
 //! * **Clusters.** List every server, with `target_session_attrs=read-write`,
 //!   e.g. `host=db1,db2,db3 port=5432 target_session_attrs=read-write`: the client
 //!   then connects to whichever is the primary, also after a failover. Set a
@@ -121,7 +180,7 @@
 //!
 //! # Connection poolers
 //!
-//! By default ([`StatementMode::Prepared`]) a client prepares pglock's four
+//! By default ([`StatementMode::Prepared`]) a client prepares its pglock
 //! statements once per connection as named statements, then only binds and runs
 //! them. A pooler in **transaction** mode (PgBouncer's `pool_mode = transaction`,
 //! before 1.21 or with `max_prepared_statements = 0`, Debian 12's 1.18 among them)
@@ -187,13 +246,15 @@ mod heartbeat;
 mod lock;
 mod observe;
 mod options;
+mod renewer;
+mod semaphore;
 mod sql;
 #[cfg(feature = "serde")]
 mod typed;
 
 pub use acquire::{Attempt, Holder};
 pub use client::Client;
-pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS};
+pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS};
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;

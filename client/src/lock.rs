@@ -1,16 +1,17 @@
-//! A held lock: its fencing token, its heartbeat task, its loss signal, its release.
+//! A held lock: its fencing token, its place in the client's renewer, its loss
+//! signal, its release.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{Connection, Failure};
+use crate::connection::Failure;
 use crate::error::{Error, LostReason};
+use crate::renewer::Renewer;
 
-/// What a [`Lock`] shares with its heartbeat task.
+/// What a [`Lock`] shares with the client's renewer.
 #[derive(Debug)]
 pub(crate) struct Held {
     name: String,
@@ -18,6 +19,9 @@ pub(crate) struct Held {
     rvn: AtomicI64,
     lost: CancellationToken,
     reason: Mutex<Option<LostReason>>,
+    /// Cancelled once the renewal call that includes the lock, if one is out,
+    /// is over (set and cleared by the renewer).
+    call_in_flight: Mutex<Option<CancellationToken>>,
 }
 
 impl Held {
@@ -28,6 +32,7 @@ impl Held {
             rvn: AtomicI64::new(rvn),
             lost: CancellationToken::new(),
             reason: Mutex::new(None),
+            call_in_flight: Mutex::new(None),
         }
     }
 
@@ -56,15 +61,34 @@ impl Held {
         self.lost.cancel();
     }
 
-    fn reason(&self) -> Option<LostReason> {
+    pub fn reason(&self) -> Option<LostReason> {
         self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    pub fn set_call_in_flight(&self, call: Option<CancellationToken>) {
+        *self
+            .call_in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = call;
+    }
+
+    pub fn call_in_flight(&self) -> Option<CancellationToken> {
+        self.call_in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 }
 
-/// A lock this client holds, renewed in the background every heartbeat period.
+/// A lock this client holds, renewed in the background every heartbeat period
+/// (with every other lock of the client, in one call).
 ///
 /// * [`Lock::rvn`] is the lock's current RVN, a fencing token that only grows: it
 ///   changes with every heartbeat.
@@ -80,15 +104,15 @@ impl Held {
 #[derive(Debug)]
 pub struct Lock {
     held: Arc<Held>,
-    connection: Arc<Connection>,
+    renewer: Arc<Renewer>,
+    /// The lock's key in the renewer's registry.
+    key: u64,
     lease: Duration,
     data: Option<Vec<u8>>,
     call_timeout: Option<Duration>,
-    stop: CancellationToken,
-    heartbeat: Option<JoinHandle<()>>,
 }
 
-/// What [`Lock::new`] needs besides the heartbeat task.
+/// What [`Lock::new`] needs besides its place in the renewer.
 pub(crate) struct Acquired {
     pub held: Arc<Held>,
     pub lease: Duration,
@@ -97,20 +121,14 @@ pub(crate) struct Acquired {
 }
 
 impl Lock {
-    pub(crate) fn new(
-        acquired: Acquired,
-        connection: Arc<Connection>,
-        stop: CancellationToken,
-        heartbeat: JoinHandle<()>,
-    ) -> Self {
+    pub(crate) fn new(acquired: Acquired, renewer: Arc<Renewer>, key: u64) -> Self {
         Self {
             held: acquired.held,
-            connection,
+            renewer,
+            key,
             lease: acquired.lease,
             data: acquired.data,
             call_timeout: acquired.call_timeout,
-            stop,
-            heartbeat: Some(heartbeat),
         }
     }
 
@@ -140,7 +158,7 @@ impl Lock {
 
     /// Whether the lock has been lost.
     pub fn is_lost(&self) -> bool {
-        self.held.lost.is_cancelled()
+        self.held.is_lost()
     }
 
     /// Why the lock was lost, once it has been.
@@ -170,12 +188,14 @@ impl Lock {
         self.finish(true, data).await
     }
 
-    async fn finish(mut self, keep: bool, data: Option<&[u8]>) -> Result<(), Error> {
-        self.stop_heartbeat().await;
+    async fn finish(self, keep: bool, data: Option<&[u8]>) -> Result<(), Error> {
+        // Out of the renewer, and any renewal in flight over: the RVN is the latest.
+        self.renewer.stop(self.key, &self.held).await;
         let held = Arc::clone(&self.held);
         let (name, owner, rvn) = (held.name(), held.owner(), held.rvn());
         let released = self
-            .connection
+            .renewer
+            .connection()
             .call(self.call_timeout, "pglock_release", |sql| async move {
                 sql.release(name, owner, rvn, keep, data).await
             })
@@ -190,21 +210,11 @@ impl Lock {
             }),
         }
     }
-
-    /// Stops the heartbeat and waits for a heartbeat in flight, so that the RVN is
-    /// the lock's latest.
-    async fn stop_heartbeat(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.heartbeat.take() {
-            // A panicked or aborted task changes no RVN; nothing to recover.
-            let _ = task.await;
-        }
-    }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.renewer.remove(self.key);
         self.held.lost.cancel();
     }
 }

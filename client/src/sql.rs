@@ -1,5 +1,5 @@
-//! The four pglock calls, as named prepared statements or unnamed ones (see
-//! [`StatementMode`]), and their rows as Rust values.
+//! The pglock calls the client makes, as named prepared statements or unnamed
+//! ones (see [`StatementMode`]), and their rows as Rust values.
 //!
 //! Intervals go out as `make_interval(secs => float8)` and come back as
 //! `extract(epoch FROM lease)::float8`: tokio-postgres has no interval type.
@@ -21,7 +21,23 @@ SELECT acquired, rvn, owner, extract(epoch FROM lease)::float8, data
                       replace_data => $5::boolean,
                       observed_rvn => $6::bigint)";
 
-const HEARTBEAT: &str = "SELECT pglock_heartbeat($1::text, $2::text, $3::bigint)";
+// The lease is passed, not left NULL (which keeps each lock's own): the client's
+// loss deadline is computed from its configured lease, so each renewal makes the
+// server's lease that one again, whatever the row held before.
+const HEARTBEAT_MANY: &str = "\
+SELECT name, rvn, renewed
+  FROM pglock_heartbeat_many($1::text, $2::text[], $3::bigint[],
+                             lease => make_interval(secs => $4::float8))";
+
+// wait_timeout is 0, always: the call must not wait in the server, where it
+// would hold the client's one connection and keep its renewals waiting. The
+// client waits between calls instead (see `semaphore.rs`).
+const ACQUIRE_SLOT: &str = "\
+SELECT acquired, slot_name, rvn
+  FROM pglock_acquire_slot($1::text, $2::text, $3::integer,
+                           lease => make_interval(secs => $4::float8),
+                           data => $5::bytea,
+                           wait_timeout => '0')";
 
 const RELEASE: &str = "\
 SELECT pglock_release($1::text, $2::text, $3::bigint, keep => $4::boolean, data => $5::bytea)";
@@ -54,6 +70,22 @@ pub struct LockInfo {
     pub released: bool,
 }
 
+/// One row of `pglock_heartbeat_many`: the lock's new RVN if it was renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Renewal {
+    pub name: String,
+    pub rvn: Option<i64>,
+    pub renewed: bool,
+}
+
+/// A row of `pglock_acquire_slot`: the slot taken, if one was.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotRow {
+    pub acquired: bool,
+    pub slot_name: Option<String>,
+    pub rvn: Option<i64>,
+}
+
 /// What an acquire or release sends, besides name and owner.
 pub(crate) struct AcquireCall<'a> {
     pub lease: Duration,
@@ -62,25 +94,33 @@ pub(crate) struct AcquireCall<'a> {
     pub observed_rvn: Option<i64>,
 }
 
-/// pglock's four calls: their SQL, parameter types and statement slot. Every
-/// parameter and column is of a built-in type: tokio-postgres would look any other
-/// up with a named statement of its own, which a pooler in transaction mode
-/// cannot keep either.
+/// pglock's calls: their SQL, parameter types and statement slot. Every
+/// parameter and column is of a built-in type (arrays of `text` and `bigint`
+/// included): tokio-postgres would look any other up with a named statement of
+/// its own, which a pooler in transaction mode cannot keep either.
 #[derive(Debug, Clone, Copy)]
 enum Call {
     Acquire,
-    Heartbeat,
+    AcquireSlot,
+    HeartbeatMany,
     Release,
     Get,
 }
 
 impl Call {
-    const ALL: [Call; 4] = [Call::Acquire, Call::Heartbeat, Call::Release, Call::Get];
+    const ALL: [Call; 5] = [
+        Call::Acquire,
+        Call::AcquireSlot,
+        Call::HeartbeatMany,
+        Call::Release,
+        Call::Get,
+    ];
 
     fn sql(self) -> &'static str {
         match self {
             Call::Acquire => ACQUIRE,
-            Call::Heartbeat => HEARTBEAT,
+            Call::AcquireSlot => ACQUIRE_SLOT,
+            Call::HeartbeatMany => HEARTBEAT_MANY,
             Call::Release => RELEASE,
             Call::Get => GET,
         }
@@ -97,7 +137,14 @@ impl Call {
                 Type::BOOL,
                 Type::INT8,
             ],
-            Call::Heartbeat => &[Type::TEXT, Type::TEXT, Type::INT8],
+            Call::AcquireSlot => &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT4,
+                Type::FLOAT8,
+                Type::BYTEA,
+            ],
+            Call::HeartbeatMany => &[Type::TEXT, Type::TEXT_ARRAY, Type::INT8_ARRAY, Type::FLOAT8],
             Call::Release => &[Type::TEXT, Type::TEXT, Type::INT8, Type::BOOL, Type::BYTEA],
             Call::Get => &[Type::TEXT],
         }
@@ -136,6 +183,18 @@ impl Sql {
             }
         };
         Ok(Self { pg, prepared })
+    }
+
+    /// Runs `call` with `params`; every row that comes back.
+    async fn query(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        let rows = match &self.prepared {
+            Some(statements) => self.pg.query(&statements[call as usize], params).await?,
+            None => {
+                let typed = typed(call, params);
+                self.pg.query_typed(call.sql(), &typed).await?
+            }
+        };
+        Ok(rows)
     }
 
     /// Runs `call` with `params`; at most one row comes back.
@@ -202,17 +261,58 @@ impl Sql {
         })
     }
 
+    /// One pass over the `slots` slots of semaphore `name`, taking a free one for
+    /// `lease` with `data`; never a held one, and never waiting.
+    pub async fn acquire_slot(
+        &self,
+        name: &str,
+        owner: &str,
+        slots: i32,
+        lease: Duration,
+        data: Option<&[u8]>,
+    ) -> Result<SlotRow, Error> {
+        let row = self
+            .query_one(
+                Call::AcquireSlot,
+                &[&name, &owner, &slots, &lease.as_secs_f64(), &data],
+            )
+            .await?;
+        Ok(SlotRow {
+            acquired: row.try_get(0)?,
+            slot_name: row.try_get(1)?,
+            rvn: row.try_get(2)?,
+        })
+    }
+
     /// Whether the connection has broken (the server closed it, or it failed).
     pub fn is_closed(&self) -> bool {
         self.pg.is_closed()
     }
 
-    /// Renews the lease; returns the new RVN.
-    pub async fn heartbeat(&self, name: &str, owner: &str, rvn: i64) -> Result<i64, Error> {
-        let row = self
-            .query_one(Call::Heartbeat, &[&name, &owner, &rvn])
+    /// Renews, in one statement, each lock of `names` at the RVN in the same
+    /// position of `rvns`, for `lease`; one row per name, in the order given.
+    pub async fn heartbeat_many(
+        &self,
+        owner: &str,
+        names: &[&str],
+        rvns: &[i64],
+        lease: Duration,
+    ) -> Result<Vec<Renewal>, Error> {
+        let rows = self
+            .query(
+                Call::HeartbeatMany,
+                &[&owner, &names, &rvns, &lease.as_secs_f64()],
+            )
             .await?;
-        Ok(row.try_get(0)?)
+        rows.iter()
+            .map(|row| {
+                Ok(Renewal {
+                    name: row.try_get(0)?,
+                    rvn: row.try_get(1)?,
+                    renewed: row.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// Whether the lock was held at `rvn` and is now released.
@@ -261,11 +361,17 @@ fn null_of(ty: &Type) -> &'static (dyn ToSql + Sync) {
     static BYTEA: Option<&[u8]> = None;
     static BOOL: Option<bool> = None;
     static INT8: Option<i64> = None;
+    static INT4: Option<i32> = None;
+    static TEXT_ARRAY: Option<&[&str]> = None;
+    static INT8_ARRAY: Option<&[i64]> = None;
     match *ty {
         Type::FLOAT8 => &FLOAT8,
+        Type::TEXT_ARRAY => &TEXT_ARRAY,
+        Type::INT8_ARRAY => &INT8_ARRAY,
         Type::BYTEA => &BYTEA,
         Type::BOOL => &BOOL,
         Type::INT8 => &INT8,
+        Type::INT4 => &INT4,
         _ => &TEXT,
     }
 }

@@ -134,6 +134,57 @@ async fn a_lock_survives_its_holders_reconnect_through_pgbouncer() {
         .expect("still ours: released through the new PgBouncer");
 }
 
+/// Eight clients through the pool of four, each holding 40 locks: each client's
+/// renewer sends its locks' names and RVNs as `text[]` and `bigint[]` in unnamed
+/// statements, and every lock is renewed twice, none lost, all released as ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_holding_many_locks_renew_them_through_pgbouncer() {
+    const HOLDERS: usize = 8;
+    const LOCKS: usize = 40;
+    let pgbouncer = Arc::new(PgBouncer::start("many", 55469).await);
+    let mut workers = Vec::new();
+    for worker in 0..HOLDERS {
+        let pgbouncer = Arc::clone(&pgbouncer);
+        workers.push(tokio::spawn(async move {
+            let owner = unique(&format!("pooled-many-{worker}"));
+            let config = ClientConfig::new(owner.as_str(), ms(5_000), ms(300));
+            let client = client_through(&pgbouncer, config).await;
+            let mut locks = Vec::new();
+            for index in 0..LOCKS {
+                let lock = within(
+                    WAIT_LIMIT,
+                    "a lock",
+                    client.acquire(&format!("{owner}-{index}")),
+                )
+                .await
+                .unwrap_or_else(|error| panic!("acquire through PgBouncer: {error}"));
+                locks.push(lock);
+            }
+            for _ in 0..2 {
+                let from: Vec<i64> = locks.iter().map(|lock| lock.rvn()).collect();
+                within(WAIT_LIMIT, "a renewal of every lock", async {
+                    while locks
+                        .iter()
+                        .zip(&from)
+                        .any(|(lock, rvn)| lock.rvn() == *rvn)
+                    {
+                        let lost = locks.iter().find_map(|lock| lock.lost_reason());
+                        assert!(lost.is_none(), "a lock was lost: {lost:?}");
+                        sleep(ms(20)).await;
+                    }
+                })
+                .await;
+            }
+            for lock in locks {
+                lock.release()
+                    .await
+                    .unwrap_or_else(|error| panic!("release through PgBouncer: {error}"));
+            }
+        }));
+    }
+    join_failing_fast(workers).await;
+}
+
 fn stdout_of(output: std::process::Output, what: &str) -> String {
     assert!(
         output.status.success(),

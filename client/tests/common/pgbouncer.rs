@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use pglock_tests::server::pg_bin;
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
 use super::env;
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
-const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
 
 /// Server connections per database and user: fewer than the tests' clients, so
 /// that clients take turns on them.
@@ -129,7 +129,7 @@ impl PgBouncer {
     pub async fn psql(&self, commands: &[&str]) -> Output {
         let port = self.port.to_string();
         let database = env("PGLOCK_TEST_DB");
-        Command::new(PSQL)
+        Command::new(pg_bin().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", path(&self.socket_dir()), "-p", &port])
             .args(["-U", "postgres", "-d", &database])

@@ -1,18 +1,19 @@
 //! Private PostgreSQL servers that a test starts, restarts, stops and promotes
 //! itself. Like the scripts' servers they run as `postgres` from a folder under
 //! /tmp and listen only on a socket in their own folder (the port only names the
-//! socket); the tests run as root, as the test command does. pglock must be
-//! installed into PostgreSQL 15 first (the test command does that).
+//! socket); the tests run as root, as the test command does. They are of the
+//! PostgreSQL under test: the one whose pg_config `PGLOCK_PG_CONFIG` names (the
+//! test command sets it), else the `pg_config` on PATH; pglock must be installed
+//! into it first (the test command does that).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pglock_tests::server::pg_bin;
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 use tokio_postgres::config::TargetSessionAttrs;
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 pub struct Server {
     dir: PathBuf,
@@ -23,7 +24,10 @@ async fn as_postgres(program: &str, args: &[&str]) {
     let status = Command::new("runuser")
         // Servers started here should report errors as users' servers do.
         .env_remove("RUST_BACKTRACE")
-        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+        // PostgreSQL's programs go back to their starting folder: one postgres can read.
+        .current_dir("/")
+        .args(["-u", "postgres", "--"])
+        .arg(pg_bin().join(program))
         .args(args)
         .status()
         .await
@@ -235,7 +239,9 @@ impl Server {
     fn stop_now(&self) {
         if self.data_dir().join("postmaster.pid").exists() {
             let _ = std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+                .current_dir("/")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_bin().join("pg_ctl"))
                 .args([
                     "-D",
                     path(&self.data_dir()),
