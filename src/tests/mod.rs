@@ -31,6 +31,16 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE;
 END
 $$;
+-- The last RVN this session drew (NULL before its first): tests run side by
+-- side, so the sequence's global position moves with the others' calls.
+CREATE FUNCTION tests.rvn_drawn_here() RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN currval('pglock.rvn_seq')::text;
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    RETURN 'none yet';
+END
+$$;
 "#,
     name = "test_helpers",
 );
@@ -63,9 +73,10 @@ pub fn assert_each_raises<A: AsRef<str>>(statement: impl Fn(&str) -> String, cas
     }
 }
 
-/// The RVN sequence's position, which a subtransaction's rollback leaves as is.
+/// The last RVN this session drew from the sequence, which a subtransaction's
+/// rollback leaves as is (and which other tests, running side by side, do not move).
 pub fn rvn_sequence() -> String {
-    one("SELECT format('%s %s', last_value, is_called) FROM pglock.rvn_seq")
+    one("SELECT tests.rvn_drawn_here()")
 }
 
 /// Every row of `pglock.locks` as text, to show that a call that returned without
