@@ -52,7 +52,9 @@
 //! ```
 //!
 //! The role connecting needs `pglock_user` (`GRANT pglock_user TO app`), and the
-//! extension must be on the connection's `search_path`.
+//! extension, at version 0.3.0 or later (`ALTER EXTENSION pglock UPDATE`), must be
+//! on the connection's `search_path`: a client checks its statements, those of
+//! `pglock_heartbeat_many` and `pglock_acquire_slot` among them, when it connects.
 //!
 //! # Heartbeats
 //!
