@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    acquire, backend_pid, connect, join_all, name_locks_held, unique_name, Client, Rendezvous,
-    WAIT_LIMIT,
+    acquire, backend_pid, connect, heartbeat, join_all, name_locks_held, unique_name, Client,
+    Rendezvous, WAIT_LIMIT,
 };
 
 /// Acquire `count` locks named `<owner>-<n>` for `owner`; their names and RVNs.
@@ -260,4 +260,39 @@ fn a_worker_renewing_while_locks_are_taken_over_renews_exactly_those_it_holds() 
             other => panic!("{name} held by both or neither: {other:?}"),
         }
     }
+}
+
+/// Under REPEATABLE READ, a lock renewed by another session after the
+/// transaction's snapshot comes back `renewed = false`, without raising, and
+/// the call still renews the others: the RVN given is no longer the lock's
+/// (where `pglock_heartbeat`, which can only raise, raises 40001).
+#[test]
+fn under_repeatable_read_a_lock_renewed_after_the_snapshot_is_not_renewed() {
+    let owner = unique_name("rr-many");
+    let mut client = connect();
+    let (names, rvns) = acquire_many(&mut client, &owner, 3);
+    let mut transaction = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    // The snapshot is taken by the transaction's first statement.
+    transaction.query_one("SELECT 1", &[]).unwrap();
+    let mut other = connect();
+    let moved = heartbeat(&mut other, &names[1], &owner, rvns[1]).expect("renewed elsewhere");
+
+    let rows = renew(&mut transaction, &owner, &names, &rvns);
+    transaction.commit().unwrap();
+    assert_eq!(rows[1], (names[1].clone(), None, false), "{rows:?}");
+    for index in [0, 2] {
+        let (name, rvn, renewed) = &rows[index];
+        assert_eq!(name, &names[index]);
+        assert!(
+            *renewed && rvn.is_some_and(|rvn| rvn > rvns[index]),
+            "{rows:?}"
+        );
+    }
+    // The lock is as the other session's renewal left it.
+    let again = heartbeat(&mut client, &names[1], &owner, moved).expect("held at the moved RVN");
+    assert!(again > moved);
 }
