@@ -63,10 +63,16 @@ fn acquire_request<'a>(
 /// sees the latest committed locks, so a transaction snapshot is refused.
 fn checked_wait_timeout(wait_timeout: Option<Interval>) -> Result<Option<Duration>, PglockError> {
     let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+    refuse_transaction_snapshot()?;
+    Ok(wait)
+}
+
+/// Refuses REPEATABLE READ and SERIALIZABLE for a call that waits.
+fn refuse_transaction_snapshot() -> Result<(), PglockError> {
     if ffi::snapshot_per_transaction() {
         return Err(PglockError::WaitNeedsReadCommitted);
     }
-    Ok(wait)
+    Ok(())
 }
 
 /// When a wait of `wait` that began at `start` ends (`None`: never).

@@ -1,11 +1,13 @@
 //! Semaphores: `pglock_acquire_slot` takes one of a semaphore's slots, each an
 //! ordinary lock that the other functions treat like any other.
 
+use std::time::Duration;
+
 use pglock_protocol::semaphore::{self, SlotRequest};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{checked_wait_timeout, deadline_after};
+use super::{deadline_after, refuse_transaction_snapshot};
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
@@ -46,7 +48,12 @@ fn pglock_acquire_slot(
         lease: input::lease("lease", lease)?,
         data: input::data(data)?,
     };
-    let wait = checked_wait_timeout(wait_timeout)?;
+    // Without a wait, one pass over the slots, each an acquire: any isolation
+    // level will do, as for pglock_acquire.
+    let wait = input::wait_timeout("wait_timeout", wait_timeout)?;
+    if wait != Some(Duration::ZERO) {
+        refuse_transaction_snapshot()?;
+    }
     let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
     let slot =

@@ -56,9 +56,13 @@ SELECT * FROM pglock_acquire_slot('pool', 'a', 2, data => decode(repeat('00', 10
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM pglock_acquire_slot('pool', 'a', 2, wait_timeout => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
+-- A wait needs READ COMMITTED; without one it is one pass, as pglock_acquire.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT * FROM pglock_acquire_slot('pool', 'a', 2);
+SELECT * FROM pglock_acquire_slot('pool', 'a', 2, wait_timeout => '1 second');
 \echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT acquired, slot_name FROM pglock_acquire_slot('rr', 'a', 2);
 ROLLBACK;
 BEGIN READ ONLY;
 SELECT * FROM pglock_acquire_slot('pool', 'a', 2);
