@@ -118,12 +118,15 @@
 //! * **Lost at `renewed + lease - margin`**, with `margin = min(period, lease / 4)`,
 //!   if no heartbeat has succeeded by then. The margin is the time the work has to
 //!   stop after the signal fires, before a rival may take over.
-//! * **Lost at once** when the server does not renew it: `pglock_heartbeat_many`
-//!   answers `renewed = false` for it (we no longer hold the lock at our RVN:
-//!   [`LostReason::NotHeld`]). If the lock's row still shows our owner and RVN,
-//!   another role holds it (where `pglock_heartbeat` would raise `42501`):
-//!   [`LostReason::HeldByOtherRole`]; the client reads the row with
-//!   `pglock_get` to tell.
+//! * **Lost at once** when the server does not renew it: the moment
+//!   `pglock_heartbeat_many`'s reply answers `renewed = false` for it (we no
+//!   longer hold the lock at our RVN, and a rival may hold it already), the
+//!   signal fires and [`Lock::lost_reason`] reads [`LostReason::NotHeld`]. The
+//!   client then reads the lock's row with `pglock_get` (waiting at most
+//!   `min(poll_interval, period)`): if the row still shows our owner and RVN,
+//!   another role holds it (where `pglock_heartbeat` would raise `42501`), and
+//!   the reason becomes [`LostReason::HeldByOtherRole`]. That is the only
+//!   change a reason ever sees; a lookup that fails leaves it `NotHeld`.
 //! * **Anything else is transient** (connection error, a server restarting or
 //!   failing over, timeout, cancel, ...; any error of the call as a whole): the
 //!   renewal is retried after `min(poll_interval, period)` for as long as the

@@ -166,8 +166,10 @@ impl Registry {
 
     /// Records the outcome of a call sent at `sent` for `members`, as of `now`:
     /// the new RVNs, or a retry after `timing.retry()` for each lock if the call
-    /// failed. Returns the locks the server says this client does not hold, now
-    /// out of the registry, to be marked lost.
+    /// failed. The locks the server says this client does not hold leave the
+    /// registry and are lost at once ([`LostReason::NotHeld`]): a rival may
+    /// hold them already. Returns them, for the lookup that tells whether
+    /// another role holds them.
     fn settle(
         &mut self,
         members: &[Member],
@@ -207,6 +209,7 @@ impl Registry {
                 }
                 Some(Renewal { renewed: false, .. }) => {
                     self.locks.remove(&member.key);
+                    member.held.mark_lost(LostReason::NotHeld);
                     refused.push(index);
                 }
                 _ => {
@@ -352,11 +355,14 @@ impl Renewer {
         let refused = self
             .registry()
             .settle(&members, sent, outcome, Instant::now(), &self.timing);
+        // Already lost: the lookup only tells why, and a task stopped during
+        // it leaves them lost as not held.
         let asking_until = Instant::now() + self.timing.retry();
         for index in refused {
             let member = &members[index];
-            let reason = self.why_not_held(member, asking_until).await;
-            member.held.mark_lost(reason);
+            if self.why_not_held(member, asking_until).await == LostReason::HeldByOtherRole {
+                member.held.lost_to_other_role();
+            }
         }
         for member in &members {
             member.held.set_call_in_flight(None);
@@ -560,6 +566,39 @@ mod tests {
         assert_eq!(refused, [0]);
         assert_eq!((a.rvn(), b.rvn()), (1, 5));
         assert_eq!(registry.locks.len(), 1);
+    }
+
+    /// The signal of a lock the server did not renew fires with the reply,
+    /// before the lookup that may narrow its reason: a rival may hold it
+    /// already, and a task stopped during the lookup must not leave it unlost.
+    #[test]
+    fn a_lock_not_renewed_is_lost_as_the_reply_is_settled() {
+        let t = timing(10_000, 1_000);
+        let start = Instant::now();
+        let mut registry = Registry::default();
+        let (a, b) = (held("a", 1), held("b", 2));
+        registry.insert(Arc::clone(&a), start, &t);
+        registry.insert(Arc::clone(&b), start, &t);
+        let due = start + ms(1_000);
+        let Plan::Renew(members) = registry.plan(due, &t) else {
+            panic!("a call is due")
+        };
+        let rows = vec![
+            Renewal {
+                name: "a".to_owned(),
+                rvn: Some(3),
+                renewed: true,
+            },
+            Renewal {
+                name: "b".to_owned(),
+                rvn: None,
+                renewed: false,
+            },
+        ];
+        registry.settle(&members, due, Ok(rows), due, &t);
+        assert!(!a.is_lost());
+        assert!(b.is_lost(), "lost with the reply, before any lookup");
+        assert_eq!(b.reason(), Some(LostReason::NotHeld));
     }
 
     #[test]
