@@ -134,9 +134,15 @@
 //!   [Reconnecting](#reconnecting)). Each call, connecting included, is abandoned
 //!   after `period` or at the latest deadline of its locks, whichever comes
 //!   first; a lock whose own deadline comes while the call is out is lost at its
-//!   deadline. An abandoned call may still have renewed the locks in the server;
-//!   the next attempt then finds them not renewed, and they are lost (their new
-//!   RVNs are unknown to us), which is the safe reading.
+//!   deadline. An abandoned call (this one, or any call limited by
+//!   [`ClientConfig::with_call_timeout`]) is cancelled in the server too: the
+//!   client sends a cancel request for its connection's statement (over TLS
+//!   made as for the connection, for [`Client::connect_tls`]) on a task of its
+//!   own, so a statement waiting there, e.g. on a lock's row, stops rather than
+//!   holding the rows it has written and committing later. A cancel can come
+//!   too late: an abandoned call may still have renewed the locks in the
+//!   server; the next attempt then finds them not renewed, and they are lost
+//!   (their new RVNs are unknown to us), which is the safe reading.
 //!
 //! A lock is due at `renewed + period` (or, sharing a call, up to half a period
 //! earlier). Since `period <= lease / 2`, the first attempt leaves at least
