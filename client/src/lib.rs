@@ -79,6 +79,15 @@
 //!   locks live, and ends when the last lock is released or dropped. A client
 //!   that holds nothing runs no task.
 //! * Renewals share the client's one connection with its other calls.
+//! * **Keep fencing transactions short.** A transaction that fences a lock
+//!   (`pglock_fence`, with [`Lock::rvn`]) holds off that lock's renewal until it
+//!   ends, and since the client renews all its locks in one call, that call
+//!   waits too: a fence held longer than about a period delays the renewal of
+//!   every lock of the client, and they are lost at their deadlines. Fence in
+//!   transactions well under a period; work that must stay fenced for longer
+//!   is better run as a job that heartbeats its lock inside its fencing
+//!   transactions itself (as `examples/checkpointed_job.sql` does in SQL)
+//!   than under a lock this client renews.
 //!
 //! # Semaphores
 //!
