@@ -8,7 +8,7 @@ use tokio_postgres::{NoTls, Socket};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
-use crate::connection::{Connection, Failure, Opener};
+use crate::connection::{Canceller, Connection, Failure, Opener};
 use crate::error::Error;
 use crate::heartbeat::Timing;
 use crate::observe::Observations;
@@ -49,6 +49,13 @@ impl Client {
     /// This connection is the client's for good: if it breaks, every call fails
     /// with [`Error::Database`] and held locks are lost by the usual rule. Use
     /// [`Client::connect`] or [`Client::connect_tls`] for a client that reconnects.
+    ///
+    /// A call abandoned at its time limit is cancelled with a cancel request
+    /// sent without TLS (the client does not know the connection's connector):
+    /// with `sslmode=require` it cannot be sent, and the statement runs on. A
+    /// cancel request stops whatever the connection runs when it arrives: on a
+    /// connection shared with statements of yours, one of them may fail with
+    /// `57014` instead.
     pub async fn new(
         pg: impl Into<Arc<tokio_postgres::Client>>,
         config: ClientConfig,
@@ -84,6 +91,13 @@ impl Client {
     {
         config.validate()?;
         let pg_config = pg_config.clone();
+        // Cancel requests go over TLS made the same way, as the server may
+        // accept nothing else.
+        let cancel_tls = tls.clone();
+        let canceller: Canceller = Box::new(move |token| {
+            let tls = cancel_tls.clone();
+            Box::pin(async move { token.cancel_query(tls).await })
+        });
         let opener: Opener = Box::new(move || {
             let (pg_config, tls) = (pg_config.clone(), tls.clone());
             Box::pin(async move {
@@ -96,7 +110,8 @@ impl Client {
             })
         });
         let max_backoff = Timing::new(&config).retry();
-        let connection = Connection::open(opener, max_backoff, config.statements()).await?;
+        let connection =
+            Connection::open(opener, canceller, max_backoff, config.statements()).await?;
         Ok(Self::on(connection, config))
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client as PgClient;
+use tokio_postgres::{CancelToken, Client as PgClient, NoTls};
 
 use crate::config::StatementMode;
 use crate::error::Error;
@@ -21,6 +21,11 @@ use crate::sql::Sql;
 
 /// The first wait between two failed attempts to connect; it doubles up to a cap.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a cancel request may take (connecting included) before it is
+/// given up: it runs on a task of its own, and a server that does not answer
+/// it in that time has lost the connection's statement anyway.
+const CANCEL_LIMIT: Duration = Duration::from_secs(10);
 
 /// A new server connection and the task that drives it (`None` if the task is
 /// not ours to stop).
@@ -30,6 +35,17 @@ type Opening = Pin<Box<dyn Future<Output = Result<Opened, tokio_postgres::Error>
 
 /// Opens a new connection, the same way each time.
 pub(crate) type Opener = Box<dyn Fn() -> Opening + Send + Sync>;
+
+type Cancelling = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// Sends a cancel request for a connection's running statement, over a new
+/// connection opened as the connections are (plain or TLS).
+pub(crate) type Canceller = Box<dyn Fn(CancelToken) -> Cancelling + Send + Sync>;
+
+/// The canceller of plain connections.
+pub(crate) fn plain_canceller() -> Canceller {
+    Box::new(|token: CancelToken| Box::pin(async move { token.cancel_query(NoTls).await }))
+}
 
 /// Why a call through the connection failed: `Connect` while getting a
 /// connection at all, `Call` from the call itself. Only the call's own errors
@@ -57,7 +73,8 @@ impl Failure {
 
 /// The connection a client's calls go over.
 pub(crate) enum Connection {
-    /// Handed to us by the caller: used as it is, never replaced.
+    /// Handed to us by the caller: used as it is, never replaced. Its TLS
+    /// connector is unknown, so its cancel requests go without TLS.
     Given(Arc<Sql>),
     /// Opened by us, and opened again when it breaks.
     Reopened(Reopening),
@@ -66,6 +83,7 @@ pub(crate) enum Connection {
 /// A connection we opened, and how to replace it.
 pub(crate) struct Reopening {
     opener: Opener,
+    canceller: Canceller,
     statements: StatementMode,
     current: Mutex<Option<Current>>,
     /// Held while connecting, so that one attempt runs at a time.
@@ -112,9 +130,11 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// A connection that is opened with `opener` now and again whenever it breaks,
     /// waiting at most `max_backoff` between failed attempts, sending statements
-    /// as `statements` says.
+    /// as `statements` says; `canceller` cancels the statement of a call
+    /// abandoned at its time limit.
     pub async fn open(
         opener: Opener,
+        canceller: Canceller,
         max_backoff: Duration,
         statements: StatementMode,
     ) -> Result<Self, Error> {
@@ -122,6 +142,7 @@ impl Connection {
         let current = prepared(pg, task, statements).await?;
         Ok(Connection::Reopened(Reopening {
             opener,
+            canceller,
             statements,
             current: Mutex::new(Some(current)),
             attempts: tokio::sync::Mutex::new(Attempts::default()),
@@ -149,6 +170,11 @@ impl Connection {
     /// `limit` in all. A connection that gave no reply in time, or that turned out
     /// to be read-only (a standby, e.g. the old primary after a failover), is
     /// dropped, so that the next call opens a new one.
+    ///
+    /// A call abandoned at its limit is also cancelled in the server: dropping
+    /// it here leaves its statement running there (waiting on a lock, say, and
+    /// committing later what nobody learns of), so a cancel request for the
+    /// connection's statement goes out on a task of its own.
     pub async fn call<T, F, Fut>(
         &self,
         limit: Option<Duration>,
@@ -167,9 +193,15 @@ impl Connection {
         };
         let outcome = match limit {
             None => attempt.await,
-            Some(after) => timeout(after, attempt)
-                .await
-                .unwrap_or(Err(Failure::Call(Error::Timeout { operation, after }))),
+            Some(after) => match timeout(after, attempt).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    if let Some(sql) = &used {
+                        self.cancel(sql);
+                    }
+                    Err(Failure::Call(Error::Timeout { operation, after }))
+                }
+            },
         };
         if let (Connection::Reopened(reopening), Err(Failure::Call(error)), Some(sql)) =
             (self, &outcome, &used)
@@ -179,6 +211,20 @@ impl Connection {
             }
         }
         outcome
+    }
+
+    /// Sends a cancel request for whatever `sql`'s connection is running, without
+    /// waiting for it: the server gives no answer, and an error (no server to
+    /// reach) changes nothing for the caller.
+    fn cancel(&self, sql: &Sql) {
+        let token = sql.cancel_token();
+        let cancelling = match self {
+            Connection::Given(_) => plain_canceller()(token),
+            Connection::Reopened(reopening) => (reopening.canceller)(token),
+        };
+        tokio::spawn(async move {
+            let _ = timeout(CANCEL_LIMIT, cancelling).await;
+        });
     }
 
     async fn sql(&self) -> Result<Arc<Sql>, Error> {

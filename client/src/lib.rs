@@ -79,6 +79,15 @@
 //!   locks live, and ends when the last lock is released or dropped. A client
 //!   that holds nothing runs no task.
 //! * Renewals share the client's one connection with its other calls.
+//! * **Keep fencing transactions short.** A transaction that fences a lock
+//!   (`pglock_fence`, with [`Lock::rvn`]) holds off that lock's renewal until it
+//!   ends, and since the client renews all its locks in one call, that call
+//!   waits too: a fence held longer than about a period delays the renewal of
+//!   every lock of the client, and they are lost at their deadlines. Fence in
+//!   transactions well under a period; work that must stay fenced for longer
+//!   is better run as a job that heartbeats its lock inside its fencing
+//!   transactions itself (as `examples/checkpointed_job.sql` does in SQL)
+//!   than under a lock this client renews.
 //!
 //! # Semaphores
 //!
@@ -118,12 +127,15 @@
 //! * **Lost at `renewed + lease - margin`**, with `margin = min(period, lease / 4)`,
 //!   if no heartbeat has succeeded by then. The margin is the time the work has to
 //!   stop after the signal fires, before a rival may take over.
-//! * **Lost at once** when the server does not renew it: `pglock_heartbeat_many`
-//!   answers `renewed = false` for it (we no longer hold the lock at our RVN:
-//!   [`LostReason::NotHeld`]). If the lock's row still shows our owner and RVN,
-//!   another role holds it (where `pglock_heartbeat` would raise `42501`):
-//!   [`LostReason::HeldByOtherRole`]; the client reads the row with
-//!   `pglock_get` to tell.
+//! * **Lost at once** when the server does not renew it: the moment
+//!   `pglock_heartbeat_many`'s reply answers `renewed = false` for it (we no
+//!   longer hold the lock at our RVN, and a rival may hold it already), the
+//!   signal fires and [`Lock::lost_reason`] reads [`LostReason::NotHeld`]. The
+//!   client then reads the lock's row with `pglock_get` (waiting at most
+//!   `min(poll_interval, period)`): if the row still shows our owner and RVN,
+//!   another role holds it (where `pglock_heartbeat` would raise `42501`), and
+//!   the reason becomes [`LostReason::HeldByOtherRole`]. That is the only
+//!   change a reason ever sees; a lookup that fails leaves it `NotHeld`.
 //! * **Anything else is transient** (connection error, a server restarting or
 //!   failing over, timeout, cancel, ...; any error of the call as a whole): the
 //!   renewal is retried after `min(poll_interval, period)` for as long as the
@@ -131,9 +143,15 @@
 //!   [Reconnecting](#reconnecting)). Each call, connecting included, is abandoned
 //!   after `period` or at the latest deadline of its locks, whichever comes
 //!   first; a lock whose own deadline comes while the call is out is lost at its
-//!   deadline. An abandoned call may still have renewed the locks in the server;
-//!   the next attempt then finds them not renewed, and they are lost (their new
-//!   RVNs are unknown to us), which is the safe reading.
+//!   deadline. An abandoned call (this one, or any call limited by
+//!   [`ClientConfig::with_call_timeout`]) is cancelled in the server too: the
+//!   client sends a cancel request for its connection's statement (over TLS
+//!   made as for the connection, for [`Client::connect_tls`]) on a task of its
+//!   own, so a statement waiting there, e.g. on a lock's row, stops rather than
+//!   holding the rows it has written and committing later. A cancel can come
+//!   too late: an abandoned call may still have renewed the locks in the
+//!   server; the next attempt then finds them not renewed, and they are lost
+//!   (their new RVNs are unknown to us), which is the safe reading.
 //!
 //! A lock is due at `renewed + period` (or, sharing a call, up to half a period
 //! earlier). Since `period <= lease / 2`, the first attempt leaves at least

@@ -61,6 +61,16 @@ impl Held {
         self.lost.cancel();
     }
 
+    /// Narrows a loss recorded as [`LostReason::NotHeld`] to
+    /// [`LostReason::HeldByOtherRole`], once the lock's row shows why it was not
+    /// renewed. The only reason ever replaced: otherwise the first one wins.
+    pub fn lost_to_other_role(&self) {
+        let mut reason = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if *reason == Some(LostReason::NotHeld) {
+            *reason = Some(LostReason::HeldByOtherRole);
+        }
+    }
+
     pub fn reason(&self) -> Option<LostReason> {
         self.reason
             .lock()
@@ -216,5 +226,34 @@ impl Drop for Lock {
     fn drop(&mut self) {
         self.renewer.remove(self.key);
         self.held.lost.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held() -> Held {
+        Held::new("a".to_owned(), "worker".to_owned(), 1)
+    }
+
+    #[test]
+    fn a_loss_not_held_narrows_to_another_role_and_nothing_else_changes() {
+        let not_held = held();
+        not_held.mark_lost(LostReason::NotHeld);
+        not_held.lost_to_other_role();
+        assert_eq!(not_held.reason(), Some(LostReason::HeldByOtherRole));
+
+        let failed = held();
+        let heartbeats_failed = LostReason::HeartbeatsFailed { last_error: None };
+        failed.mark_lost(heartbeats_failed.clone());
+        failed.mark_lost(LostReason::NotHeld);
+        failed.lost_to_other_role();
+        assert_eq!(failed.reason(), Some(heartbeats_failed));
+
+        let kept = held();
+        kept.lost_to_other_role();
+        assert_eq!(kept.reason(), None);
+        assert!(!kept.is_lost());
     }
 }

@@ -22,7 +22,7 @@ use pglock_protocol::limits::MAX_HEARTBEAT_MANY;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::ClientConfig;
 use crate::connection::Connection;
@@ -72,10 +72,19 @@ struct Member {
     lost_at: Instant,
 }
 
+/// The locks of one call, each already marked as in it.
+#[derive(Debug)]
+struct Batch {
+    members: Vec<Member>,
+    /// Fires the members' call-in-flight token when the batch is done with,
+    /// however that happens.
+    over: DropGuard,
+}
+
 /// What the task does next.
 #[derive(Debug)]
 enum Plan {
-    Renew(Vec<Member>),
+    Renew(Batch),
     Sleep(Instant),
     /// Nothing is held: the task ends.
     Idle,
@@ -119,6 +128,10 @@ impl Registry {
 
     /// What to do at `now`: renew the locks due (and those due soon), or sleep
     /// until the next is due or the next deadline comes.
+    ///
+    /// The locks chosen are marked as in a call before the registry's mutex is
+    /// let go: a [`Renewer::stop`] that finds one still registered runs before
+    /// this, and one that finds it gone sees the call and waits for its RVN.
     fn plan(&mut self, now: Instant, timing: &Timing) -> Plan {
         self.expire(now, timing);
         let Some(deadline) = self.next_deadline(timing) else {
@@ -150,24 +163,33 @@ impl Registry {
         // call for every lock in it: a second lock of one name (this client's
         // lock lost and taken again) waits for the next call.
         let mut names = HashSet::new();
+        let call_over = CancellationToken::new();
         let members = due
             .into_iter()
             .filter(|(_, entry)| names.insert(entry.held.name()))
             .take(MAX_HEARTBEAT_MANY)
-            .map(|(key, entry)| Member {
-                key,
-                held: Arc::clone(&entry.held),
-                rvn: entry.held.rvn(),
-                lost_at: timing.lost_at(entry.renewed),
+            .map(|(key, entry)| {
+                entry.held.set_call_in_flight(Some(call_over.clone()));
+                Member {
+                    key,
+                    held: Arc::clone(&entry.held),
+                    rvn: entry.held.rvn(),
+                    lost_at: timing.lost_at(entry.renewed),
+                }
             })
             .collect();
-        Plan::Renew(members)
+        Plan::Renew(Batch {
+            members,
+            over: call_over.drop_guard(),
+        })
     }
 
     /// Records the outcome of a call sent at `sent` for `members`, as of `now`:
     /// the new RVNs, or a retry after `timing.retry()` for each lock if the call
-    /// failed. Returns the locks the server says this client does not hold, now
-    /// out of the registry, to be marked lost.
+    /// failed. The locks the server says this client does not hold leave the
+    /// registry and are lost at once ([`LostReason::NotHeld`]): a rival may
+    /// hold them already. Returns them, for the lookup that tells whether
+    /// another role holds them.
     fn settle(
         &mut self,
         members: &[Member],
@@ -207,6 +229,7 @@ impl Registry {
                 }
                 Some(Renewal { renewed: false, .. }) => {
                     self.locks.remove(&member.key);
+                    member.held.mark_lost(LostReason::NotHeld);
                     refused.push(index);
                 }
                 _ => {
@@ -297,7 +320,7 @@ impl Renewer {
                 plan
             };
             match plan {
-                Plan::Renew(members) => self.renew(members).await,
+                Plan::Renew(batch) => self.renew(batch).await,
                 Plan::Sleep(until) => {
                     tokio::select! {
                         _ = self.wake.notified() => {}
@@ -309,14 +332,14 @@ impl Renewer {
         }
     }
 
-    /// One `pglock_heartbeat_many` call for `members`.
-    async fn renew(&self, members: Vec<Member>) {
-        let call_over = CancellationToken::new();
-        for member in &members {
-            member.held.set_call_in_flight(Some(call_over.clone()));
-        }
-        // Fires once the call and what follows from it are over, however it ends.
-        let _call_over = call_over.drop_guard();
+    /// One `pglock_heartbeat_many` call for the batch's members.
+    async fn renew(&self, batch: Batch) {
+        // The guard fires once the call and what follows from it are over,
+        // however it ends.
+        let Batch {
+            members,
+            over: _call_over,
+        } = batch;
         let sent = Instant::now();
         let last_deadline = members.iter().map(|member| member.lost_at).max();
         let limit = self
@@ -352,11 +375,14 @@ impl Renewer {
         let refused = self
             .registry()
             .settle(&members, sent, outcome, Instant::now(), &self.timing);
+        // Already lost: the lookup only tells why, and a task stopped during
+        // it leaves them lost as not held.
         let asking_until = Instant::now() + self.timing.retry();
         for index in refused {
             let member = &members[index];
-            let reason = self.why_not_held(member, asking_until).await;
-            member.held.mark_lost(reason);
+            if self.why_not_held(member, asking_until).await == LostReason::HeldByOtherRole {
+                member.held.lost_to_other_role();
+            }
         }
         for member in &members {
             member.held.set_call_in_flight(None);
@@ -440,7 +466,11 @@ mod tests {
 
     fn names(plan: &Plan) -> Vec<&str> {
         match plan {
-            Plan::Renew(members) => members.iter().map(|member| member.held.name()).collect(),
+            Plan::Renew(batch) => batch
+                .members
+                .iter()
+                .map(|member| member.held.name())
+                .collect(),
             other => panic!("expected a call, got {other:?}"),
         }
     }
@@ -481,7 +511,7 @@ mod tests {
         assert_eq!(names(&plan), ["a", "b"], "c is due after the horizon");
         // Once renewed together, a and b stay in step; c keeps its own time,
         // then joins them early.
-        let Plan::Renew(members) = plan else {
+        let Plan::Renew(Batch { members, .. }) = plan else {
             unreachable!()
         };
         let sent = start + ms(1_000);
@@ -506,7 +536,7 @@ mod tests {
             registry.insert(held(&format!("lock-{index}"), 1), start, &t);
         }
         let due = start + ms(1_000);
-        let Plan::Renew(first) = registry.plan(due, &t) else {
+        let Plan::Renew(Batch { members: first, .. }) = registry.plan(due, &t) else {
             panic!("a call is due")
         };
         assert_eq!(first.len(), MAX_HEARTBEAT_MANY);
@@ -534,14 +564,14 @@ mod tests {
         registry.insert(Arc::clone(&a), start, &t);
         registry.insert(Arc::clone(&b), start, &t);
         let due = start + ms(1_000);
-        let Plan::Renew(members) = registry.plan(due, &t) else {
+        let Plan::Renew(Batch { members, .. }) = registry.plan(due, &t) else {
             panic!("a call is due")
         };
         let failed = Err("connection closed".to_owned());
         assert!(registry.settle(&members, due, failed, due, &t).is_empty());
         let retry_at = due + t.retry();
         assert!(matches!(registry.plan(due, &t), Plan::Sleep(at) if at == retry_at));
-        let Plan::Renew(members) = registry.plan(retry_at, &t) else {
+        let Plan::Renew(Batch { members, .. }) = registry.plan(retry_at, &t) else {
             panic!("a retry is due")
         };
         let rows = vec![
@@ -560,6 +590,39 @@ mod tests {
         assert_eq!(refused, [0]);
         assert_eq!((a.rvn(), b.rvn()), (1, 5));
         assert_eq!(registry.locks.len(), 1);
+    }
+
+    /// The signal of a lock the server did not renew fires with the reply,
+    /// before the lookup that may narrow its reason: a rival may hold it
+    /// already, and a task stopped during the lookup must not leave it unlost.
+    #[test]
+    fn a_lock_not_renewed_is_lost_as_the_reply_is_settled() {
+        let t = timing(10_000, 1_000);
+        let start = Instant::now();
+        let mut registry = Registry::default();
+        let (a, b) = (held("a", 1), held("b", 2));
+        registry.insert(Arc::clone(&a), start, &t);
+        registry.insert(Arc::clone(&b), start, &t);
+        let due = start + ms(1_000);
+        let Plan::Renew(Batch { members, .. }) = registry.plan(due, &t) else {
+            panic!("a call is due")
+        };
+        let rows = vec![
+            Renewal {
+                name: "a".to_owned(),
+                rvn: Some(3),
+                renewed: true,
+            },
+            Renewal {
+                name: "b".to_owned(),
+                rvn: None,
+                renewed: false,
+            },
+        ];
+        registry.settle(&members, due, Ok(rows), due, &t);
+        assert!(!a.is_lost());
+        assert!(b.is_lost(), "lost with the reply, before any lookup");
+        assert_eq!(b.reason(), Some(LostReason::NotHeld));
     }
 
     #[test]
@@ -583,6 +646,26 @@ mod tests {
                 last_error: Some("timeout".to_owned())
             })
         );
+    }
+
+    /// A lock chosen for a call shows the call before the registry is let go,
+    /// so that a release never misses it, and the call shows over once the
+    /// batch is done with.
+    #[test]
+    fn the_locks_of_a_call_show_it_in_flight_as_soon_as_they_are_chosen() {
+        let t = timing(10_000, 1_000);
+        let start = Instant::now();
+        let mut registry = Registry::default();
+        let (a, b) = (held("a", 1), held("b", 2));
+        registry.insert(Arc::clone(&a), start, &t);
+        registry.insert(Arc::clone(&b), start + ms(5_000), &t);
+        let plan = registry.plan(start + ms(1_000), &t);
+        assert_eq!(names(&plan), ["a"]);
+        let call = a.call_in_flight().expect("a is in a call once chosen");
+        assert!(!call.is_cancelled());
+        assert!(b.call_in_flight().is_none(), "b is not due");
+        drop(plan);
+        assert!(call.is_cancelled(), "the call is over with its batch");
     }
 
     #[test]

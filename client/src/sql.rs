@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client as PgClient, Row, Statement};
+use tokio_postgres::{CancelToken, Client as PgClient, Row, Statement};
 
 use crate::config::{StatementMode, MAX_LEASE};
 use crate::error::Error;
@@ -282,6 +282,11 @@ impl Sql {
             slot_name: row.try_get(1)?,
             rvn: row.try_get(2)?,
         })
+    }
+
+    /// What a cancel request for the connection's running statement needs.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.pg.cancel_token()
     }
 
     /// Whether the connection has broken (the server closed it, or it failed).

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    bump_rvn, client, fresh_database, ms, pg_config_for, superuser, unique, within, WAIT_LIMIT,
+    bump_rvn, client, client_without_reconnect, fresh_database, ms, pg_config_for, superuser,
+    unique, within, WAIT_LIMIT,
 };
 use pglock_client::{Client, ClientConfig, Error, Lock, LostReason};
 use tokio::time::{sleep, Instant};
@@ -306,4 +307,89 @@ async fn release_during_a_batch_in_flight_uses_the_batchs_rvn() {
         return;
     }
     panic!("no batch renewed a lock before the blocked one");
+}
+
+/// The backend of the first statement of application `app` waiting on a lock:
+/// its pid and when that statement started.
+async fn blocked_statement(probe: &tokio_postgres::Client, app: &str) -> (i32, String) {
+    within(WAIT_LIMIT, "a renewal to wait for the row lock", async {
+        loop {
+            let row = probe
+                .query_opt(
+                    "SELECT pid, query_start::text FROM pg_stat_activity \
+                      WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    &[&app],
+                )
+                .await
+                .expect("read pg_stat_activity");
+            if let Some(row) = row {
+                return (row.get(0), row.get(1));
+            }
+            sleep(ms(20)).await;
+        }
+    })
+    .await
+}
+
+/// A renewal held up in the server past its time limit (a row lock, as a
+/// fencing transaction would hold): once the client abandons it, its statement
+/// stops in the server too, while the blocker still holds the row, rather than
+/// going on to renew (and commit RVNs nobody knows) once the blocker ends. The
+/// client then renews every lock as usual.
+async fn an_abandoned_renewal_stops_in_the_server(client: Client, owner: &str) {
+    let mut locks = Vec::new();
+    for index in 0..3 {
+        locks.push(client.acquire(&format!("{owner}-{index}")).await.unwrap());
+    }
+    let blocker = superuser().await;
+    let probe = superuser().await;
+    blocker.batch_execute("BEGIN").await.unwrap();
+    blocker
+        .execute(
+            "SELECT 1 FROM pglock.locks WHERE name = $1 FOR UPDATE",
+            &[&locks[0].name()],
+        )
+        .await
+        .unwrap();
+    let (pid, started) = blocked_statement(&probe, owner).await;
+    within(WAIT_LIMIT, "the abandoned statement to stop", async {
+        loop {
+            let running: i64 = probe
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                      WHERE pid = $1 AND query_start::text = $2 AND state = 'active'",
+                    &[&pid, &started],
+                )
+                .await
+                .expect("read pg_stat_activity")
+                .get(0);
+            if running == 0 {
+                return;
+            }
+            sleep(ms(20)).await;
+        }
+    })
+    .await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let before = rvns(&locks);
+    all_renewed(&locks, &before).await;
+    for lock in locks {
+        lock.release().await.expect("still ours: released");
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_renewal_stops_in_the_server_on_a_connection_it_reopens() {
+    let owner = unique("cancel");
+    // Renewals are abandoned after a period; the lease leaves the locks safe
+    // for far longer than the test holds the row.
+    let client = client(&owner, ms(30_000), ms(1_000)).await;
+    an_abandoned_renewal_stops_in_the_server(client, &owner).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_renewal_stops_in_the_server_on_a_connection_given() {
+    let owner = unique("cancel-given");
+    let client = client_without_reconnect(&owner, ms(30_000), ms(1_000)).await;
+    an_abandoned_renewal_stops_in_the_server(client, &owner).await;
 }
