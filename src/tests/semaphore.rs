@@ -4,6 +4,9 @@ mod tests {
 
     use crate::tests::{assert_each_raises, one, sqlstate_of, table_contents};
 
+    // Each test has a semaphore of its own: tests run side by side, and a slot
+    // that another test's open transaction is writing is skipped, not waited for.
+
     fn slot(arguments: &str) -> String {
         one(&format!(
             "SELECT format('%s|%s|%s', acquired, slot_name, rvn IS NOT NULL) \
@@ -13,15 +16,15 @@ mod tests {
 
     #[pg_test]
     fn slots_fill_from_the_first_and_a_full_semaphore_refuses_with_nulls() {
-        assert_eq!(slot("'pool', 'a', 3"), "t|pool#1|t");
-        assert_eq!(slot("'pool', 'b', 3"), "t|pool#2|t");
-        assert_eq!(slot("'pool', 'c', 3, '5 seconds', 'mine'"), "t|pool#3|t");
+        assert_eq!(slot("'fill', 'a', 3"), "t|fill#1|t");
+        assert_eq!(slot("'fill', 'b', 3"), "t|fill#2|t");
+        assert_eq!(slot("'fill', 'c', 3, '5 seconds', 'mine'"), "t|fill#3|t");
         let before = table_contents();
-        assert_eq!(slot("'pool', 'd', 3"), "f||f");
+        assert_eq!(slot("'fill', 'd', 3"), "f||f");
         assert_eq!(table_contents(), before, "a refusal writes nothing");
         let stored: String = one(
             "SELECT format('%s|%s|%s', owner, lease, encode(data, 'escape')) \
-               FROM pglock_get('pool#3')",
+               FROM pglock_get('fill#3')",
         );
         assert_eq!(stored, "c|00:00:05|mine");
     }
@@ -30,30 +33,32 @@ mod tests {
     /// work on it by its name, and a released slot is free again.
     #[pg_test]
     fn a_slot_is_an_ordinary_lock() {
-        let rvn: i64 = one("SELECT rvn FROM pglock_acquire_slot('pool', 'a', 1)");
-        let rvn: i64 = one(&format!("SELECT pglock_heartbeat('pool#1', 'a', {rvn})"));
+        let rvn: i64 = one("SELECT rvn FROM pglock_acquire_slot('ordinary', 'a', 1)");
+        let rvn: i64 = one(&format!(
+            "SELECT pglock_heartbeat('ordinary#1', 'a', {rvn})"
+        ));
         assert_eq!(
-            one::<i64>(&format!("SELECT pglock_fence('pool#1', 'a', {rvn})")),
+            one::<i64>(&format!("SELECT pglock_fence('ordinary#1', 'a', {rvn})")),
             rvn
         );
         assert_eq!(
-            one::<String>("SELECT owner FROM pglock_locks WHERE name = 'pool#1'"),
+            one::<String>("SELECT owner FROM pglock_locks WHERE name = 'ordinary#1'"),
             "a"
         );
-        assert_eq!(slot("'pool', 'b', 1"), "f||f");
+        assert_eq!(slot("'ordinary', 'b', 1"), "f||f");
         assert!(one::<bool>(&format!(
-            "SELECT pglock_release('pool#1', 'a', {rvn})"
+            "SELECT pglock_release('ordinary#1', 'a', {rvn})"
         )));
-        assert_eq!(slot("'pool', 'b', 1"), "t|pool#1|t");
+        assert_eq!(slot("'ordinary', 'b', 1"), "t|ordinary#1|t");
     }
 
     #[pg_test]
     fn waiting_takes_over_a_slot_whose_holder_went_silent_after_its_lease() {
-        slot("'pool', 'silent', 1, '50 milliseconds'");
+        slot("'silent', 'silent', 1, '50 milliseconds'");
         let started: f64 = one("SELECT extract(epoch FROM clock_timestamp())::float8");
         assert_eq!(
-            slot("'pool', 'waiter', 1, wait_timeout => '10 seconds'"),
-            "t|pool#1|t"
+            slot("'silent', 'waiter', 1, wait_timeout => '10 seconds'"),
+            "t|silent#1|t"
         );
         let waited: f64 =
             one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8") - started;
@@ -62,14 +67,14 @@ mod tests {
             "taken over after {waited} s, before the lease"
         );
         assert_eq!(
-            one::<String>("SELECT owner FROM pglock_get('pool#1')"),
+            one::<String>("SELECT owner FROM pglock_get('silent#1')"),
             "waiter"
         );
     }
 
     #[pg_test]
     fn acquire_slot_bad_arguments_raise_their_sqlstate_and_change_nothing() {
-        slot("'pool', 'a', 1");
+        slot("'bad', 'a', 1");
         let long = "x".repeat(256);
         let semaphore_too_long = "x".repeat(251);
         let cases = [
@@ -96,7 +101,7 @@ mod tests {
                 "22023",
             ),
             (
-                "'pool', 'b', 1, wait_timeout => '-1 second'".to_string(),
+                "'bad', 'b', 1, wait_timeout => '-1 second'".to_string(),
                 "22023",
             ),
         ];
@@ -121,7 +126,7 @@ mod tests {
     fn acquire_slot_in_a_read_only_transaction_gets_25006() {
         Spi::run("SET LOCAL transaction_read_only = on").unwrap();
         assert_eq!(
-            sqlstate_of("SELECT * FROM pglock_acquire_slot('pool', 'o', 1)").as_deref(),
+            sqlstate_of("SELECT * FROM pglock_acquire_slot('read-only', 'o', 1)").as_deref(),
             Some("25006")
         );
     }
