@@ -87,7 +87,7 @@ END {
     # A round renews 100 locks: renewals per second are 100 rounds per second.
     printf "%-32s %7s %10s %10s %13s\n", "renewing 100 locks, renewals", "clients",
         "many/s", "single/s", "many/single"
-    a = tps("heartbeat-100", "many", 1); b = tps("heartbeat-100", "single", 1)
+    a = tps("rounds-renewing-100-locks", "many", 1); b = tps("rounds-renewing-100-locks", "single", 1)
     printf "%-32s %7d %10.0f %10.0f %13s   %s\n", "", 1, 100 * a, 100 * b, ratio(a, b),
         target(a, b, 10)
 }

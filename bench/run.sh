@@ -210,7 +210,7 @@ for ((round = 1; round <= rounds; round++)); do
             options=()
             for k in "${!hb100_rvns[@]}"; do options+=(-D "rvn$k=${hb100_rvns[k]}"); done
         fi
-        run heartbeat-100 "$variant" 1 "pglock_heartbeat_100_$variant.sql" "${options[@]}"
+        run rounds-renewing-100-locks "$variant" 1 "pglock_heartbeat_100_$variant.sql" "${options[@]}"
     done
 done
 
