@@ -62,10 +62,11 @@ impl Timing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn timing(lease_ms: u64, period_ms: u64) -> Timing {
+    /// The timing of a valid configuration with these lease and period.
+    pub(crate) fn timing(lease_ms: u64, period_ms: u64) -> Timing {
         let config = ClientConfig::new(
             "worker",
             Duration::from_millis(lease_ms),

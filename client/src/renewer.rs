@@ -445,16 +445,7 @@ impl Drop for Stopped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn timing(lease_ms: u64, period_ms: u64) -> Timing {
-        let config = ClientConfig::new(
-            "worker",
-            Duration::from_millis(lease_ms),
-            Duration::from_millis(period_ms),
-        );
-        config.validate().expect("a valid configuration");
-        Timing::new(&config)
-    }
+    use crate::heartbeat::tests::timing;
 
     fn held(name: &str, rvn: i64) -> Arc<Held> {
         Arc::new(Held::new(name.to_owned(), "worker".to_owned(), rvn))
@@ -475,15 +466,17 @@ mod tests {
         }
     }
 
+    /// A row of `pglock_heartbeat_many`: renewed at `rvn`, or not held (`None`).
+    fn row(name: &str, rvn: Option<i64>) -> Renewal {
+        Renewal {
+            name: name.to_owned(),
+            rvn,
+            renewed: rvn.is_some(),
+        }
+    }
+
     fn renewed(members: &[&str], rvn: i64) -> Vec<Renewal> {
-        members
-            .iter()
-            .map(|name| Renewal {
-                name: (*name).to_owned(),
-                rvn: Some(rvn),
-                renewed: true,
-            })
-            .collect()
+        members.iter().map(|name| row(name, Some(rvn))).collect()
     }
 
     #[test]
@@ -542,11 +535,7 @@ mod tests {
         assert_eq!(first.len(), MAX_HEARTBEAT_MANY);
         let rows: Vec<Renewal> = first
             .iter()
-            .map(|member| Renewal {
-                name: member.held.name().to_owned(),
-                rvn: Some(2),
-                renewed: true,
-            })
+            .map(|member| row(member.held.name(), Some(2)))
             .collect();
         registry.settle(&first, due, Ok(rows), due, &t);
         assert_eq!(
@@ -574,18 +563,7 @@ mod tests {
         let Plan::Renew(Batch { members, .. }) = registry.plan(retry_at, &t) else {
             panic!("a retry is due")
         };
-        let rows = vec![
-            Renewal {
-                name: "a".to_owned(),
-                rvn: None,
-                renewed: false,
-            },
-            Renewal {
-                name: "b".to_owned(),
-                rvn: Some(5),
-                renewed: true,
-            },
-        ];
+        let rows = vec![row("a", None), row("b", Some(5))];
         let refused = registry.settle(&members, retry_at, Ok(rows), retry_at, &t);
         assert_eq!(refused, [0]);
         assert_eq!((a.rvn(), b.rvn()), (1, 5));
@@ -607,18 +585,7 @@ mod tests {
         let Plan::Renew(Batch { members, .. }) = registry.plan(due, &t) else {
             panic!("a call is due")
         };
-        let rows = vec![
-            Renewal {
-                name: "a".to_owned(),
-                rvn: Some(3),
-                renewed: true,
-            },
-            Renewal {
-                name: "b".to_owned(),
-                rvn: None,
-                renewed: false,
-            },
-        ];
+        let rows = vec![row("a", Some(3)), row("b", None)];
         registry.settle(&members, due, Ok(rows), due, &t);
         assert!(!a.is_lost());
         assert!(b.is_lost(), "lost with the reply, before any lookup");
