@@ -5,7 +5,10 @@ mod common;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{client_with, join_failing_fast, ms, unique, within, WAIT_LIMIT};
+use common::{
+    assert_each_count_read_once, client_with, increment_counter, join_failing_fast, ms, unique,
+    within, WAIT_LIMIT,
+};
 use pglock_client::ClientConfig;
 
 const CLIENTS: usize = 20;
@@ -27,26 +30,7 @@ async fn twenty_clients_increment_a_counter_kept_in_the_lock() {
         let (name, inside) = (name.clone(), Arc::clone(&inside));
         workers.push(tokio::spawn(async move {
             let client = client_with(config(unique(&format!("w{worker}")))).await;
-            let mut seen = Vec::new();
-            for _ in 0..ROUNDS {
-                let lock = within(WAIT_LIMIT, "the lock", client.acquire(&name))
-                    .await
-                    .expect("acquire");
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                let count: u64 = match lock.data() {
-                    None => 0,
-                    Some(data) => std::str::from_utf8(data).unwrap().parse().unwrap(),
-                };
-                seen.push((count, lock.rvn()));
-                tokio::task::yield_now().await;
-                assert!(!lock.is_lost(), "lost while holding it briefly");
-                inside.fetch_sub(1, Ordering::SeqCst);
-                let next = (count + 1).to_string();
-                lock.release_keeping(Some(next.as_bytes()))
-                    .await
-                    .expect("release keeping the count");
-            }
-            seen
+            increment_counter(&client, &name, ROUNDS, &inside).await
         }));
     }
     let mut seen = Vec::new();
@@ -60,17 +44,7 @@ async fn twenty_clients_increment_a_counter_kept_in_the_lock() {
     assert_eq!(info.data, Some(total.to_string().into_bytes()));
     assert!(info.released);
 
-    seen.sort();
-    let counts: Vec<u64> = seen.iter().map(|(count, _)| *count).collect();
-    assert_eq!(
-        counts,
-        (0..total).collect::<Vec<_>>(),
-        "each count read once"
-    );
-    assert!(
-        seen.windows(2).all(|pair| pair[0].1 < pair[1].1),
-        "fencing tokens grow with the count: {seen:?}"
-    );
+    assert_each_count_read_once(seen, total);
 }
 
 /// `with_lock` around an unguarded read-modify-write: no update is lost.

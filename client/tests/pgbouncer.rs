@@ -4,12 +4,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::pgbouncer::{PgBouncer, POOL_SIZE};
-use common::{join_failing_fast, ms, superuser, unique, within, WAIT_LIMIT};
+use common::{
+    assert_each_count_read_once, increment_counter, join_failing_fast, ms, superuser, unique,
+    within, WAIT_LIMIT,
+};
 use pglock_client::{Client, ClientConfig, Error, StatementMode};
 use tokio::time::{sleep, Instant};
 use tokio_postgres::error::SqlState;
@@ -42,29 +45,10 @@ async fn sixteen_clients_through_a_pool_of_four_never_hold_one_lock_at_once() {
             let owner = unique(&format!("pooled-{worker}"));
             let config = ClientConfig::new(owner, ms(5_000), ms(1_000)).with_poll_interval(ms(10));
             let client = client_through(&pgbouncer, config).await;
-            let mut seen = Vec::new();
-            for _ in 0..ROUNDS {
-                let lock = within(WAIT_LIMIT, "the lock", client.acquire(&name))
-                    .await
-                    .unwrap_or_else(|error| panic!("acquire through PgBouncer: {error}"));
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                let count: u64 = match lock.data() {
-                    None => 0,
-                    Some(data) => std::str::from_utf8(data).unwrap().parse().unwrap(),
-                };
-                seen.push((count, lock.rvn()));
-                tokio::task::yield_now().await;
-                assert!(!lock.is_lost(), "lost while holding it briefly");
-                inside.fetch_sub(1, Ordering::SeqCst);
-                let next = (count + 1).to_string();
-                lock.release_keeping(Some(next.as_bytes()))
-                    .await
-                    .unwrap_or_else(|error| panic!("release through PgBouncer: {error}"));
-            }
-            seen
+            increment_counter(&client, &name, ROUNDS, &inside).await
         }));
     }
-    let mut seen: Vec<(u64, i64)> = join_failing_fast(workers)
+    let seen: Vec<(u64, i64)> = join_failing_fast(workers)
         .await
         .into_iter()
         .flatten()
@@ -75,17 +59,7 @@ async fn sixteen_clients_through_a_pool_of_four_never_hold_one_lock_at_once() {
     let reader = client_through(&pgbouncer, config).await;
     let info = reader.get(&name).await.unwrap().expect("the lock is kept");
     assert_eq!(info.data, Some(total.to_string().into_bytes()));
-    seen.sort();
-    let counts: Vec<u64> = seen.iter().map(|(count, _)| *count).collect();
-    assert_eq!(
-        counts,
-        (0..total).collect::<Vec<_>>(),
-        "each count read once"
-    );
-    assert!(
-        seen.windows(2).all(|pair| pair[0].1 < pair[1].1),
-        "fencing tokens grow with the count: {seen:?}"
-    );
+    assert_each_count_read_once(seen, total);
 }
 
 /// The pooler restarts under a held lock: the client's connection breaks, the
