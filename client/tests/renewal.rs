@@ -11,6 +11,7 @@ use common::{
 use pglock_client::{Client, ClientConfig, Error, Lock, LostReason};
 use tokio::time::{sleep, Instant};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 /// Waits until every lock's RVN has moved on from the one in `from` (a renewal
 /// got through for each), or fails the test.
@@ -36,18 +37,33 @@ fn rvns(locks: &[Lock]) -> Vec<i64> {
 /// backend's function statistics are flushed before it leaves
 /// `pg_stat_activity`.
 async fn sessions_gone(app: &str) {
-    let observer = superuser().await;
-    within(WAIT_LIMIT, "the client's session to end", async {
+    wait_for_count(
+        &superuser().await,
+        "the client's session to end",
+        0,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .await;
+}
+
+/// Polls `count_query` (a `SELECT count(*)` with `params`) until it gives
+/// `wanted`, or fails the test naming `what`.
+async fn wait_for_count(
+    probe: &tokio_postgres::Client,
+    what: &str,
+    wanted: i64,
+    count_query: &str,
+    params: &[&(dyn ToSql + Sync)],
+) {
+    within(WAIT_LIMIT, what, async {
         loop {
-            let sessions: i64 = observer
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                    &[&app],
-                )
+            let count: i64 = probe
+                .query_one(count_query, params)
                 .await
-                .expect("read pg_stat_activity")
+                .unwrap_or_else(|error| panic!("{count_query}: {error}"))
                 .get(0);
-            if sessions == 0 {
+            if count == wanted {
                 return;
             }
             sleep(ms(20)).await;
@@ -248,23 +264,14 @@ async fn release_during_a_batch_in_flight_uses_the_batchs_rvn() {
             .await
             .unwrap();
         // The next batch comes and waits for that row.
-        within(WAIT_LIMIT, "the batch to wait for the row lock", async {
-            loop {
-                let waiting: i64 = probe
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity \
-                          WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                        &[&owner],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                if waiting == 1 {
-                    return;
-                }
-                sleep(ms(20)).await;
-            }
-        })
+        wait_for_count(
+            &probe,
+            "the batch to wait for the row lock",
+            1,
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            &[&owner],
+        )
         .await;
         // A lock whose row the batch has renewed and not yet committed.
         let mut renewed_in_flight = None;
@@ -352,23 +359,14 @@ async fn an_abandoned_renewal_stops_in_the_server(client: Client, owner: &str) {
         .await
         .unwrap();
     let (pid, started) = blocked_statement(&probe, owner).await;
-    within(WAIT_LIMIT, "the abandoned statement to stop", async {
-        loop {
-            let running: i64 = probe
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                      WHERE pid = $1 AND query_start::text = $2 AND state = 'active'",
-                    &[&pid, &started],
-                )
-                .await
-                .expect("read pg_stat_activity")
-                .get(0);
-            if running == 0 {
-                return;
-            }
-            sleep(ms(20)).await;
-        }
-    })
+    wait_for_count(
+        &probe,
+        "the abandoned statement to stop",
+        0,
+        "SELECT count(*) FROM pg_stat_activity \
+          WHERE pid = $1 AND query_start::text = $2 AND state = 'active'",
+        &[&pid, &started],
+    )
     .await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let before = rvns(&locks);
