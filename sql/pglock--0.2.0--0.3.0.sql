@@ -3,7 +3,9 @@
 -- Changed: every function runs as its caller (SECURITY INVOKER, no SET clauses):
 -- the acting role is current_user, and pglock's statements run as the table's
 -- owner from inside (see src/store.rs).  pglock_get is VOLATILE (it reads a
--- fresh snapshot each call).  pglock_stats gains force_released.  The committing
+-- fresh snapshot each call).  pglock_acquire, pglock_acquire_wait and
+-- pglock_get return the named row types pglock_acquire_result and
+-- pglock_get_result (with the same columns as before).  pglock_stats gains force_released.  The committing
 -- procedure no longer commits before its first step; the step refuses to start
 -- where the procedure could not commit.
 -- New: row-level security on pglock.locks (nobody but the owner reads or writes
@@ -47,20 +49,71 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pglock_acquire(text, text, interval, bytea, boolean, bigint)
-    SECURITY INVOKER RESET ALL;
-ALTER FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval)
-    SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pglock_heartbeat(text, text, bigint, bytea, boolean, interval)
     SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pglock_release(text, text, bigint, boolean, bytea)
     SECURITY INVOKER RESET ALL;
 ALTER FUNCTION pglock_release_all(text, boolean)
     SECURITY INVOKER RESET ALL;
-ALTER FUNCTION pglock_get(text)
-    SECURITY INVOKER VOLATILE RESET ALL;
 ALTER FUNCTION pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
     SECURITY INVOKER RESET ALL;
+
+-- The functions that return a lock's row return named types (their columns are
+-- unchanged): the functions are created anew, as in sql/lease_functions.sql.
+DROP FUNCTION pglock_acquire(text, text, interval, bytea, boolean, bigint);
+DROP FUNCTION pglock_acquire_wait(text, text, interval, bytea, boolean, interval);
+DROP FUNCTION pglock_get(text);
+
+CREATE TYPE pglock_acquire_result AS (
+    acquired boolean,
+    rvn bigint,
+    owner text,
+    lease interval,
+    data bytea
+);
+
+CREATE FUNCTION pglock_acquire(
+    name text,
+    owner text,
+    lease interval DEFAULT '20 seconds',
+    data bytea DEFAULT NULL,
+    replace_data boolean DEFAULT false,
+    observed_rvn bigint DEFAULT NULL
+) RETURNS SETOF pglock_acquire_result
+ROWS 1 VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_acquire_wrapper';
+
+-- Waits at most wait_timeout (NULL: no limit) for the lock, in one statement:
+-- see sql/waiting.sql for the procedure that commits between steps.
+CREATE FUNCTION pglock_acquire_wait(
+    name text,
+    owner text,
+    lease interval DEFAULT '20 seconds',
+    data bytea DEFAULT NULL,
+    replace_data boolean DEFAULT false,
+    wait_timeout interval DEFAULT NULL
+) RETURNS SETOF pglock_acquire_result
+ROWS 1 VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_acquire_wait_wrapper';
+
+CREATE TYPE pglock_get_result AS (
+    name text,
+    owner text,
+    rvn bigint,
+    lease interval,
+    data bytea,
+    released boolean
+);
+
+-- Reads the lock as it is now (a fresh snapshot each call, hence VOLATILE); its
+-- data only for the holder's own role.
+CREATE FUNCTION pglock_get(name text)
+RETURNS SETOF pglock_get_result
+ROWS 1 VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_get_wrapper';
 
 DROP FUNCTION pglock_stats();
 CREATE FUNCTION "pglock_stats"() RETURNS TABLE (
@@ -166,11 +219,17 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'pglock_acquire_slot_wrapper';
 
 REVOKE ALL ON FUNCTION
+    pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
+    pglock_get(text),
     pglock_fence(text, text, bigint),
     pglock_heartbeat_many(text, text[], bigint[], interval),
     pglock_acquire_slot(text, text, integer, interval, bytea, interval)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
+    pglock_acquire(text, text, interval, bytea, boolean, bigint),
+    pglock_acquire_wait(text, text, interval, bytea, boolean, interval),
+    pglock_get(text),
     pglock_fence(text, text, bigint),
     pglock_heartbeat_many(text, text[], bigint[], interval),
     pglock_acquire_slot(text, text, integer, interval, bytea, interval)

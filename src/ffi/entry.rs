@@ -1,12 +1,12 @@
-//! C entry points of the two table functions on the hot path, `pglock_acquire`
-//! and `pglock_get` (declared in sql/lease_functions.sql).
+//! C entry points of the functions that return a lock's row: `pglock_acquire`,
+//! `pglock_acquire_wait` and `pglock_get` (declared in sql/lease_functions.sql).
 //!
 //! pgrx returns a table function's rows one call at a time, setting up a
 //! multi-call context and building the row's descriptor from the catalog on
 //! every call.  These return their one row in a single call, formed with a
 //! descriptor built once per backend: the executor accepts a single result from
 //! a set-returning function and stops there.  The functions' logic is plain
-//! Rust in `functions::lease`.
+//! Rust in `functions::lease` and `functions::wait`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use crate::functions::lease;
+use crate::functions::{lease, wait};
 
 /// `pglock_acquire(name, owner, lease, data, replace_data, observed_rvn)`.
 #[pg_guard]
@@ -35,9 +35,46 @@ pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(
             pg_getarg(fcinfo, 5),
         )
     };
-    let (acquired, rvn, owner, lease, data) = raise_on_error(row);
-    // SAFETY: a call through fmgr, with the row in the order the declaration's
-    // RETURNS TABLE names its columns.
+    // SAFETY: a call through fmgr.
+    unsafe { acquire_result(fcinfo, raise_on_error(row)) }
+}
+
+/// `pglock_acquire_wait(name, owner, lease, data, replace_data, wait_timeout)`:
+/// the row of `pglock_acquire`, with NULLs where the wait ended with no holder
+/// to show.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr passes the arguments the SQL declaration names, in order.
+    let row = unsafe {
+        wait::acquire_wait(
+            pg_getarg(fcinfo, 0),
+            pg_getarg(fcinfo, 1),
+            pg_getarg(fcinfo, 2),
+            pg_getarg(fcinfo, 3),
+            pg_getarg(fcinfo, 4),
+            pg_getarg(fcinfo, 5),
+        )
+    };
+    // SAFETY: a call through fmgr.
+    unsafe { acquire_result(fcinfo, raise_on_error(row)) }
+}
+
+/// Return an acquire's row, in the order of the columns of its type,
+/// pglock_acquire_result.
+unsafe fn acquire_result(
+    fcinfo: pg_sys::FunctionCallInfo,
+    (acquired, rvn, owner, lease, data): (
+        bool,
+        impl IntoDatum,
+        impl IntoDatum,
+        impl IntoDatum,
+        impl IntoDatum,
+    ),
+) -> Datum {
+    // SAFETY: a call through fmgr of a function returning pglock_acquire_result.
     unsafe {
         one_row(
             fcinfo,
@@ -90,7 +127,11 @@ macro_rules! finfo_v1 {
         }
     )*};
 }
-finfo_v1!(pg_finfo_pglock_acquire_wrapper, pg_finfo_pglock_get_wrapper);
+finfo_v1!(
+    pg_finfo_pglock_acquire_wrapper,
+    pg_finfo_pglock_acquire_wait_wrapper,
+    pg_finfo_pglock_get_wrapper
+);
 
 fn raise_on_error<T>(result: Result<T, ErrorReport>) -> T {
     result.unwrap_or_else(|report| {
@@ -112,7 +153,7 @@ unsafe fn one_row<const N: usize>(
             None => nulls[index] = true,
         }
     }
-    // SAFETY: the descriptor has N attributes (the function's RETURNS TABLE);
+    // SAFETY: the descriptor has N attributes (the function's row type);
     // the tuple is formed in the call's memory context, which the executor
     // keeps until it has stored the row.
     unsafe {
@@ -133,8 +174,9 @@ unsafe fn no_row(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
     Datum::from(0usize)
 }
 
-/// The row type of the function being called: built from the catalog and
-/// blessed (so a record datum names it) once per backend and function.
+/// The row type of the function being called, copied (and blessed, which a
+/// declaration with an anonymous row type would need) once per backend and
+/// function.
 unsafe fn result_descriptor(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDesc {
     thread_local! {
         static DESCRIPTORS: RefCell<HashMap<Oid, usize>> = RefCell::new(HashMap::new());

@@ -35,7 +35,7 @@ fn wait_request<'a>(
 /// A waiting acquire's row: the lock taken, or the holder when the wait ended
 /// (no holder at all if the lock was being created by a transaction that had
 /// not committed by then).
-type WaitRow = (
+pub(crate) type WaitRow = (
     bool,
     Option<i64>,
     Option<String>,
@@ -56,29 +56,16 @@ fn wait_row(ended: &WaitOutcome) -> WaitRow {
     }
 }
 
-// pgrx reads the result columns from the signature, so the row type stays inline.
-#[allow(clippy::type_complexity)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn pglock_acquire_wait(
+/// `pglock_acquire_wait` (its C entry point is in `ffi::entry`, its declaration
+/// in sql/lease_functions.sql): the lock taken, or the holder when the wait ended.
+pub(crate) fn acquire_wait(
     name: Option<&str>,
     owner: Option<&str>,
-    lease: default!(Option<Interval>, "'20 seconds'"),
-    data: default!(Option<&[u8]>, "NULL"),
-    replace_data: default!(Option<bool>, false),
-    wait_timeout: default!(Option<Interval>, "NULL"),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(acquired, bool),
-            name!(rvn, Option<i64>),
-            name!(owner, Option<String>),
-            name!(lease, Option<Interval>),
-            name!(data, Option<Vec<u8>>),
-        ),
-    >,
-    ErrorReport,
-> {
+    lease: Option<Interval>,
+    data: Option<&[u8]>,
+    replace_data: Option<bool>,
+    wait_timeout: Option<Interval>,
+) -> Result<WaitRow, ErrorReport> {
     let start = clock::now();
     ffi::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
@@ -87,7 +74,7 @@ fn pglock_acquire_wait(
     let ended = waiting::acquire_wait(&mut backend, &request, deadline, None, Fields::WithData)
         .map_err(PglockError::Protocol)?;
     count_acquire(ended.outcome.as_ref());
-    Ok(TableIterator::once(wait_row(&ended)))
+    Ok(wait_row(&ended))
 }
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
