@@ -24,19 +24,8 @@ use crate::functions::{lease, wait};
 pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    // SAFETY: fmgr passes the arguments the SQL declaration names, in order.
-    let row = unsafe {
-        lease::acquire(
-            pg_getarg(fcinfo, 0),
-            pg_getarg(fcinfo, 1),
-            pg_getarg(fcinfo, 2),
-            pg_getarg(fcinfo, 3),
-            pg_getarg(fcinfo, 4),
-            pg_getarg(fcinfo, 5),
-        )
-    };
-    // SAFETY: a call through fmgr.
-    unsafe { acquire_result(fcinfo, raise_on_error(row)) }
+    // SAFETY: a call through fmgr of pglock_acquire.
+    unsafe { acquire_entry(fcinfo, lease::acquire) }
 }
 
 /// `pglock_acquire_wait(name, owner, lease, data, replace_data, wait_timeout)`:
@@ -47,9 +36,34 @@ pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(
 pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
+    // SAFETY: a call through fmgr of pglock_acquire_wait.
+    unsafe { acquire_entry(fcinfo, wait::acquire_wait) }
+}
+
+/// Call `acquire` with the arguments both acquires take (name, owner, lease,
+/// data, replace_data, and a last one of its own), and return its row in the
+/// order of the columns of pglock_acquire_result.
+unsafe fn acquire_entry<Last, Rvn, Owner, Lease, Data>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    acquire: impl FnOnce(
+        Option<&str>,
+        Option<&str>,
+        Option<Interval>,
+        Option<&[u8]>,
+        Option<bool>,
+        Option<Last>,
+    ) -> Result<(bool, Rvn, Owner, Lease, Data), ErrorReport>,
+) -> Datum
+where
+    Last: FromDatum,
+    Rvn: IntoDatum,
+    Owner: IntoDatum,
+    Lease: IntoDatum,
+    Data: IntoDatum,
+{
     // SAFETY: fmgr passes the arguments the SQL declaration names, in order.
     let row = unsafe {
-        wait::acquire_wait(
+        acquire(
             pg_getarg(fcinfo, 0),
             pg_getarg(fcinfo, 1),
             pg_getarg(fcinfo, 2),
@@ -58,22 +72,7 @@ pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
             pg_getarg(fcinfo, 5),
         )
     };
-    // SAFETY: a call through fmgr.
-    unsafe { acquire_result(fcinfo, raise_on_error(row)) }
-}
-
-/// Return an acquire's row, in the order of the columns of its type,
-/// pglock_acquire_result.
-unsafe fn acquire_result(
-    fcinfo: pg_sys::FunctionCallInfo,
-    (acquired, rvn, owner, lease, data): (
-        bool,
-        impl IntoDatum,
-        impl IntoDatum,
-        impl IntoDatum,
-        impl IntoDatum,
-    ),
-) -> Datum {
+    let (acquired, rvn, owner, lease, data) = raise_on_error(row);
     // SAFETY: a call through fmgr of a function returning pglock_acquire_result.
     unsafe {
         one_row(
