@@ -331,7 +331,7 @@ fn another_roles_futile_writes_during_a_fence_neither_wait_nor_delay_the_holder(
     assert_eq!(sqlstate(released), SqlState::INSUFFICIENT_PRIVILEGE);
     let many: bool = mallory
         .query_one(
-            "SELECT renewed FROM pglock_heartbeat_many('shared-label', ARRAY[$1], ARRAY[$2])",
+            "SELECT renewed FROM pglock_heartbeat_many('shared-label', ARRAY[$1::text], ARRAY[$2::bigint])",
             &[&name, &held.rvn],
         )
         .unwrap()
