@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pglock_tests::{
-    acquire, backend_pid, connect, connect_as, heartbeat, join, pglock_role, sqlstate, unique_name,
-    wait_as_waiter, wait_until_blocked_by, Client, SqlState, WAIT_LIMIT,
+    acquire, backend_pid, connect, connect_as, heartbeat, join, pglock_role, release, sqlstate,
+    unique_name, wait_as_waiter, wait_until_blocked_by, Client, SqlState, WAIT_LIMIT,
 };
 
 /// A table of work rows for this test, each carrying its fencing token.
@@ -307,4 +307,46 @@ fn another_role_cannot_fence_and_its_attempt_blocks_nobody() {
     let renewed = heartbeat(&mut holder, &name, "shared-label", held.rvn).unwrap();
     assert!(renewed > held.rvn);
     mallory.batch_execute("COMMIT").unwrap();
+}
+
+/// While the holder's fence is open, another role's heartbeat and release of the
+/// lock are refused at once instead of queuing for the name: queued, they would
+/// make the holder's next fence, from another of its sessions, wait behind them
+/// until the first fence ends.
+#[test]
+fn another_roles_futile_writes_during_a_fence_neither_wait_nor_delay_the_holder() {
+    let name = unique_name("fenced-futile");
+    let mut holder = connect_as(&pglock_role("fence_alice"));
+    let held = acquire(&mut holder, &name, "shared-label", 60.0, None).unwrap();
+    let mut first_fence = holder.transaction().unwrap();
+    fence(&mut first_fence, &name, "shared-label", held.rvn).unwrap();
+
+    // Mallory knows the owner and RVN (pglock_get shows them).  A bounded lock
+    // wait makes queuing fail on its own SQLSTATE, 55P03, instead of hanging.
+    let mut mallory = connect_as(&pglock_role("fence_mallory"));
+    mallory.batch_execute("SET lock_timeout = '5s'").unwrap();
+    let renewed = heartbeat(&mut mallory, &name, "shared-label", held.rvn);
+    assert_eq!(sqlstate(renewed), SqlState::INSUFFICIENT_PRIVILEGE);
+    let released = release(&mut mallory, &name, "shared-label", held.rvn, false);
+    assert_eq!(sqlstate(released), SqlState::INSUFFICIENT_PRIVILEGE);
+    let many: bool = mallory
+        .query_one(
+            "SELECT renewed FROM pglock_heartbeat_many('shared-label', ARRAY[$1::text], ARRAY[$2::bigint])",
+            &[&name, &held.rvn],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!many, "another role's bulk renewal renews nothing");
+
+    // Nothing of Mallory's is queued: the holder's second fence is granted
+    // while the first is still open.
+    let mut second_session = connect_as("fence_alice");
+    second_session
+        .batch_execute("SET lock_timeout = '5s'")
+        .unwrap();
+    let mut second_fence = second_session.transaction().unwrap();
+    let token = fence(&mut second_fence, &name, "shared-label", held.rvn).unwrap();
+    assert_eq!(token, held.rvn);
+    second_fence.commit().unwrap();
+    first_fence.commit().unwrap();
 }

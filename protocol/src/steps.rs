@@ -6,7 +6,8 @@
 //! expectation (the RVN it saw) in its own condition, so two callers racing can
 //! never both win.  Heartbeat and release take the name's lock first and write
 //! only if the caller is exactly the holder; when nothing matched they read the
-//! lock to say why.  A call that changes nothing gives the name's lock back
+//! lock to say why.  A caller of another role than the lock's does not queue for
+//! a name another transaction has: it is answered from a read at once.  A call that changes nothing gives the name's lock back
 //! before it returns: it holds nothing, in whatever transaction it ran.  The one
 //! exception is a fence that succeeds: holding the lock against other writers
 //! until its transaction ends is what it is for.
@@ -222,7 +223,7 @@ pub fn heartbeat(
     request: &HeartbeatRequest<'_>,
 ) -> Result<i64, ProtocolError> {
     let holder = caller_as_holder(store, request.name, request.owner, request.rvn);
-    store.lock_name(request.name);
+    lock_name_as(store, &holder)?;
     let data = data_change(request.data, request.replace_data, true);
     match store.heartbeat(&holder, data, request.lease.as_ref()) {
         Some(rvn) => Ok(rvn_above(store, request.name, rvn, request.rvn)),
@@ -244,6 +245,26 @@ fn caller_as_holder<'a>(
         rvn,
         role: store.caller(),
     }
+}
+
+/// Take the name's lock for a write only `holder` may make.  When another
+/// transaction has the name (a fence, a write in progress) and the lock plainly
+/// belongs to another role, the caller gets at once the answer it would get
+/// after the wait, without queuing: in the queue, its futile request would hold
+/// up the holder's own next fence until the one in progress ends.
+fn lock_name_as(store: &mut impl Store, holder: &Holder<'_>) -> Result<(), ProtocolError> {
+    if store.try_lock_name(holder.name) {
+        return Ok(());
+    }
+    let current = store.read(holder.name, Fields::WithoutData);
+    if current
+        .as_ref()
+        .is_some_and(|lock| lock.holder_role != holder.role)
+    {
+        return Err(why_not_held(current.as_ref(), holder));
+    }
+    store.lock_name(holder.name);
+    Ok(())
 }
 
 /// Why `holder` matched nothing, with the name's lock given back.
@@ -272,7 +293,9 @@ pub fn release(
         return Err(ProtocolError::DataWithoutKeep);
     }
     let holder = caller_as_holder(store, request.name, request.owner, request.rvn);
-    store.lock_name(request.name);
+    if let Err(why) = lock_name_as(store, &holder) {
+        return not_released(why);
+    }
     match store.release(&holder, request.keep, request.data) {
         Some(released) => {
             if let Released::Kept { rvn } = released {
@@ -280,10 +303,16 @@ pub fn release(
             }
             Ok(true)
         }
-        None => match not_held(store, &holder) {
-            ProtocolError::NotHeld { .. } => Ok(false),
-            other => Err(other),
-        },
+        None => not_released(not_held(store, &holder)),
+    }
+}
+
+/// A release that found the caller not the holder: false, as the caller does
+/// not hold the lock, or the error that says more (another role's lock).
+fn not_released(why: ProtocolError) -> Result<bool, ProtocolError> {
+    match why {
+        ProtocolError::NotHeld { .. } => Ok(false),
+        other => Err(other),
     }
 }
 
@@ -396,7 +425,9 @@ pub fn heartbeat_many(
             rvn,
             role,
         };
-        store.lock_name(name);
+        if lock_name_as(store, &holder).is_err() {
+            continue;
+        }
         if let Some(new_rvn) = store.heartbeat(&holder, DataChange::Keep, lease) {
             renewed[index] = Some(rvn_above(store, name, new_rvn, rvn));
         }

@@ -38,6 +38,9 @@ pub struct World {
     pub snapshot: Option<BTreeMap<String, Lock>>,
     /// Names whose lock another open transaction holds (it wrote them).
     pub busy: BTreeSet<String>,
+    /// Names the caller queued for: a `lock_name` of a busy name, which waits
+    /// behind that transaction (and makes later requests wait behind it).
+    pub queued: Vec<String>,
     /// Locks whose row another open transaction has locked, without holding the
     /// name's lock any more (a bulk release).
     pub rows_locked: BTreeSet<String>,
@@ -80,6 +83,7 @@ impl World {
             scheduled: Vec::new(),
             snapshot: None,
             busy: BTreeSet::new(),
+            queued: Vec::new(),
             rows_locked: BTreeSet::new(),
             now: Duration::ZERO,
             wall: Timestamp(0),
@@ -345,6 +349,9 @@ impl Store for World {
     }
 
     fn lock_name(&mut self, name: &str) {
+        if self.busy.contains(name) {
+            self.queued.push(name.to_owned());
+        }
         *self.name_locks.entry(name.to_owned()).or_default() += 1;
         self.name_lock_granted();
     }
@@ -353,8 +360,9 @@ impl Store for World {
         if self.busy.contains(name) {
             return false;
         }
-        // Granted at once: nobody was queued ahead.
+        // Granted at once; a writer may still have committed just before.
         *self.name_locks.entry(name.to_owned()).or_default() += 1;
+        self.name_lock_granted();
         true
     }
 

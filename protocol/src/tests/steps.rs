@@ -206,6 +206,49 @@ fn a_heartbeat_from_another_role_is_refused_as_such() {
     assert_eq!(world.locks["job"].rvn, rvn, "nothing written");
 }
 
+/// While another transaction has the name (here: the holder's fence), a call by
+/// another role does not queue for it: queued, it would make the holder's next
+/// fence wait behind it until the first one ends.  It gets the same answer.
+#[test]
+fn another_roles_futile_calls_on_a_busy_name_answer_without_queuing() {
+    let mut world = World::new();
+    let rvn = world.put("job", "a", OTHER_ROLE, lease_secs(5));
+    world.busy.insert("job".into());
+    let held_by_other_role = ProtocolError::HeldByOtherRole {
+        name: "job".into(),
+        holder_role: OTHER_ROLE,
+    };
+    assert_eq!(
+        heartbeat(&mut world, &heartbeat_of("job", "a", rvn)),
+        Err(held_by_other_role.clone())
+    );
+    assert_eq!(
+        release(&mut world, &release_of("job", "a", rvn)),
+        Err(held_by_other_role)
+    );
+    assert_eq!(
+        heartbeat_many(&mut world, "a", &[("job", rvn)], None),
+        [None]
+    );
+    assert!(world.queued.is_empty(), "queued for {:?}", world.queued);
+    assert!(world.name_locks.values().all(|count| *count == 0));
+    assert_eq!(world.locks["job"].rvn, rvn, "nothing written");
+}
+
+/// The holder's own heartbeat and release still wait for a busy name.
+#[test]
+fn the_holders_calls_on_a_busy_name_wait_for_it() {
+    let mut world = World::new();
+    let rvn = world.put("job", "a", CALLER, lease_secs(5));
+    world.busy.insert("job".into());
+    let renewed = heartbeat(&mut world, &heartbeat_of("job", "a", rvn)).unwrap();
+    assert_eq!(
+        release(&mut world, &release_of("job", "a", renewed)),
+        Ok(true)
+    );
+    assert_eq!(world.queued, ["job", "job"]);
+}
+
 #[test]
 fn releasing_a_lock_not_held_is_false_not_an_error() {
     let mut world = World::new();
