@@ -68,7 +68,8 @@ fn as_postgres(program: &str, args: &[&str]) {
     );
 }
 
-fn chown_postgres(path: &Path) {
+/// Gives `path` to `postgres`, which runs the servers (and other daemons) of tests.
+pub fn chown_postgres(path: &Path) {
     let status = Command::new("chown")
         .arg("postgres:")
         .arg(path)
@@ -116,6 +117,13 @@ impl Server {
 
     /// A streaming standby of `primary`, started, named `name` on `port`.
     pub fn standby_of(primary: &Server, name: &str, port: u16) -> Server {
+        Server::standby_with(primary, name, port, &["cluster_name = 'pglock_standby'"])
+    }
+
+    /// A streaming standby as [`Server::standby_of`] with `settings` in
+    /// postgresql.conf, e.g. the `cluster_name` that names it to the primary (for
+    /// `synchronous_standby_names`).
+    pub fn standby_with(primary: &Server, name: &str, port: u16, settings: &[&str]) -> Server {
         let server = Server::at(name, port);
         let data = server.data_dir();
         let source_port = primary.port.to_string();
@@ -135,7 +143,7 @@ impl Server {
                 "stream",
             ],
         );
-        server.configure(&["cluster_name = 'pglock_standby'"]);
+        server.configure(settings);
         server.start();
         server
     }
@@ -188,6 +196,16 @@ impl Server {
 
     pub fn promote(&self) {
         self.pg_ctl(&["promote"]);
+    }
+
+    /// `pg_ctl stop -m fast`.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "stop"]);
+    }
+
+    /// `pg_ctl stop -m immediate`: no shutdown checkpoint, as after a crash.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
     }
 
     fn stop_if_running(&self) {

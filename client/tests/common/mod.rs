@@ -6,6 +6,7 @@ pub mod pgbouncer;
 pub mod server;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -26,10 +27,22 @@ pub fn pg_config(app: &str) -> tokio_postgres::Config {
 
 /// Database `dbname` of the test server, as the superuser.
 pub fn pg_config_for(dbname: &str, app: &str) -> tokio_postgres::Config {
+    let port = env("PGPORT").parse().expect("PGPORT is a port number");
+    superuser_config(env("PGHOST"), port, dbname, app)
+}
+
+/// Database `dbname` as the superuser, at the server (or pooler) whose socket
+/// folder is `socket_dir` and port `port`, with `application_name` = `app`.
+pub fn superuser_config(
+    socket_dir: impl AsRef<Path>,
+    port: u16,
+    dbname: &str,
+    app: &str,
+) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
-        .host_path(env("PGHOST"))
-        .port(env("PGPORT").parse().expect("PGPORT is a port number"))
+        .host_path(socket_dir)
+        .port(port)
         .user("postgres")
         .dbname(dbname)
         .application_name(app);

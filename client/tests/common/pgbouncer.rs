@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use pglock_tests::server::pg_bin;
+use pglock_tests::server::{chown_postgres, pg_bin};
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
-use super::env;
+use super::{env, superuser_config};
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 
@@ -114,14 +114,7 @@ impl PgBouncer {
 
     /// The test database through PgBouncer, as the superuser, `application_name` = `app`.
     pub fn pg_config(&self, app: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(self.socket_dir())
-            .port(self.port)
-            .user("postgres")
-            .dbname(env("PGLOCK_TEST_DB"))
-            .application_name(app);
-        config
+        superuser_config(self.socket_dir(), self.port, &env("PGLOCK_TEST_DB"), app)
     }
 
     /// Runs `commands` with psql through PgBouncer, each in autocommit (one `-c`
@@ -183,15 +176,6 @@ impl Drop for PgBouncer {
     fn drop(&mut self) {
         self.stop_now();
     }
-}
-
-fn chown_postgres(path: &Path) {
-    let status = std::process::Command::new("chown")
-        .arg("postgres:")
-        .arg(path)
-        .status()
-        .expect("chown");
-    assert!(status.success(), "chown postgres {}", path.display());
 }
 
 fn path(path: &Path) -> &str {
