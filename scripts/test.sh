@@ -8,7 +8,8 @@
 #                   one release build, installed into that version's tree and
 #                   used by everything below; a private server of that version;
 #                   the SQL contract from outside (race, takeover, roles,
-#                   transactions, fuzz, waiting, upgrade from 0.1.0);
+#                   transactions, trust, fuzz, waiting, fence, heartbeat_many,
+#                   semaphores, upgrade from 0.1.0 and 0.2.0);
 #                   pg_isolation_regress and pg_regress; the tarball installed
 #                   and used on a clean copy of that version;
 #   15 and 18 also: the rest of tests/ (crashes, replication, dump/restore,
@@ -30,10 +31,11 @@ cd "$REPO"
 export CARGO_INCREMENTAL=0
 
 # What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
-CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting upgrade)
+CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting fence heartbeat_many semaphore upgrade)
 FULL_MAJORS=(15 18)
 REST_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
 CRON_MAJORS=(15) # Debian has pg_cron only for its PostgreSQL 15
+CRON_TESTS=(cron_leader)
 TEST_PORT=54331
 
 # The parts, each run in a process of its own (see `part`).
@@ -45,11 +47,26 @@ fmt_and_clippy() {
     cargo clippy -p pglock-client --all-targets --all-features --quiet -- -D warnings
 }
 
+# A file of tests/ that no list above names would build and never run.
+every_outside_test_listed() {
+    local file listed=" ${CONTRACT_TESTS[*]} ${REST_TESTS[*]} ${CRON_TESTS[*]} " missing=()
+    for file in tests/*.rs; do
+        file=$(basename "$file" .rs)
+        [[ $listed == *" $file "* ]] || missing+=("$file")
+    done
+    if ((${#missing[@]})); then
+        echo "tests/ files that no PostgreSQL version runs: ${missing[*]}" \
+            "(add them to CONTRACT_TESTS or REST_TESTS in scripts/test.sh)" >&2
+        return 1
+    fi
+}
+
 protocol_tests() {
     cargo test -p pglock-protocol
 }
 
 build_outside_tests() {
+    every_outside_test_listed
     cargo test --no-run --quiet -p pglock-tests
     cargo test --no-run --quiet -p pglock-client --all-features
 }
@@ -198,7 +215,7 @@ for major in "${majors[@]}"; do
     use_postgres "$major"
     tests=("${CONTRACT_TESTS[@]}")
     if member "$major" "${FULL_MAJORS[@]}"; then tests+=("${REST_TESTS[@]}"); fi
-    if member "$major" "${CRON_MAJORS[@]}"; then tests+=(cron_leader); fi
+    if member "$major" "${CRON_MAJORS[@]}"; then tests+=("${CRON_TESTS[@]}"); fi
 
     part "pg$major: cargo pgrx test pg$major" 30m pgrx_test
     part "pg$major: release build, installed into its tree" 30m install_extension

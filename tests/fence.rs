@@ -309,12 +309,12 @@ fn another_role_cannot_fence_and_its_attempt_blocks_nobody() {
     mallory.batch_execute("COMMIT").unwrap();
 }
 
-/// While the holder's fence is open, another role's heartbeat and release of the
-/// lock are refused at once instead of queuing for the name: queued, they would
-/// make the holder's next fence, from another of its sessions, wait behind them
-/// until the first fence ends.
+/// While the holder's fence is open, another role's heartbeat, release and bulk
+/// renewal of the lock are answered at once instead of queuing for the name:
+/// queued, they would make the holder's next fence, from another of its
+/// sessions, wait behind them until the first fence ends.
 #[test]
-fn another_roles_futile_writes_during_a_fence_neither_wait_nor_delay_the_holder() {
+fn another_roles_futile_writes_during_a_fence_are_answered_without_queuing() {
     let name = unique_name("fenced-futile");
     let mut holder = connect_as(&pglock_role("fence_alice"));
     let held = acquire(&mut holder, &name, "shared-label", 60.0, None).unwrap();
@@ -338,9 +338,9 @@ fn another_roles_futile_writes_during_a_fence_neither_wait_nor_delay_the_holder(
         .get(0);
     assert!(!many, "another role's bulk renewal renews nothing");
 
-    // Nothing of Mallory's is queued: the holder's second fence is granted
-    // while the first is still open.
-    let mut second_session = connect_as("fence_alice");
+    // The holder's second fence, from another session, is granted while the
+    // first is still open.
+    let mut second_session = connect_as(&pglock_role("fence_alice"));
     second_session
         .batch_execute("SET lock_timeout = '5s'")
         .unwrap();

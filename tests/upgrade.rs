@@ -51,7 +51,8 @@ fn locks(client: &mut Client) -> Vec<String> {
 }
 
 /// Every object of the extension, described with what users and security
-/// depend on: definitions, privileges, settings, column types.
+/// depend on: definitions, privileges, settings, column types (of tables and of
+/// row types).
 fn catalog(client: &mut Client) -> Vec<String> {
     client
         .query(
@@ -71,6 +72,14 @@ fn catalog(client: &mut Client) -> Vec<String> {
                                             FROM pg_attribute a
                                            WHERE a.attrelid = c.oid AND a.attnum > 0), '')
                         FROM pg_class c WHERE c.oid = d.objid)
+                 WHEN 'pg_type'::regclass THEN
+                     (SELECT coalesce(t.typacl::text, '')
+                             || coalesce((SELECT string_agg(a.attname || ' '
+                                              || format_type(a.atttypid, a.atttypmod),
+                                              ', ' ORDER BY a.attnum)
+                                            FROM pg_attribute a
+                                           WHERE a.attrelid = t.typrelid AND a.attnum > 0), '')
+                        FROM pg_type t WHERE t.oid = d.objid)
                  WHEN 'pg_namespace'::regclass THEN
                      (SELECT coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.oid = d.objid)
                  END, '')

@@ -7,10 +7,11 @@
 //! never both win.  Heartbeat and release take the name's lock first and write
 //! only if the caller is exactly the holder; when nothing matched they read the
 //! lock to say why.  A caller of another role than the lock's does not queue for
-//! a name another transaction has: it is answered from a read at once.  A call that changes nothing gives the name's lock back
-//! before it returns: it holds nothing, in whatever transaction it ran.  The one
-//! exception is a fence that succeeds: holding the lock against other writers
-//! until its transaction ends is what it is for.
+//! a name another transaction has: it is answered at once from the lock as last
+//! committed.  A call that changes nothing gives the name's lock back before it
+//! returns: it holds nothing, in whatever transaction it ran.  The one exception
+//! is a fence that succeeds: holding the lock against other writers until its
+//! transaction ends is what it is for.
 
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
@@ -248,10 +249,11 @@ fn caller_as_holder<'a>(
 }
 
 /// Take the name's lock for a write only `holder` may make.  When another
-/// transaction has the name (a fence, a write in progress) and the lock plainly
-/// belongs to another role, the caller gets at once the answer it would get
-/// after the wait, without queuing: in the queue, its futile request would hold
-/// up the holder's own next fence until the one in progress ends.
+/// transaction has the name (a fence, a write in progress) and the lock as last
+/// committed belongs to another role, the caller is answered at once from it, as
+/// if it had run just before that transaction, instead of queuing: in the
+/// queue, its futile request would hold up the holder's own next fence until
+/// the one in progress ends.
 fn lock_name_as(store: &mut impl Store, holder: &Holder<'_>) -> Result<(), ProtocolError> {
     if store.try_lock_name(holder.name) {
         return Ok(());

@@ -156,7 +156,7 @@ unsafe fn one_row<const N: usize>(
     // the tuple is formed in the call's memory context, which the executor
     // keeps until it has stored the row.
     unsafe {
-        let descriptor = result_descriptor(fcinfo);
+        let descriptor = result_descriptor(fcinfo, N);
         let tuple = pg_sys::heap_form_tuple(descriptor, datums.as_mut_ptr(), nulls.as_mut_ptr());
         pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
     }
@@ -164,7 +164,7 @@ unsafe fn one_row<const N: usize>(
 
 /// Return no row: the set ends at once.
 unsafe fn no_row(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
-    // SAFETY: a table function is always called with a ReturnSetInfo.
+    // SAFETY: a set-returning function is always called with a ReturnSetInfo.
     unsafe {
         let info = (*fcinfo).resultinfo.cast::<pg_sys::ReturnSetInfo>();
         (*info).isDone = pg_sys::ExprDoneCond::ExprEndResult;
@@ -175,8 +175,10 @@ unsafe fn no_row(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
 
 /// The row type of the function being called, copied (and blessed, which a
 /// declaration with an anonymous row type would need) once per backend and
-/// function.
-unsafe fn result_descriptor(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDesc {
+/// function, after checking it has the `columns` the entry point fills.  A
+/// type altered later is caught by the executor, which checks each row against
+/// the function's type as it is then.
+unsafe fn result_descriptor(fcinfo: pg_sys::FunctionCallInfo, columns: usize) -> pg_sys::TupleDesc {
     thread_local! {
         static DESCRIPTORS: RefCell<HashMap<Oid, usize>> = RefCell::new(HashMap::new());
     }
@@ -192,6 +194,12 @@ unsafe fn result_descriptor(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::TupleDe
         let class = pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut built);
         if class != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE || built.is_null() {
             pgrx::error!("pglock: the function's result is not a row");
+        }
+        // The row is formed from exactly `columns` values: a row type altered to
+        // another width (ALTER TYPE by its owner) must not be filled from them.
+        let declared = (*built).natts as usize;
+        if declared != columns {
+            pgrx::error!("pglock: the function's row type has {declared} columns, not {columns}");
         }
         let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
         let kept = pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(built));

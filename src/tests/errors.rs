@@ -19,4 +19,32 @@ mod tests {
         assert!(report.contains(&raised_at), "{report}");
         assert!(report.contains("pglock: data is 7 bytes; the limit is 1048576 bytes"));
     }
+
+    /// The C entry points fill exactly the columns of pglock's row types: one
+    /// declared with a wider type raises instead of reading past its values.
+    #[pg_test]
+    fn a_row_type_of_another_width_is_refused() {
+        Spi::run(
+            "CREATE TYPE tests.wide AS (acquired boolean, rvn bigint, owner text, \
+                 lease interval, data bytea, extra integer); \
+             CREATE FUNCTION tests.wide_acquire(name text, owner text, \
+                 lease interval DEFAULT '20 seconds', data bytea DEFAULT NULL, \
+                 replace_data boolean DEFAULT false, observed_rvn bigint DEFAULT NULL) \
+             RETURNS SETOF tests.wide LANGUAGE c \
+             AS '$libdir/pglock', 'pglock_acquire_wrapper'; \
+             CREATE FUNCTION tests.message_of(statement text) RETURNS text \
+             LANGUAGE plpgsql AS $$ \
+             BEGIN EXECUTE statement; RETURN NULL; \
+             EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $$",
+        )
+        .unwrap();
+        let message = Spi::get_one::<String>(
+            "SELECT tests.message_of('SELECT * FROM tests.wide_acquire(''wide'', ''o'')')",
+        )
+        .unwrap();
+        assert_eq!(
+            message.as_deref(),
+            Some("pglock: the function's row type has 6 columns, not 5")
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub struct World {
     /// Rows the caller's transaction has share-locked (fenced).
     pub row_shares: BTreeSet<String>,
     /// Writes by other sessions, each committed right before one of our name
-    /// locks was granted (the writer we queued behind).
+    /// locks was granted (waited for or not).
     pub after_name_locks: VecDeque<Interference>,
     /// Rows another open transaction is writing after giving the name back (a
     /// bulk write): a caller that waits for the row runs its end (a commit or a

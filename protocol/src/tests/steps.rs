@@ -227,9 +227,14 @@ fn another_roles_futile_calls_on_a_busy_name_answer_without_queuing() {
         Err(held_by_other_role)
     );
     assert_eq!(
-        heartbeat_many(&mut world, "a", &[("job", rvn)], None),
-        [None]
+        release(&mut world, &release_of("job", "a", rvn + 1)),
+        Ok(false),
+        "a release naming another RVN is false, as for any non-holder"
     );
+    let own = world.put("mine", "a", CALLER, lease_secs(5));
+    let renewed = heartbeat_many(&mut world, "a", &[("job", rvn), ("mine", own)], None);
+    assert_eq!(renewed[0], None);
+    assert!(renewed[1].is_some_and(|new| new > own), "{renewed:?}");
     assert!(world.queued.is_empty(), "queued for {:?}", world.queued);
     assert!(world.name_locks.values().all(|count| *count == 0));
     assert_eq!(world.locks["job"].rvn, rvn, "nothing written");
