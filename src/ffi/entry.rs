@@ -175,9 +175,10 @@ unsafe fn no_row(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
 
 /// The row type of the function being called, copied (and blessed, which a
 /// declaration with an anonymous row type would need) once per backend and
-/// function, after checking it has the `columns` the entry point fills.  A
-/// type altered later is caught by the executor, which checks each row against
-/// the function's type as it is then.
+/// function, after checking it has the `columns` the entry point fills.  The
+/// check is not made again: pglock's row types belong to the role that
+/// installed it (a superuser), and one that alters them in a live backend's
+/// life is outside the trust model, as one that redefines the functions is.
 unsafe fn result_descriptor(fcinfo: pg_sys::FunctionCallInfo, columns: usize) -> pg_sys::TupleDesc {
     thread_local! {
         static DESCRIPTORS: RefCell<HashMap<Oid, usize>> = RefCell::new(HashMap::new());
