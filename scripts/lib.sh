@@ -26,10 +26,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# Commands run as postgres start in a folder postgres can read: PostgreSQL's
-# programs go back to their starting folder and complain when they cannot, as in
-# a clone under a mode-700 home.
-as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+# as_postgres COMMAND...: COMMAND as postgres, from a folder it can read
+# (scripts/as-postgres, the one way every script and test does it).  To start one
+# in the background and keep its pid, run "$AS_POSTGRES" COMMAND... & instead.
+AS_POSTGRES=$REPO/scripts/as-postgres
+as_postgres() { "$AS_POSTGRES" "$@"; }
 
 # pg_config_of MAJOR: the pg_config of that version's server tree.
 pg_config_of() {

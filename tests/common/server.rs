@@ -46,16 +46,25 @@ pub struct Server {
 /// The longest a server program (initdb, pg_ctl, pg_basebackup) may take.
 const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
 
+/// The one way the tests run a program as `postgres`: `scripts/as-postgres`,
+/// which starts it from a folder postgres can read (a checkout may sit where it
+/// cannot, e.g. root's home) and execs it, so the child's pid is the program's.
+/// Servers started so report errors as users' servers do: without a
+/// developer's `RUST_BACKTRACE`.
+pub fn postgres_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/as-postgres"
+    ));
+    command.env_remove("RUST_BACKTRACE").arg(program);
+    command
+}
+
+/// Run a server program (initdb, pg_ctl, ...) of the version under test as
+/// `postgres`, to its end; panic with its output if it fails.
 fn as_postgres(program: &str, args: &[&str]) {
     let output = crate::output_within(
-        Command::new("runuser")
-            // Servers started here should report errors as users' servers do.
-            .env_remove("RUST_BACKTRACE")
-            // PostgreSQL's programs go back to their starting folder: one postgres can read.
-            .current_dir("/")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin().join(program))
-            .args(args),
+        postgres_command(pg_bin().join(program)).args(args),
         &format!("{program} {args:?}"),
         PROGRAM_LIMIT,
     );
@@ -210,10 +219,7 @@ impl Server {
 
     fn stop_if_running(&self) {
         if self.data_dir().join("postmaster.pid").exists() {
-            let _ = Command::new("runuser")
-                .current_dir("/")
-                .args(["-u", "postgres", "--"])
-                .arg(pg_bin().join("pg_ctl"))
+            let _ = postgres_command(pg_bin().join("pg_ctl"))
                 .args([
                     "-D",
                     self.data_dir().to_str().unwrap(),

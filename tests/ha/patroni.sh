@@ -92,13 +92,13 @@ cleanup() {
     exit "$status"
 }
 
-# start NAME COMMAND...: runs COMMAND as postgres in the background, output to
-# $HA/NAME.log; its pid is in $!.
+# start NAME COMMAND...: runs COMMAND as postgres in the background (from a
+# folder postgres can read: Patroni's workers start in their parent's folder),
+# output to $HA/NAME.log; its pid is in $!.
 start() {
     local name=$1
     shift
-    HOME=$HA setpriv --reuid=postgres --regid=postgres --init-groups -- "$@" \
-        >"$HA/$name.log" 2>&1 &
+    "$AS_POSTGRES" env HOME="$HA" "$@" >"$HA/$name.log" 2>&1 &
 }
 
 ports_free() {
@@ -514,10 +514,16 @@ bench() {
 setup patroni etcd-server
 # Patroni runs Debian's PostgreSQL 15 here (where the scripts know several versions).
 if declare -F use_postgres >/dev/null; then use_postgres 15; fi
-install_extension
-if [[ $mode == check ]]; then
-    cargo build --quiet -p pglock-client --example ha_holder
-    holder=${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/ha_holder
+# PGLOCK_HA_HOLDER: an ha_holder built already, with pglock installed into 15's
+# tree by the caller (the test command runs this script from a copy of the
+# checkout, which has nothing built).
+holder=${PGLOCK_HA_HOLDER:-}
+if [[ -z $holder ]]; then
+    install_extension
+    if [[ $mode == check ]]; then
+        cargo build --quiet -p pglock-client --example ha_holder
+        holder=${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/ha_holder
+    fi
 fi
 ports_free "${PG_PORT[@]}" "${REST_PORT[@]}" "$ETCD_PORT" "$ETCD_PEER_PORT"
 trap cleanup EXIT

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use pglock_tests::server::{chown_postgres, pg_bin};
+use pglock_tests::server::{chown_postgres, pg_bin, postgres_command};
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
@@ -84,8 +84,8 @@ impl PgBouncer {
     /// Starts the daemon and waits until it takes connections.
     async fn run(&self) {
         let ini = self.dir.join("pgbouncer.ini");
-        let status = Command::new("runuser")
-            .args(["-u", "postgres", "--", PGBOUNCER, "-d", path(&ini)])
+        let status = Command::from(postgres_command(PGBOUNCER))
+            .args(["-d", path(&ini)])
             .status()
             .await
             .expect("run pgbouncer");
