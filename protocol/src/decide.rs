@@ -1,7 +1,9 @@
 //! The protocol's decisions: pure functions of the lock as read and the request.
 
+use std::time::Duration;
+
 use crate::error::{NotHeldReason, ProtocolError};
-use crate::lock::{DataChange, Holder, Lock, RoleId, Timestamp};
+use crate::lock::{DataChange, Holder, Lock, RoleId};
 
 /// What an acquire should do, given the lock as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,22 +14,28 @@ pub enum AcquireDecision {
     /// the RVN is still `expected_rvn`.  The data stored with it passes to the new
     /// holder only within the role that wrote it.
     TakeOver { expected_rvn: i64, same_role: bool },
-    /// Held by someone (the caller included) whose RVN the caller has not seen
-    /// stand still, or by another role whose lease has not run out by the
-    /// server's clock: report the holder, write nothing.
+    /// Held, and nobody who may say so saw its RVN stand still for its lease:
+    /// report the holder, write nothing.
     Refuse,
 }
 
-/// The trust model in one decision.  Owners within a role cooperate: a caller
-/// that saw the holder's RVN stand still for the holder's lease (`observed_rvn`)
-/// takes the lock over on its word.  Roles do not trust each other: taking over
-/// another role's lock also needs its lease to have run out by the server's
-/// clock (`server_now`, asked only then) since its holder's last write.
+/// The trust model in one decision.  A held lock is taken over once its RVN
+/// stood still for the holder's lease, and two observers may say it did:
+///
+/// - the caller, within its own role: owners of a role cooperate, so one that
+///   presents the RVN it watched stand still (`observed_rvn`) is taken at its
+///   word, whatever the server saw;
+/// - the server, for any caller: `stood_still` is how long the server itself has
+///   seen the lock at this RVN, on a monotonic clock (`None` where it cannot
+///   tell), asked only when the caller's word does not decide.
+///
+/// Roles do not trust each other, so another role's lock is taken over only on
+/// the server's observation: no caller's claim and no wall clock decides it.
 pub fn decide_acquire(
     current: Option<&Lock>,
     observed_rvn: Option<i64>,
     caller: RoleId,
-    server_now: impl FnOnce() -> Timestamp,
+    stood_still: impl FnOnce(i64) -> Option<Duration>,
 ) -> AcquireDecision {
     let Some(lock) = current else {
         return AcquireDecision::Create;
@@ -39,10 +47,10 @@ pub fn decide_acquire(
     if lock.released {
         return take_over;
     }
-    if observed_rvn != Some(lock.rvn) {
-        return AcquireDecision::Refuse;
+    if observed_rvn == Some(lock.rvn) && lock.holder_role == caller {
+        return take_over;
     }
-    if lock.holder_role == caller || server_now() >= lock.written_at.plus(&lock.lease) {
+    if stood_still(lock.rvn).is_some_and(|still| still >= lock.lease.as_duration()) {
         return take_over;
     }
     AcquireDecision::Refuse
@@ -92,25 +100,32 @@ mod tests {
     use crate::lock::Lease;
 
     const CALLER: RoleId = RoleId(10);
-    const NOW: Timestamp = Timestamp(1_000_000_000);
+    const LEASE: Duration = Duration::from_secs(20);
+
+    /// The server has not watched the lock (not preloaded, or just started).
+    fn unseen(_rvn: i64) -> Option<Duration> {
+        None
+    }
 
     fn decide(current: Option<&Lock>, observed_rvn: Option<i64>) -> AcquireDecision {
-        decide_acquire(current, observed_rvn, CALLER, || NOW)
+        decide_acquire(current, observed_rvn, CALLER, unseen)
     }
 
     fn held(owner: &str, rvn: i64, role: u32) -> Lock {
         Lock {
             owner: owner.into(),
             rvn,
-            lease: Lease {
-                months: 0,
-                days: 0,
-                micros: 20_000_000,
-            },
+            lease: Lease::from_duration(LEASE),
             data: None,
             released: false,
             holder_role: RoleId(role),
-            written_at: NOW,
+        }
+    }
+
+    fn take_over(expected_rvn: i64, same_role: bool) -> AcquireDecision {
+        AcquireDecision::TakeOver {
+            expected_rvn,
+            same_role,
         }
     }
 
@@ -125,13 +140,7 @@ mod tests {
         let lock = held("a", 7, 10);
         assert_eq!(decide(Some(&lock), None), AcquireDecision::Refuse);
         assert_eq!(decide(Some(&lock), Some(6)), AcquireDecision::Refuse);
-        assert_eq!(
-            decide(Some(&lock), Some(7)),
-            AcquireDecision::TakeOver {
-                expected_rvn: 7,
-                same_role: true
-            }
-        );
+        assert_eq!(decide(Some(&lock), Some(7)), take_over(7, true));
     }
 
     #[test]
@@ -141,50 +150,55 @@ mod tests {
             ..held("a", 7, 10)
         };
         for observed in [None, Some(3), Some(7)] {
-            assert_eq!(
-                decide(Some(&lock), observed),
-                AcquireDecision::TakeOver {
-                    expected_rvn: 7,
-                    same_role: true
-                }
-            );
+            assert_eq!(decide(Some(&lock), observed), take_over(7, true));
         }
     }
 
     #[test]
-    fn another_roles_lock_needs_its_lease_run_out_by_the_server_clock_too() {
-        let lock = held("a", 7, 99); // lease 20 s, written at NOW
-        let at = |micros: i64| move || Timestamp(NOW.0 + micros);
-        let decide_at =
-            |observed, micros| decide_acquire(Some(&lock), observed, CALLER, at(micros));
-        assert_eq!(decide_at(Some(7), 0), AcquireDecision::Refuse);
-        assert_eq!(decide_at(Some(7), 19_999_999), AcquireDecision::Refuse);
-        assert_eq!(
-            decide_at(Some(7), 20_000_000),
-            AcquireDecision::TakeOver {
-                expected_rvn: 7,
-                same_role: false
-            }
-        );
-        // The server's clock alone is not enough: the RVN must be the one seen.
-        assert_eq!(decide_at(None, 99_000_000), AcquireDecision::Refuse);
-        assert_eq!(decide_at(Some(6), 99_000_000), AcquireDecision::Refuse);
+    fn the_servers_observation_takes_over_for_any_role_without_an_rvn() {
+        let server_saw = |still: Duration| move |_rvn: i64| Some(still);
+        for (role, same) in [(10, true), (99, false)] {
+            let lock = held("a", 7, role);
+            let at = |still| decide_acquire(Some(&lock), None, CALLER, server_saw(still));
+            assert_eq!(
+                at(LEASE - Duration::from_micros(1)),
+                AcquireDecision::Refuse
+            );
+            assert_eq!(at(LEASE), take_over(7, same));
+            assert_eq!(at(LEASE * 3), take_over(7, same));
+        }
     }
 
     #[test]
-    fn the_server_clock_is_asked_only_across_roles() {
-        let mine = held("a", 7, 10);
+    fn another_roles_lock_is_never_taken_on_the_callers_word() {
+        let lock = held("a", 7, 99);
+        assert_eq!(decide(Some(&lock), Some(7)), AcquireDecision::Refuse);
+        let short = |_rvn: i64| Some(LEASE / 2);
+        assert_eq!(
+            decide_acquire(Some(&lock), Some(7), CALLER, short),
+            AcquireDecision::Refuse,
+            "a watch of its own does not make up for what the server saw"
+        );
+    }
+
+    #[test]
+    fn the_server_is_asked_about_the_rvn_read_and_only_when_the_caller_does_not_decide() {
         let asked = |current: &Lock, observed| {
-            let mut asked = false;
-            decide_acquire(Some(current), observed, CALLER, || {
-                asked = true;
-                NOW
+            let mut asked = None;
+            decide_acquire(Some(current), observed, CALLER, |rvn| {
+                asked = Some(rvn);
+                None
             });
             asked
         };
-        assert!(!asked(&mine, Some(7)));
-        assert!(!asked(&held("a", 7, 99), Some(6)));
-        assert!(asked(&held("a", 7, 99), Some(7)));
+        assert_eq!(asked(&held("a", 7, 10), Some(7)), None, "the caller's word");
+        let released = Lock {
+            released: true,
+            ..held("a", 7, 10)
+        };
+        assert_eq!(asked(&released, None), None, "free");
+        assert_eq!(asked(&held("a", 7, 10), None), Some(7));
+        assert_eq!(asked(&held("a", 7, 99), Some(7)), Some(7));
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! - [`store`]: what the protocol needs from where locks are kept
 //! - [`steps`]: acquire, heartbeat, release, release-all, an operator's forced
 //!   release, a fence and heartbeats of many locks over a [`Store`]
-//! - [`waiting`]: the caller's half: when a holder's RVN has stood still long
-//!   enough to take its lock over, and the waiting acquire built on it
+//! - [`waiting`]: the one waiting loop, as a state machine the server and the
+//!   client drive: when a holder's RVN has stood still long enough to take its
+//!   lock over, when to try again, when to give up
 //! - [`semaphore`]: at most so many holders of one name, each holding a slot
 //! - [`limits`]: what the server accepts, so a client can check first
 //!
-//! The extension implements [`Store`] over SPI on `pglock.locks`; the Rust client
-//! uses the waiting rule and the limits.  The tests here run the steps against an
+//! The extension implements [`Store`] over `pglock.locks` and its shared memory
+//! (what the server observed, its queues of waiters); the Rust client drives the
+//! waiting machine where the server cannot wait for it, and checks the limits.  The tests here run the steps against an
 //! in-memory store, races and stale snapshots included.
 
 pub mod decide;
@@ -28,7 +30,7 @@ pub mod waiting;
 mod tests;
 
 pub use error::{NotHeldReason, ProtocolError};
-pub use lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
+pub use lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
 pub use steps::{AcquireOutcome, AcquireRequest, FenceRequest, HeartbeatRequest, ReleaseRequest};
-pub use store::{Fencing, Fields, Store};
-pub use waiting::{Clock, Watch};
+pub use store::{Fencing, Fields, Queue, Store};
+pub use waiting::{Clock, Next, Seen, Wait, Watch};

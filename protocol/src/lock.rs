@@ -1,21 +1,10 @@
 //! A lock as the store keeps it, and the small values the protocol passes around.
+//! No wall-clock time is among them: no clock but a monotonic one ever decides a
+//! takeover.
 
 use std::time::Duration;
 
 const MICROS_PER_DAY: i128 = 86_400_000_000;
-
-/// The server's wall clock, in microseconds (PostgreSQL's `timestamptz`).  Only a
-/// takeover across roles looks at it: within a role, time is the callers'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp(pub i64);
-
-impl Timestamp {
-    /// When a lease written at `self` runs out; saturates instead of overflowing.
-    pub fn plus(self, lease: &Lease) -> Timestamp {
-        let end = i128::from(self.0) + lease.as_micros();
-        Timestamp(end.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
-    }
-}
 
 /// A database role, by OID: the holder a lock records, or the caller of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,8 +50,6 @@ pub struct Lock {
     pub data: Option<Vec<u8>>,
     pub released: bool,
     pub holder_role: RoleId,
-    /// When the last write to it happened, by the server's clock.
-    pub written_at: Timestamp,
 }
 
 impl Lock {
@@ -107,4 +94,18 @@ pub enum Released {
 pub enum DataChange<'a> {
     Keep,
     Replace(Option<&'a [u8]>),
+}
+
+/// A waiter the server queued for a lock, whom a release may hand the lock
+/// straight to, as PostgreSQL's lock manager grants a lock to its first waiter:
+/// who it is and what its own acquire asked for.  `ticket` identifies its
+/// place in the queue to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heir {
+    pub owner: String,
+    pub lease: Lease,
+    pub role: RoleId,
+    pub data: Option<Vec<u8>>,
+    pub replace_data: bool,
+    pub ticket: u64,
 }

@@ -9,6 +9,9 @@
 //! acquire: one watch per slot, polls that read no data and never queue for a
 //! name another transaction is writing, a deadline that bounds the whole wait.
 //!
+//! Slot waiters queue per semaphore in the server, apart from waiters for one
+//! lock: a write to any slot wakes the first of them.
+//!
 //! The slot count is the caller's: a caller passing `slots` only ever looks at
 //! slots 1 to `slots`.  Callers agreeing on the count share exactly that many; a
 //! caller passing fewer neither sees nor takes the slots above its count.
@@ -17,13 +20,27 @@ use std::time::Duration;
 
 use crate::error::ProtocolError;
 use crate::lock::Lease;
-use crate::steps::{attempt, AcquireRequest, Attempt, Attempted};
-use crate::store::{Fields, Store};
-use crate::waiting::{server_poll, Clock, Watch, MIN_SERVER_POLL};
+use crate::steps::AcquireRequest;
+use crate::store::{Fields, Queue, Store};
+use crate::waiting::{drive, Clock, Wait, WaitEnded};
 
 /// The name of slot `slot` (counted from 1) of semaphore `name`.
 pub fn slot_name(name: &str, slot: u32) -> String {
     format!("{name}#{slot}")
+}
+
+/// The semaphore and slot a lock name is a slot of, if it is one: `<name>#<k>`
+/// with `k` from 1 to [`crate::limits::MAX_SLOTS`], written as [`slot_name`]
+/// writes it.
+pub fn semaphore_of(lock_name: &str) -> Option<(&str, u32)> {
+    let (name, slot) = lock_name.rsplit_once('#')?;
+    if slot.starts_with('0') || !slot.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let slot: u32 = slot.parse().ok()?;
+    (1..=crate::limits::MAX_SLOTS)
+        .contains(&slot)
+        .then_some((name, slot))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,10 +64,11 @@ pub struct Slot {
     pub taken_over: bool,
 }
 
-/// Take a slot of `request`'s semaphore in `backend`, waiting until `deadline`
-/// (`None`: no deadline; a deadline already passed: one pass over the slots that
-/// takes only a free one).  `None` if every slot stayed held.  A pass that takes
-/// nothing holds nothing.
+/// Take a slot of `request`'s semaphore in `backend`, waiting in the
+/// semaphore's queue until `deadline` (`None`: no deadline; a deadline already
+/// passed: one pass over the slots, which takes a free one, or a dead holder's
+/// the server saw stand still).  `None` if every slot stayed held.  A pass that
+/// takes nothing holds nothing.
 pub fn acquire_slot(
     backend: &mut (impl Store + Clock),
     request: &SlotRequest<'_>,
@@ -59,66 +77,48 @@ pub fn acquire_slot(
     let names: Vec<String> = (1..=request.slots)
         .map(|slot| slot_name(request.name, slot))
         .collect();
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let mut watches: Vec<Option<Watch>> = vec![None; names.len()];
-    let how = Attempt {
-        wait_for_name: false,
-        holder_data: Fields::WithoutData,
-    };
-    loop {
-        let now = backend.now();
-        let last = deadline.is_some_and(|deadline| now >= deadline);
-        for (name, watch) in names.iter().zip(watches.iter_mut()) {
-            let presented = watch.and_then(|watch| watch.observed_rvn(now));
-            let slot_request = AcquireRequest {
-                name,
-                owner: request.owner,
-                lease: request.lease,
-                data: request.data,
-                replace_data: true,
-                observed_rvn: presented,
-            };
-            let holder = match attempt(backend, &slot_request, how)? {
-                Attempted::Done(outcome) if outcome.acquired => {
-                    return Ok(Some(Slot {
-                        slot_name: name.clone(),
-                        rvn: outcome.rvn,
-                        taken_over: outcome.taken_over,
-                    }))
-                }
-                Attempted::Done(refused) => Some((refused.rvn, refused.lease)),
-                // Being written by another transaction: held, for now.
-                Attempted::NameBusy { current } => current.map(|lock| (lock.rvn, lock.lease)),
-            };
-            if let Some((rvn, lease)) = holder {
-                let seen_at = backend.now();
-                *watch = Some(Watch::after_refusal(
-                    *watch,
-                    rvn,
-                    lease.as_duration(),
-                    seen_at,
-                    presented,
-                ));
-            }
+    let mut wait = Wait::new(names.len(), deadline, Vec::new(), Fields::WithoutData);
+    let ended = drive(
+        backend,
+        &mut wait,
+        Queue::Slots(request.name),
+        |target, observed_rvn| AcquireRequest {
+            name: &names[target],
+            owner: request.owner,
+            lease: request.lease,
+            data: request.data,
+            replace_data: true,
+            observed_rvn,
+        },
+    )?;
+    Ok(match ended {
+        WaitEnded::Taken { target, outcome } => Some(Slot {
+            slot_name: names[target].clone(),
+            rvn: outcome.rvn,
+            taken_over: outcome.taken_over,
+        }),
+        WaitEnded::TimedOut { .. } => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slots_name_says_which_semaphore_and_slot_it_is() {
+        assert_eq!(semaphore_of(&slot_name("exports", 3)), Some(("exports", 3)));
+        assert_eq!(semaphore_of("a#b#1000"), Some(("a#b", 1000)));
+        for not_a_slot in [
+            "exports",
+            "exports#",
+            "exports#0",
+            "exports#01",
+            "x#1001",
+            "x#-1",
+            "x#1a",
+        ] {
+            assert_eq!(semaphore_of(not_a_slot), None, "{not_a_slot}");
         }
-        if last {
-            return Ok(None);
-        }
-        let now = backend.now();
-        let first_poll = deadline.map_or(now + MIN_SERVER_POLL, |deadline| {
-            deadline.min(now + MIN_SERVER_POLL)
-        });
-        let wake = watches
-            .iter()
-            .map(|watch| match watch {
-                Some(watch) => watch.next_attempt(now, server_poll(watch.holder_lease), deadline),
-                // Only a slot being created by an open transaction has no watch.
-                None => first_poll,
-            })
-            .min()
-            .unwrap_or(first_poll);
-        backend.sleep_until(wake.max(now));
     }
 }

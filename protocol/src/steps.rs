@@ -15,8 +15,9 @@
 
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
-use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId};
-use crate::store::{Fencing, Fields, Store};
+use crate::lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
+use crate::semaphore::semaphore_of;
+use crate::store::{Fencing, Fields, Queue, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AcquireRequest<'a> {
@@ -81,20 +82,39 @@ pub enum Attempted {
     /// Another transaction is writing the lock right now; `current` is the lock
     /// as last committed, if any.
     NameBusy { current: Option<Lock> },
+    /// The lock could be taken, but others wait for it in the server's queue
+    /// ahead of this caller, and it is theirs first; `current` is the lock as
+    /// read (released, a dead holder's, or none).
+    Queued { current: Option<Lock> },
+}
+
+impl Attempted {
+    /// The attempt's answer as a caller sees it: the lock taken, or the holder
+    /// refused with, if there is one to show.
+    pub fn outcome(self, caller: RoleId) -> Option<AcquireOutcome> {
+        match self {
+            Attempted::Done(outcome) => Some(outcome),
+            Attempted::NameBusy { current } | Attempted::Queued { current } => {
+                current.map(|lock| AcquireOutcome::refused(lock, caller))
+            }
+        }
+    }
 }
 
 /// Under READ COMMITTED the second pass reads under the name's lock and cannot
 /// lose; more passes only happen when a transaction snapshot hides the writer.
 pub const ACQUIRE_PASSES: usize = 3;
 
+/// The caller's new lock, or the holder's, as a plain `pglock_acquire` answers;
+/// `None` when it is refused with no holder to show: the lock is free, but
+/// others wait for it in the server's queue (a plain acquire does not jump it,
+/// as `pg_try_advisory_lock` does not jump `pg_advisory_lock`'s waiters).
 pub fn acquire(
     store: &mut impl Store,
     request: &AcquireRequest<'_>,
-) -> Result<AcquireOutcome, ProtocolError> {
-    match attempt(store, request, Attempt::PLAIN)? {
-        Attempted::Done(outcome) => Ok(outcome),
-        Attempted::NameBusy { .. } => unreachable!("a plain acquire waits for the name"),
-    }
+) -> Result<Option<AcquireOutcome>, ProtocolError> {
+    let caller = store.caller();
+    Ok(attempt(store, request, Attempt::PLAIN)?.outcome(caller))
 }
 
 pub fn attempt(
@@ -116,6 +136,12 @@ pub fn attempt(
     let mut missed_rvn = None;
     for _ in 0..ACQUIRE_PASSES {
         let current = store.read(request.name, how.holder_data);
+        if let Some(granted) = handed(store, request, current.as_ref()) {
+            if name_locked {
+                store.unlock_name(request.name);
+            }
+            return Ok(Attempted::Done(granted));
+        }
         if missed_rvn.is_some() && missed_rvn == current.as_ref().map(|lock| lock.rvn) {
             // The takeover matched nothing, yet the lock is as we read it: another
             // transaction has its row locked, and a caller that must not wait
@@ -123,10 +149,16 @@ pub fn attempt(
             store.unlock_name(request.name);
             return Ok(Attempted::NameBusy { current });
         }
-        let decision = decide_acquire(current.as_ref(), request.observed_rvn, caller, || {
-            store.server_time()
+        let decision = decide_acquire(current.as_ref(), request.observed_rvn, caller, |rvn| {
+            store.stood_still(request.name, rvn)
         });
         if decision != AcquireDecision::Refuse && !name_locked {
+            // Queued waiters are served first: a free or dead holder's lock is
+            // theirs.  Asked once, before the first write; a waiter that queues
+            // later comes after this caller.
+            if queued_ahead(store, request.name) {
+                return Ok(Attempted::Queued { current });
+            }
             if how.wait_for_name {
                 store.lock_name(request.name);
             } else if !store.try_lock_name(request.name) {
@@ -179,6 +211,44 @@ pub fn attempt(
     Err(ProtocolError::SerializationFailure {
         name: request.name.to_owned(),
     })
+}
+
+/// The lock, if a release handed it to this caller and that is now visible:
+/// held at the RVN handed over, by this owner and role.
+fn handed(
+    store: &mut impl Store,
+    request: &AcquireRequest<'_>,
+    current: Option<&Lock>,
+) -> Option<AcquireOutcome> {
+    let rvn = store.handed_to_me(request.name)?;
+    let lock = current.filter(|lock| {
+        lock.rvn == rvn
+            && !lock.released
+            && lock.owner == request.owner
+            && lock.holder_role == store.caller()
+    })?;
+    // The data as stored (polls read none).
+    let data = store
+        .read(request.name, Fields::WithData)
+        .filter(|read| read.rvn == lock.rvn)
+        .and_then(|read| read.data);
+    Some(AcquireOutcome {
+        acquired: true,
+        taken_over: false,
+        rvn: lock.rvn,
+        owner: lock.owner.clone(),
+        lease: lock.lease,
+        data,
+    })
+}
+
+/// Whether others wait ahead of this caller for the lock `name`: in its queue,
+/// or, for a semaphore's slot, in the semaphore's (a slot is theirs as much as
+/// any waiter's for that one name).
+fn queued_ahead(store: &mut impl Store, name: &str) -> bool {
+    store.queued_ahead(Queue::Lock(name))
+        || semaphore_of(name)
+            .is_some_and(|(semaphore, _)| store.queued_ahead(Queue::Slots(semaphore)))
 }
 
 fn taken(
@@ -298,6 +368,19 @@ pub fn release(
     if let Err(why) = lock_name_as(store, &holder) {
         return not_released(why);
     }
+    // A waiter queued for it gets the lock in this same write: one commit
+    // releases and hands over.
+    if let Some(heir) = store.heir(request.name) {
+        let data = heirs_data(request, &heir, holder.role);
+        return match store.hand_over(&holder, &heir, data) {
+            Some(rvn) => {
+                let rvn = rvn_above(store, request.name, rvn, request.rvn);
+                store.handed_over(request.name, &heir, rvn);
+                Ok(true)
+            }
+            None => not_released(not_held(store, &holder)),
+        };
+    }
     match store.release(&holder, request.keep, request.data) {
         Some(released) => {
             if let Released::Kept { rvn } = released {
@@ -306,6 +389,24 @@ pub fn release(
             Ok(true)
         }
         None => not_released(not_held(store, &holder)),
+    }
+}
+
+/// What the heir's own acquire would have stored after this release: a lock
+/// deleted would be created anew with the heir's data; a lock kept passes its
+/// data (the one released with, or the one it had) on within its role, as
+/// [`data_change`] has it.
+fn heirs_data<'a>(
+    request: &ReleaseRequest<'a>,
+    heir: &'a Heir,
+    holder_role: RoleId,
+) -> DataChange<'a> {
+    let inherit = request.keep && heir.role == holder_role;
+    match data_change(heir.data.as_deref(), heir.replace_data, inherit) {
+        DataChange::Keep => request
+            .data
+            .map_or(DataChange::Keep, |kept| DataChange::Replace(Some(kept))),
+        replaced => replaced,
     }
 }
 

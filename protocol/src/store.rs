@@ -6,7 +6,9 @@
 //! a write that lost a race matches nothing and returns `None` instead of
 //! overwriting the winner.  Every write draws a new RVN from one sequence.
 
-use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
+use std::time::Duration;
+
+use crate::lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
 
 /// Which columns a read needs: a waiting poll decides without the data, which
 /// may be a megabyte.
@@ -20,8 +22,17 @@ pub trait Store {
     /// The role the current call acts as.
     fn caller(&mut self) -> RoleId;
 
-    /// The server's wall clock now.
-    fn server_time(&mut self) -> Timestamp;
+    /// How long the server has seen the lock `name` stand still at `rvn`, on a
+    /// monotonic clock: since the write that gave it `rvn`, or, for a lock it
+    /// never saw written, since it began to watch.  Never longer than the truth;
+    /// `None` where the server cannot tell (it keeps no watch: not preloaded, a
+    /// standby).
+    fn stood_still(&mut self, name: &str, rvn: i64) -> Option<Duration>;
+
+    /// Whether someone else waits in `queue` ahead of this caller: a caller that
+    /// is not queued has everyone queued ahead of it.  Waiters are served in the
+    /// order they came, so a free lock is theirs before it is this caller's.
+    fn queued_ahead(&mut self, queue: Queue<'_>) -> bool;
 
     /// The lock `name` as last committed (as this transaction may see it).
     fn read(&mut self, name: &str, fields: Fields) -> Option<Lock>;
@@ -56,6 +67,23 @@ pub trait Store {
     fn release(&mut self, holder: &Holder<'_>, keep: bool, data: Option<&[u8]>)
         -> Option<Released>;
 
+    /// The first waiter queued for `name`, if a release may hand it the lock
+    /// now (the server keeps waiters' claims for that); `None` where it may not.
+    fn heir(&mut self, name: &str) -> Option<Heir>;
+
+    /// Give the lock held by exactly `holder` to `heir`, with a new RVN and
+    /// `data` as the heir's own acquire would store it; the new RVN, or `None`
+    /// if `holder` does not hold the lock.
+    fn hand_over(&mut self, holder: &Holder<'_>, heir: &Heir, data: DataChange<'_>) -> Option<i64>;
+
+    /// Tell `heir` that this transaction handed it the lock `name` at `rvn`:
+    /// once it commits, the heir finds the lock its own.
+    fn handed_over(&mut self, name: &str, heir: &Heir, rvn: i64);
+
+    /// The RVN at which a release handed the lock `name` to this caller, if
+    /// one did (its transaction may not have committed yet).
+    fn handed_to_me(&mut self, name: &str) -> Option<i64>;
+
     /// Delete the lock whoever holds it (an operator's last resort); false if
     /// there was none.
     fn force_delete(&mut self, name: &str) -> bool;
@@ -88,6 +116,14 @@ pub trait Store {
     /// The order in which to take name locks when taking several: one order for
     /// every caller, so two of them cannot deadlock.
     fn name_lock_key(&mut self, name: &str) -> u64;
+}
+
+/// A queue of waiters in the server: those waiting for one lock, or for any
+/// slot of one semaphore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Queue<'a> {
+    Lock(&'a str),
+    Slots(&'a str),
 }
 
 /// What a fence needs besides [`Store`]: a name lock that writers wait for but

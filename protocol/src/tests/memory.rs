@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
-use crate::lock::{Claim, DataChange, Holder, Lease, Lock, Released, RoleId, Timestamp};
-use crate::store::{Fencing, Fields, Store};
+use crate::lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
+use crate::store::{Fencing, Fields, Queue, Store};
 use crate::waiting::Clock;
 
 type Interference = Box<dyn FnOnce(&mut World)>;
@@ -40,17 +40,46 @@ pub struct World {
     pub busy: BTreeSet<String>,
     /// Names the caller queued for: a `lock_name` of a busy name, which waits
     /// behind that transaction (and makes later requests wait behind it).
-    pub queued: Vec<String>,
+    pub queued_for_names: Vec<String>,
     /// Locks whose row another open transaction has locked, without holding the
     /// name's lock any more (a bulk release).
     pub rows_locked: BTreeSet<String>,
-    /// The caller's monotonic clock, and the server's wall clock.
+    /// The monotonic clock the caller and the server share.
     pub now: Duration,
-    pub wall: Timestamp,
+    /// Whether the server watches locks (pglock preloaded); what it saw: each
+    /// lock's RVN at its last write and when that was; and since when it has
+    /// been watching (every lock it has no record of was written before).
+    pub server_watches: bool,
+    pub observed: BTreeMap<String, (i64, Duration)>,
+    pub watching_since: Duration,
+    /// Until when someone waits ahead of the caller in each queue of the server.
+    pub queued: BTreeMap<QueueKey, Duration>,
+    pub queue_checks: usize,
+    /// The first waiter of each lock, whom a release may hand it to; the
+    /// hand-overs made, as (ticket, RVN); and the lock handed to the caller.
+    pub heirs: BTreeMap<String, Heir>,
+    pub handed: Vec<(u64, i64)>,
+    pub handed_to_caller: BTreeMap<String, i64>,
     pub reads: usize,
     /// Reads that fetched the data column.
     pub data_reads: usize,
     pub sleeps: usize,
+}
+
+/// A queue of the server, owned.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QueueKey {
+    Lock(String),
+    Slots(String),
+}
+
+impl QueueKey {
+    pub fn of(queue: Queue<'_>) -> QueueKey {
+        match queue {
+            Queue::Lock(name) => QueueKey::Lock(name.to_owned()),
+            Queue::Slots(name) => QueueKey::Slots(name.to_owned()),
+        }
+    }
 }
 
 pub const CALLER: RoleId = RoleId(10);
@@ -83,25 +112,45 @@ impl World {
             scheduled: Vec::new(),
             snapshot: None,
             busy: BTreeSet::new(),
-            queued: Vec::new(),
+            queued_for_names: Vec::new(),
             rows_locked: BTreeSet::new(),
             now: Duration::ZERO,
-            wall: Timestamp(0),
+            server_watches: true,
+            observed: BTreeMap::new(),
+            watching_since: Duration::ZERO,
+            queued: BTreeMap::new(),
+            queue_checks: 0,
+            heirs: BTreeMap::new(),
+            handed: Vec::new(),
+            handed_to_caller: BTreeMap::new(),
             reads: 0,
             data_reads: 0,
             sleeps: 0,
         }
     }
 
-    /// Move both clocks on by `elapsed`.
+    /// Move the clock on by `elapsed`.
     pub fn advance(&mut self, elapsed: Duration) {
         self.now += elapsed;
-        self.wall = Timestamp(self.wall.0 + elapsed.as_micros() as i64);
     }
 
-    pub fn next_rvn(&mut self) -> i64 {
+    /// A new RVN for a write of `name`, which the server sees happen now.
+    pub fn next_rvn_of(&mut self, name: &str) -> i64 {
         self.last_rvn += 1;
+        self.observed
+            .insert(name.to_owned(), (self.last_rvn, self.now));
         self.last_rvn
+    }
+
+    /// Someone waits ahead of the caller in `queue` until `until`.
+    pub fn queue_ahead_until(&mut self, queue: Queue<'_>, until: Duration) {
+        self.queued.insert(QueueKey::of(queue), until);
+    }
+
+    /// The server restarts: it forgets what it saw and starts watching anew.
+    pub fn server_restarts(&mut self) {
+        self.observed.clear();
+        self.watching_since = self.now;
     }
 
     /// Another session's committed lock: `owner` of `role` holds `name`.
@@ -112,7 +161,7 @@ impl World {
             lease: &lease,
             role,
         };
-        let rvn = self.next_rvn();
+        let rvn = self.next_rvn_of(name);
         self.locks
             .insert(name.to_owned(), self.claimed_lock(&claim, rvn, None));
         rvn
@@ -127,17 +176,14 @@ impl World {
             data,
             released: false,
             holder_role: claim.role,
-            written_at: self.wall,
         }
     }
 
     /// Another session's heartbeat of `name`: a new RVN.
     pub fn bump(&mut self, name: &str) -> i64 {
-        let rvn = self.next_rvn();
-        let wall = self.wall;
+        let rvn = self.next_rvn_of(name);
         if let Some(lock) = self.locks.get_mut(name) {
             lock.rvn = rvn;
-            lock.written_at = wall;
         }
         rvn
     }
@@ -215,8 +261,26 @@ impl Store for World {
         self.caller
     }
 
-    fn server_time(&mut self) -> Timestamp {
-        self.wall
+    fn stood_still(&mut self, name: &str, rvn: i64) -> Option<Duration> {
+        if !self.server_watches {
+            return None;
+        }
+        // As the server's table says it: since the write it saw of this RVN, or,
+        // for any other RVN, no earlier than its last write of the name or than
+        // when it began to watch.
+        let since = match self.observed.get(name) {
+            Some((seen, since)) if *seen == rvn => *since,
+            Some((_, since)) => (*since).max(self.watching_since),
+            None => self.watching_since,
+        };
+        Some(self.now.saturating_sub(since))
+    }
+
+    fn queued_ahead(&mut self, queue: Queue<'_>) -> bool {
+        self.queue_checks += 1;
+        self.queued
+            .get(&QueueKey::of(queue))
+            .is_some_and(|until| self.now < *until)
     }
 
     fn read(&mut self, name: &str, fields: Fields) -> Option<Lock> {
@@ -243,7 +307,7 @@ impl Store for World {
         if self.locks.contains_key(claim.name) {
             return None;
         }
-        let rvn = self.next_rvn();
+        let rvn = self.next_rvn_of(claim.name);
         let lock = self.claimed_lock(claim, rvn, data.map(<[u8]>::to_vec));
         self.locks.insert(claim.name.to_owned(), lock);
         Some(rvn)
@@ -266,7 +330,7 @@ impl Store for World {
             return None;
         }
         let data = World::store_data(current.data.clone(), data);
-        let rvn = self.next_rvn();
+        let rvn = self.next_rvn_of(claim.name);
         let lock = self.claimed_lock(claim, rvn, data.clone());
         self.locks.insert(claim.name.to_owned(), lock);
         Some((rvn, data))
@@ -281,11 +345,9 @@ impl Store for World {
         if !self.held_exactly(holder) {
             return None;
         }
-        let rvn = self.next_rvn();
-        let wall = self.wall;
+        let rvn = self.next_rvn_of(holder.name);
         let lock = self.locks.get_mut(holder.name)?;
         lock.rvn = rvn;
-        lock.written_at = wall;
         lock.data = World::store_data(lock.data.take(), data);
         if let Some(lease) = lease {
             lock.lease = *lease;
@@ -304,21 +366,50 @@ impl Store for World {
         }
         if !keep {
             self.locks.remove(holder.name);
+            self.observed.insert(holder.name.to_owned(), (0, self.now));
             return Some(Released::Deleted);
         }
-        let rvn = self.next_rvn();
-        let wall = self.wall;
+        let rvn = self.next_rvn_of(holder.name);
         let lock = self.locks.get_mut(holder.name)?;
         lock.released = true;
         lock.rvn = rvn;
-        lock.written_at = wall;
         if let Some(data) = data {
             lock.data = Some(data.to_vec());
         }
         Some(Released::Kept { rvn })
     }
 
+    fn heir(&mut self, name: &str) -> Option<Heir> {
+        self.heirs.get(name).cloned()
+    }
+
+    fn hand_over(&mut self, holder: &Holder<'_>, heir: &Heir, data: DataChange<'_>) -> Option<i64> {
+        if !self.held_exactly(holder) {
+            return None;
+        }
+        let rvn = self.next_rvn_of(holder.name);
+        let lock = self.locks.get_mut(holder.name)?;
+        lock.owner = heir.owner.clone();
+        lock.lease = heir.lease;
+        lock.holder_role = heir.role;
+        lock.released = false;
+        lock.rvn = rvn;
+        lock.data = World::store_data(lock.data.take(), data);
+        Some(rvn)
+    }
+
+    fn handed_over(&mut self, _name: &str, heir: &Heir, rvn: i64) {
+        self.heirs
+            .retain(|_, waiting| waiting.ticket != heir.ticket);
+        self.handed.push((heir.ticket, rvn));
+    }
+
+    fn handed_to_me(&mut self, name: &str) -> Option<i64> {
+        self.handed_to_caller.get(name).copied()
+    }
+
     fn force_delete(&mut self, name: &str) -> bool {
+        self.observed.insert(name.to_owned(), (0, self.now));
         self.locks.remove(name).is_some()
     }
 
@@ -328,7 +419,7 @@ impl Store for World {
     }
 
     fn renumber(&mut self, name: &str, rvn: i64) -> i64 {
-        let new_rvn = self.next_rvn();
+        let new_rvn = self.next_rvn_of(name);
         let lock = self
             .locks
             .get_mut(name)
@@ -350,7 +441,7 @@ impl Store for World {
 
     fn lock_name(&mut self, name: &str) {
         if self.busy.contains(name) {
-            self.queued.push(name.to_owned());
+            self.queued_for_names.push(name.to_owned());
         }
         *self.name_locks.entry(name.to_owned()).or_default() += 1;
         self.name_lock_granted();

@@ -2,6 +2,7 @@
 //! PostgreSQL needed, `cargo test -p pglock-protocol` runs them in a second.
 
 mod fence;
+mod handover;
 mod heartbeat_many;
 mod memory;
 mod requests;

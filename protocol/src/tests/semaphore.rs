@@ -1,5 +1,6 @@
 use super::memory::{at, lease_secs, World, CALLER, OTHER_ROLE};
 use crate::semaphore::*;
+use crate::store::Queue;
 
 fn slot_of<'a>(owner: &'a str, slots: u32) -> SlotRequest<'a> {
     SlotRequest {
@@ -70,17 +71,38 @@ fn a_released_slot_is_taken_at_once_lowest_first_without_its_data() {
 }
 
 #[test]
-fn without_waiting_a_silent_slot_is_never_taken_over() {
+fn without_waiting_a_silent_slot_is_taken_over_only_on_the_servers_observation() {
     let mut world = World::new();
+    world.server_watches = false;
     world.put("pool#1", "dead", CALLER, lease_secs(1));
     world.advance(at(60_000));
     assert_eq!(try_slot(&mut world, "new", 1), None);
     assert_eq!(world.locks["pool#1"].owner, "dead");
+    // The server saw pool#1 stand still a minute: one pass takes it over.
+    world.server_watches = true;
+    let slot = try_slot(&mut world, "new", 1).expect("the dead holder's slot");
+    assert_eq!((slot.slot_name.as_str(), slot.taken_over), ("pool#1", true));
 }
 
 #[test]
-fn waiting_takes_over_the_first_silent_slot_exactly_one_lease_after_it_was_seen() {
+fn slot_waiters_queued_ahead_are_served_first() {
     let mut world = World::new();
+    world.queue_ahead_until(Queue::Slots("pool"), at(600));
+    assert_eq!(
+        try_slot(&mut world, "late", 3),
+        None,
+        "a free slot is theirs"
+    );
+    assert!(world.locks.is_empty());
+    let slot = acquire_slot(&mut world, &slot_of("waiter", 3), None).unwrap();
+    assert_eq!(taken_name(slot), "pool#1");
+    world.assert_noticed_within_a_poll(at(600));
+}
+
+#[test]
+fn waiting_takes_over_the_first_silent_slot_exactly_one_lease_after_its_last_write() {
+    let mut world = World::new();
+    world.now = at(300);
     world.put("pool#1", "alive", CALLER, lease_secs(1));
     world.put("pool#2", "dead", CALLER, lease_secs(2));
     // pool#1's holder heartbeats every 700 ms, pool#2's is silent.
@@ -92,7 +114,6 @@ fn waiting_takes_over_the_first_silent_slot_exactly_one_lease_after_it_was_seen(
             }),
         ));
     }
-    world.now = at(300);
     let slot = acquire_slot(&mut world, &slot_of("waiter", 2), None)
         .unwrap()
         .expect("a slot");
@@ -106,18 +127,22 @@ fn waiting_takes_over_the_first_silent_slot_exactly_one_lease_after_it_was_seen(
 }
 
 #[test]
-fn another_roles_silent_slot_is_taken_over_once_the_server_clock_agrees() {
+fn another_roles_silent_slot_is_taken_over_when_the_server_saw_its_lease_run_out() {
     let mut world = World::new();
-    world.put("pool#1", "dead", OTHER_ROLE, lease_secs(2)); // written at wall 0
+    world.put("pool#1", "dead", OTHER_ROLE, lease_secs(2)); // the server sees it at 0
     world.advance(at(300));
-    // The server's clock was set back 500 ms: by it, the lease ends at 2500 ms.
-    world.wall.0 -= 500_000;
     let slot = acquire_slot(&mut world, &slot_of("waiter", 1), None)
         .unwrap()
         .expect("a slot");
     assert!(slot.taken_over);
-    world.assert_noticed_within_a_poll(at(2500));
-    assert!(world.sleeps < 40, "no busy loop: {}", world.sleeps);
+    assert_eq!(world.now, at(2000));
+    // Without the server's watch, it stays refused: no busy loop meanwhile.
+    let mut world = World::new();
+    world.server_watches = false;
+    world.put("pool#1", "dead", OTHER_ROLE, lease_secs(2));
+    let ended = acquire_slot(&mut world, &slot_of("waiter", 1), Some(at(6000))).unwrap();
+    assert_eq!(ended, None);
+    assert!(world.sleeps < 80, "no busy loop: {}", world.sleeps);
 }
 
 #[test]

@@ -7,6 +7,15 @@ use crate::lock::RoleId;
 use crate::steps::*;
 use crate::store::Fields;
 
+/// A plain acquire, which in these tests always has a lock or a holder to show
+/// (no waiters queue here).
+fn acquire(
+    world: &mut World,
+    request: &AcquireRequest<'_>,
+) -> Result<AcquireOutcome, ProtocolError> {
+    Ok(crate::steps::acquire(world, request)?.expect("a lock or a holder to show"))
+}
+
 #[test]
 fn a_missing_lock_is_created_under_the_name_lock() {
     let mut world = World::new();
@@ -235,7 +244,11 @@ fn another_roles_futile_calls_on_a_busy_name_answer_without_queuing() {
     let renewed = heartbeat_many(&mut world, "a", &[("job", rvn), ("mine", own)], None);
     assert_eq!(renewed[0], None);
     assert!(renewed[1].is_some_and(|new| new > own), "{renewed:?}");
-    assert!(world.queued.is_empty(), "queued for {:?}", world.queued);
+    assert!(
+        world.queued_for_names.is_empty(),
+        "queued for {:?}",
+        world.queued_for_names
+    );
     assert!(world.name_locks.values().all(|count| *count == 0));
     assert_eq!(world.locks["job"].rvn, rvn, "nothing written");
 }
@@ -251,7 +264,7 @@ fn the_holders_calls_on_a_busy_name_wait_for_it() {
         release(&mut world, &release_of("job", "a", renewed)),
         Ok(true)
     );
-    assert_eq!(world.queued, ["job", "job"]);
+    assert_eq!(world.queued_for_names, ["job", "job"]);
 }
 
 #[test]

@@ -2,15 +2,23 @@ use std::time::Duration;
 
 use super::memory::{at, lease_secs, World, CALLER, OTHER_ROLE};
 use super::requests::acquire_of;
-use crate::steps::AcquireOutcome;
-use crate::store::Fields;
+use crate::steps::{acquire, AcquireOutcome};
+use crate::store::{Fields, Queue};
 use crate::waiting::*;
 
 const LEASE: Duration = Duration::from_secs(2);
 const MS: Duration = Duration::from_millis(1);
 
+fn held(rvn: i64, lease: Duration) -> Seen {
+    Seen {
+        rvn,
+        lease,
+        stood_still: None,
+    }
+}
+
 fn seen(watch: Option<Watch>, rvn: i64, lease: Duration, now: Duration) -> Watch {
-    Watch::after_refusal(watch, rvn, lease, now, None)
+    Watch::after_refusal(watch, held(rvn, lease), now, None)
 }
 
 #[test]
@@ -78,12 +86,12 @@ fn attempts_come_every_poll_at_the_lease_end_and_at_the_deadline() {
 #[test]
 fn an_rvn_refused_when_presented_is_tried_again_at_the_poll_not_at_once() {
     let watch = seen(None, 7, LEASE, at(0));
-    let refused = Watch::after_refusal(Some(watch), 7, LEASE, at(2000), Some(7));
+    let refused = Watch::after_refusal(Some(watch), held(7, LEASE), at(2000), Some(7));
     assert!(refused.presented);
     assert_eq!(refused.since, at(0));
     assert_eq!(refused.next_attempt(at(2000), at(100), None), at(2100));
     // A new RVN is a new wait, whatever was presented before.
-    let moved = Watch::after_refusal(Some(refused), 8, LEASE, at(2100), Some(7));
+    let moved = Watch::after_refusal(Some(refused), held(8, LEASE), at(2100), Some(7));
     assert!(!moved.presented);
 }
 
@@ -124,30 +132,191 @@ fn a_silent_holder_of_the_role_is_taken_over_exactly_one_lease_after_first_seen(
 }
 
 #[test]
-fn another_roles_silent_holder_is_taken_over_once_the_server_clock_agrees() {
+fn the_servers_sighting_starts_the_watch_when_it_is_earlier() {
+    let first = Watch::after_refusal(
+        None,
+        Seen {
+            stood_still: Some(at(1500)),
+            ..held(7, LEASE)
+        },
+        at(4000),
+        None,
+    );
+    assert_eq!(first.since, at(2500), "written when the server says");
+    // A later look that the server can no longer place keeps the earlier start.
+    let again = Watch::after_refusal(Some(first), held(7, LEASE), at(4200), None);
+    assert_eq!(again.since, at(2500));
+    // The server never moves a watch's start later than the waiter's own sight.
+    let own = seen(None, 7, LEASE, at(100));
+    let later = Watch::after_refusal(
+        Some(own),
+        Seen {
+            stood_still: Some(Duration::ZERO),
+            ..held(7, LEASE)
+        },
+        at(900),
+        None,
+    );
+    assert_eq!(later.since, at(100));
+}
+
+#[test]
+fn a_waiter_that_comes_late_to_a_dead_holder_takes_the_lock_at_once() {
+    // The case: a 2 s lease, silent for 4 s when the waiter arrives.
+    for role in [CALLER, OTHER_ROLE] {
+        let mut world = World::new();
+        world.put("job", "dead", role, lease_secs(2));
+        world.advance(at(4000));
+        let ended = wait(&mut world, None);
+        assert!(outcome(&ended).taken_over, "{role:?}");
+        assert_eq!((world.now, world.sleeps), (at(4000), 0), "{role:?}");
+    }
+}
+
+#[test]
+fn another_roles_silent_holder_is_taken_over_when_the_server_saw_its_lease_run_out() {
     let mut world = World::new();
-    world.put("job", "dead", OTHER_ROLE, lease_secs(2)); // written at wall 0
-                                                         // The waiter first sees it 300 ms on, but the server's clock was then set
-                                                         // back 500 ms: the waiter's lease ends at 2300 ms, the server's at 2500 ms.
-    world.advance(at(300));
-    world.wall.0 -= 500_000;
+    world.put("job", "dead", OTHER_ROLE, lease_secs(2)); // the server sees it at 0
+    world.advance(at(300)); // the waiter comes 300 ms later
     let ended = wait(&mut world, None);
     assert!(outcome(&ended).taken_over);
-    assert!(
-        world.now >= at(2500),
-        "not before the server's lease end: {:?}",
-        world.now
+    assert_eq!(
+        world.now,
+        at(2000),
+        "at the lease's end as the server saw it"
     );
+}
+
+#[test]
+fn without_the_servers_watch_another_roles_lock_is_never_taken_on_the_waiters_word() {
+    let mut world = World::new();
+    world.server_watches = false;
+    let rvn = world.put("job", "dead", OTHER_ROLE, lease_secs(2));
+    let ended = wait(&mut world, Some(at(10_000)));
+    assert!(!outcome(&ended).acquired);
+    assert_eq!(outcome(&ended).rvn, rvn);
     assert!(
-        world.now <= at(2600),
-        "within a poll of it: {:?}",
-        world.now
-    );
-    assert!(
-        world.sleeps < 40,
-        "no busy loop while the server disagrees: {}",
+        world.sleeps < 120,
+        "no busy loop once its RVN was refused: {} sleeps",
         world.sleeps
     );
+    // Within the role, the waiter's own watch decides, a lease after it first saw it.
+    let mut world = World::new();
+    world.server_watches = false;
+    world.put("job", "dead", CALLER, lease_secs(2));
+    world.advance(at(700));
+    let ended = wait(&mut world, None);
+    assert!(outcome(&ended).taken_over);
+    assert_eq!(world.now, at(2700));
+}
+
+#[test]
+fn after_a_restart_the_server_counts_from_its_start_and_never_takes_early() {
+    let mut world = World::new();
+    world.put("job", "holder", OTHER_ROLE, lease_secs(2)); // written at 0
+    world.advance(at(1500));
+    world.server_restarts(); // it forgets the write it saw
+    let ended = wait(&mut world, None);
+    assert!(outcome(&ended).taken_over);
+    assert_eq!(
+        world.now,
+        at(3500),
+        "a lease after the restart, not after the write it forgot"
+    );
+}
+
+#[test]
+fn a_waiter_with_others_queued_ahead_attempts_nothing_until_it_is_first() {
+    let mut world = World::new();
+    world.queue_ahead_until(Queue::Lock("job"), at(850));
+    let ended = wait(&mut world, None);
+    assert!(outcome(&ended).acquired);
+    assert_eq!(world.reads, 1, "its first attempt came when it was first");
+    world.assert_noticed_within_a_poll(at(850));
+    // A deadline that passes in the queue ends the wait with one look, at the
+    // deadline, which shows the holder and takes nothing.
+    let mut world = World::new();
+    world.queue_ahead_until(Queue::Lock("job"), at(5000));
+    let ended = wait(&mut world, Some(at(1000)));
+    assert_eq!((ended.outcome, world.reads, world.now), (None, 1, at(1000)));
+    assert!(world.locks.is_empty(), "a free lock stays the queue's");
+    let rvn = world.put("job", "holder", OTHER_ROLE, lease_secs(60));
+    let ended = wait(&mut world, Some(at(1500)));
+    assert_eq!(outcome(&ended).rvn, rvn, "the holder, shown at the end");
+}
+
+#[test]
+fn a_plain_acquire_does_not_jump_the_queue_of_a_free_or_dead_holders_lock() {
+    let mut world = World::new();
+    world.queue_ahead_until(Queue::Lock("job"), at(60_000));
+    let request = acquire_of("job", "jumper");
+    assert_eq!(
+        acquire(&mut world, &request).unwrap(),
+        None,
+        "free: no holder to show"
+    );
+    assert!(world.locks.is_empty());
+    let rvn = world.put("job", "dead", CALLER, lease_secs(1));
+    world.advance(at(5000));
+    let refused = acquire(&mut world, &request)
+        .unwrap()
+        .expect("the dead holder");
+    assert_eq!((refused.acquired, refused.rvn), (false, rvn));
+    assert!(!world.holds_anything());
+    // A live holder's lock is refused as ever, whatever the queue.
+    let live = world.bump("job");
+    let refused = acquire(&mut world, &request).unwrap().unwrap();
+    assert_eq!((refused.acquired, refused.rvn), (false, live));
+}
+
+#[test]
+fn a_wait_goes_in_passes_over_its_locks_and_sleeps_until_the_first_is_due() {
+    let mut wait = Wait::new(3, None, Vec::new(), Fields::WithData);
+    for target in 0..3 {
+        let next = wait.next(at(0), false);
+        assert_eq!(
+            next,
+            Next::Attempt {
+                target,
+                observed_rvn: None,
+                holder_data: Fields::WithoutData
+            }
+        );
+        let lease = Duration::from_secs(1 + target as u64);
+        wait.refused(at(0), Some(held(10 + target as i64, lease)));
+    }
+    // Each is polled every tenth of its lease (capped at 100 ms): the first is due first.
+    assert_eq!(wait.next(at(0), false), Next::Sleep { until: at(100) });
+    assert!(matches!(
+        wait.next(at(100), false),
+        Next::Attempt { target: 0, .. }
+    ));
+    // A lock whose RVN stood still for its lease is presented.
+    let mut wait = Wait::new(1, Some(at(3000)), Vec::new(), Fields::WithData);
+    wait.next(at(0), false);
+    wait.refused(at(0), Some(held(7, LEASE)));
+    assert_eq!(wait.next(at(0), false), Next::Sleep { until: at(100) });
+    assert_eq!(
+        wait.next(at(2000), false),
+        Next::Attempt {
+            target: 0,
+            observed_rvn: Some(7),
+            holder_data: Fields::WithoutData
+        }
+    );
+    // The pass at the deadline is the last and reads the holder's data.
+    wait.refused(at(2000), Some(held(8, LEASE)));
+    assert_eq!(wait.next(at(2000), false), Next::Sleep { until: at(2100) });
+    assert_eq!(
+        wait.next(at(3000), false),
+        Next::Attempt {
+            target: 0,
+            observed_rvn: None,
+            holder_data: Fields::WithData
+        }
+    );
+    wait.refused(at(3000), Some(held(8, LEASE)));
+    assert_eq!(wait.next(at(3000), false), Next::TimedOut);
 }
 
 #[test]
