@@ -9,10 +9,14 @@ REVOKE ALL ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
+    pglock_watch(text, bigint, interval),
+    pglock_preloaded(),
     pglock_fence(text, text, bigint),
     pglock_heartbeat_many(text, text[], bigint[], interval),
     pglock_acquire_slot(text, text, integer, interval, bytea, interval),
-    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
+    pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval),
+    pglock.waiters(text),
+    pglock.unseen_writes()
 FROM PUBLIC;
 REVOKE ALL ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
@@ -25,11 +29,15 @@ GRANT EXECUTE ON FUNCTION
     pglock_release(text, text, bigint, boolean, bytea),
     pglock_release_all(text, boolean),
     pglock_get(text),
+    pglock_watch(text, bigint, interval),
+    pglock_preloaded(),
     pglock_fence(text, text, bigint),
     pglock_heartbeat_many(text, text[], bigint[], interval),
     pglock_acquire_slot(text, text, integer, interval, bytea, interval),
     pglock.acquire_wait_step(text, text, interval, bytea, boolean, interval, bigint, bigint, bigint, interval)
 TO pglock_user;
+-- The view pglock_locks counts each lock's waiters: its readers call this.
+GRANT EXECUTE ON FUNCTION pglock.waiters(text) TO pglock_user, pglock_monitor, pglock_admin;
 GRANT EXECUTE ON PROCEDURE
     pglock_acquire_wait_committing(text, text, interval, bytea, boolean, interval, boolean, bigint)
 TO pglock_user;

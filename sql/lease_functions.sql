@@ -1,5 +1,5 @@
--- pglock_acquire, pglock_acquire_wait and pglock_get: the functions that
--- return a lock's row.
+-- pglock_acquire, pglock_acquire_wait, pglock_get and pglock_watch: the
+-- functions that return a lock's row.
 --
 -- Declared here rather than generated, because their C entry points
 -- (src/ffi/entry.rs) return their one row in a single call instead of going
@@ -61,3 +61,14 @@ RETURNS SETOF pglock_get_result
 ROWS 1 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'pglock_get_wrapper';
+
+-- Waits, at most timeout (NULL: no limit), for the lock to be at another RVN
+-- than rvn (NULL: for it to exist), then returns it as pglock_get does.
+CREATE FUNCTION pglock_watch(
+    name text,
+    rvn bigint DEFAULT NULL,
+    timeout interval DEFAULT '20 seconds'
+) RETURNS SETOF pglock_get_result
+ROWS 1 VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'pglock_watch_wrapper';

@@ -24,7 +24,9 @@ SELECT l.name,
        -- Wall-clock time of the last write.  pglock never uses it (expiry is
        -- decided by RVNs); updated_at + lease in the past flags a lock whose
        -- holder may have stopped heartbeating.
-       l.updated_at
+       l.updated_at,
+       -- Sessions of this server waiting for the lock (0 without preloading).
+       pglock.waiters(l.name) AS waiters
   FROM pglock.locks AS l;
 
 REVOKE ALL ON pglock_locks FROM PUBLIC;

@@ -1,4 +1,4 @@
-//! Counters for operators, in shared memory, when pglock is preloaded
+//! Counters for operators, in pglock's shared memory, when it is preloaded
 //! (`shared_preload_libraries = 'pglock'`).  Without preloading there is no
 //! shared memory to keep them in, counting is skipped and `pglock_stats` says so.
 //!
@@ -6,15 +6,13 @@
 //! whose transaction later rolls back is still counted, as in pg_stat_statements.
 //! They start at zero when the server starts.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use pgrx::atomics::PgAtomic;
-use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory};
+use crate::shared_memory;
 
-use crate::ffi;
-
-#[derive(Default)]
+/// Zero is every counter's start, as shared memory comes.
+#[repr(C)]
 pub struct Counters {
     /// Free (missing or released) locks taken.
     pub acquired: AtomicU64,
@@ -28,31 +26,11 @@ pub struct Counters {
     pub released: AtomicU64,
     /// Locks an operator removed with `pglock_force_release`.
     pub force_released: AtomicU64,
-}
-
-// SAFETY: plain atomics and no pointers, so the struct is valid at whatever
-// address each process maps shared memory, and shared between processes.
-unsafe impl PGRXSharedMemory for Counters {}
-
-// SAFETY: the name is unique to pglock in the shared-memory index, and the
-// counters are only read after `init` reserved them (see `get`).
-static COUNTERS: PgAtomic<Counters> = unsafe { PgAtomic::new(c"pglock_counters") };
-
-/// Set in the postmaster when it loads pglock at start-up; backends inherit it.
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
-/// Called from `_PG_init`: reserve the counters if the server is starting with
-/// pglock in `shared_preload_libraries`.
-pub fn init() {
-    if ffi::preloading_libraries() {
-        pg_shmem_init!(COUNTERS);
-        PRELOADED.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The counters, if pglock was preloaded.
-pub fn get() -> Option<&'static Counters> {
-    PRELOADED.load(Ordering::Relaxed).then(|| COUNTERS.get())
+    /// Waiting acquires (of a lock or a slot) that had to sleep, when they end;
+    /// those that ended with the lock (hand-offs); the time they slept, in µs.
+    pub waits: AtomicU64,
+    pub handoffs: AtomicU64,
+    pub wait_micros: AtomicU64,
 }
 
 /// Add one to the counter `pick` chooses, if there are counters.
@@ -62,7 +40,20 @@ pub fn count(pick: impl FnOnce(&Counters) -> &AtomicU64) {
 
 /// Add `amount` to the counter `pick` chooses, if there are counters.
 pub fn add(pick: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
-    if let Some(counters) = get() {
-        pick(counters).fetch_add(amount, Ordering::Relaxed);
+    if let Some(shared) = shared_memory::get() {
+        pick(shared.counters).fetch_add(amount, Ordering::Relaxed);
+    }
+}
+
+/// A waiting call ended after sleeping for `waited`, with the lock or without.
+pub fn waited(waited: Duration, acquired: bool) {
+    if let Some(shared) = shared_memory::get() {
+        let counters = shared.counters;
+        counters.waits.fetch_add(1, Ordering::Relaxed);
+        if acquired {
+            counters.handoffs.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        counters.wait_micros.fetch_add(micros, Ordering::Relaxed);
     }
 }

@@ -7,11 +7,13 @@
 //! - `functions`: the SQL functions
 //! - `store`: `pglock.locks` through SPI, the protocol's store for this backend
 //! - `name_lock`: the per-name lock every write takes
-//! - `waiting`: the waiting acquire on this backend's monotonic clock
+//! - `waiting`: how a backend waits: the monotonic clock, asleep on its latch
+//! - `shared_memory`: the region pglock reserves when preloaded, holding
+//!   `counters` (operators' counters), `observed` (each lock's last write, as
+//!   the server saw it) and `waiters` (the queues, and who to wake)
 //! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
 //! - `interval`: PostgreSQL intervals as the protocol's leases
-//! - `counters`: operators' counters in shared memory, when preloaded
-//! - `ffi`: every direct call into PostgreSQL's C API
+//! - `ffi`: direct calls into PostgreSQL's C API for the table and the backend
 //! - `sql/`: the schema and tables, the committing procedure, the monitoring view
 //!   and the grants
 
@@ -24,7 +26,10 @@ mod functions;
 mod input;
 mod interval;
 mod name_lock;
+mod observed;
+mod shared_memory;
 mod store;
+mod waiters;
 mod waiting;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
@@ -41,7 +46,12 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/monitoring.sql",
     name = "monitoring",
-    requires = ["schema"]
+    requires = ["schema", functions::lease::pglock::waiters]
+);
+pgrx::extension_sql_file!(
+    "../sql/unseen_writes.sql",
+    name = "unseen_writes",
+    requires = ["schema", functions::lease::pglock::unseen_writes]
 );
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
@@ -50,7 +60,7 @@ mod tests;
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    counters::init();
+    shared_memory::init();
 }
 
 /// Required by `cargo pgrx test`.
@@ -58,8 +68,11 @@ pub extern "C-unwind" fn _PG_init() {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// Preloaded, as the reference recommends: the server's queues and its
+    /// observations of leases are in force.  (tests/observer.rs covers a
+    /// server without.)
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec!["shared_preload_libraries = 'pglock'"]
     }
 }

@@ -56,6 +56,15 @@ pub fn key(secret: &[u8; 16], name: &str) -> u64 {
     SipHasher24::new_with_key(secret).hash(name.as_bytes())
 }
 
+/// The 64-bit key of the queue of waiters for any slot of `semaphore`: the
+/// same keyed hash over a text no lock name can be (it holds a NUL).
+pub fn slots_key(secret: &[u8; 16], semaphore: &str) -> u64 {
+    let mut hasher = SipHasher24::new_with_key(secret);
+    std::hash::Hasher::write(&mut hasher, b"\0slots\0");
+    std::hash::Hasher::write(&mut hasher, semaphore.as_bytes());
+    std::hash::Hasher::finish(&hasher)
+}
+
 fn tag(secret: &[u8; 16], name: &str) -> pg_sys::LOCKTAG {
     let key = key(secret, name);
     pg_sys::LOCKTAG {

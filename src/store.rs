@@ -19,9 +19,11 @@
 
 use std::cell::{Cell, OnceCell};
 use std::panic::Location;
+use std::time::Duration;
 
+use pglock_protocol::semaphore::semaphore_of;
 use pglock_protocol::{
-    Claim, DataChange, Fencing, Fields, Holder, Lease, Lock, Released, RoleId, Store, Timestamp,
+    Claim, DataChange, Fencing, Fields, Heir, Holder, Lease, Lock, Queue, Released, RoleId, Store,
 };
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, Oid};
@@ -31,16 +33,21 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use crate::error::{internal_error, PglockError};
 use crate::ffi::table::{Changes, LocksTable, NewRow, Objects, Row, Written};
 use crate::interval::{interval_of, lease_of};
-use crate::{ffi, name_lock};
+use crate::observed::LockKey;
+use crate::waiters::{Kind, Place};
+use crate::{ffi, name_lock, shared_memory, waiting};
 
 /// This backend, as the protocol sees it, for one call: who calls, the table,
-/// the name locks (and, in `waiting`, its monotonic clock).
+/// the name locks, what the server observed of locks and who waits for them
+/// (in shared memory), and, in `waiting`, its monotonic clock.
 pub struct Backend {
     caller: RoleId,
     objects: Objects,
     access: Access,
     /// The table, opened at its first use in this call, closed when it ends.
     table: OnceCell<LocksTable>,
+    /// A wait of this call slept at least once.
+    pub slept: bool,
 }
 
 /// What a call may do to the table: the lock it takes on it for the rest of the
@@ -63,7 +70,53 @@ impl Backend {
             objects,
             access,
             table: OnceCell::new(),
+            slept: false,
         })
+    }
+
+    /// The lock `name` of this database, as shared memory keys it.
+    pub fn lock_key(&self, name: &str) -> LockKey {
+        LockKey {
+            database: ffi::database_id().to_u32(),
+            key: name_lock::key(&self.name_lock_secret(), name),
+        }
+    }
+
+    /// The server's queue `queue`, as the waiters' seats name it.
+    pub fn place(&self, kind: Kind, queue: Queue<'_>) -> Place {
+        let secret = self.name_lock_secret();
+        let key = match queue {
+            Queue::Lock(name) => name_lock::key(&secret, name),
+            Queue::Slots(name) => name_lock::slots_key(&secret, name),
+        };
+        Place {
+            kind,
+            database: ffi::database_id().to_u32(),
+            key,
+        }
+    }
+
+    /// Record a write of `name` that gave it `rvn` (`None`: deleted it), before
+    /// it can commit.
+    fn observe(&self, name: &str, rvn: Option<i64>) {
+        if let Some(shared) = shared_memory::get() {
+            let lock = self.lock_key(name);
+            match rvn {
+                Some(rvn) => shared.observations.written(lock, rvn, waiting::now()),
+                None => shared.observations.deleted(lock, waiting::now()),
+            }
+        }
+    }
+
+    /// This transaction takes `name`'s lock: wake its waiters (and, for a
+    /// semaphore's slot, the semaphore's) when it ends.
+    fn touch(&self, name: &str) {
+        let database = ffi::database_id().to_u32();
+        let secret = self.name_lock_secret();
+        crate::waiters::touched(database, name_lock::key(&secret, name));
+        if let Some((semaphore, _)) = semaphore_of(name) {
+            crate::waiters::touched(database, name_lock::slots_key(&secret, semaphore));
+        }
     }
 
     fn table(&self) -> &LocksTable {
@@ -214,8 +267,27 @@ impl Store for Backend {
         self.caller
     }
 
-    fn server_time(&mut self) -> Timestamp {
-        Timestamp(ffi::wall_clock_now())
+    fn stood_still(&mut self, name: &str, rvn: i64) -> Option<Duration> {
+        let shared = shared_memory::get()?;
+        let now = waiting::now();
+        // A standby watches nothing (it writes nothing, and its callers only read).
+        if !ffi::in_recovery() {
+            shared.observations.start_watching(now);
+        }
+        shared
+            .observations
+            .stood_still(self.lock_key(name), rvn, now)
+    }
+
+    fn queued_ahead(&mut self, queue: Queue<'_>) -> bool {
+        let Some(shared) = shared_memory::get() else {
+            return false;
+        };
+        let kind = match queue {
+            Queue::Lock(_) => Kind::Lock,
+            Queue::Slots(_) => Kind::Slots,
+        };
+        shared.waiters.queued_ahead(self.place(kind, queue))
     }
 
     fn read(&mut self, name: &str, fields: Fields) -> Option<Lock> {
@@ -226,7 +298,6 @@ impl Store for Backend {
                 lease: lease_of(row.lease()),
                 released: row.released(),
                 holder_role: RoleId(row.holder_role().to_u32()),
-                written_at: Timestamp(row.updated_at()),
                 data: match fields {
                     Fields::WithData => row.data(),
                     Fields::WithoutData => None,
@@ -243,7 +314,11 @@ impl Store for Backend {
             data,
             holder_role: oid_of(claim.role),
         };
-        self.table_to_write().insert(&row, || self.draw_rvn())
+        let rvn = self.table_to_write().insert(&row, || self.draw_rvn());
+        if rvn.is_some() {
+            self.observe(claim.name, rvn);
+        }
+        rvn
     }
 
     fn take_over(
@@ -264,13 +339,17 @@ impl Store for Backend {
                 DataChange::Replace(data) => changes.data(data),
             }
         };
-        self.table_to_write().update(
+        let written = self.table_to_write().update(
             claim.name,
             |row| row.rvn() == expected_rvn,
             change,
             wait_for_row,
             |written| (written.rvn(), written.data()),
-        )
+        );
+        if let Some((rvn, _)) = &written {
+            self.observe(claim.name, Some(*rvn));
+        }
+        written
     }
 
     fn heartbeat(
@@ -289,13 +368,17 @@ impl Store for Backend {
             }
             changes
         };
-        self.table_to_write().update(
+        let rvn = self.table_to_write().update(
             holder.name,
             |row| Backend::is_held_by(row, holder),
             change,
             true,
             Row::rvn,
-        )
+        );
+        if rvn.is_some() {
+            self.observe(holder.name, rvn);
+        }
+        rvn
     }
 
     fn release(
@@ -307,8 +390,11 @@ impl Store for Backend {
         let table = self.table_to_write();
         let matches = |row: &Row| Backend::is_held_by(row, holder);
         if !keep {
-            return (table.delete(holder.name, matches) == Written::Done)
-                .then_some(Released::Deleted);
+            let deleted = table.delete(holder.name, matches) == Written::Done;
+            if deleted {
+                self.observe(holder.name, None);
+            }
+            return deleted.then_some(Released::Deleted);
         }
         let change = || {
             let changes = Changes::new(self.draw_rvn()).released(true);
@@ -317,13 +403,81 @@ impl Store for Backend {
                 None => changes,
             }
         };
-        table
-            .update(holder.name, matches, change, true, Row::rvn)
-            .map(|rvn| Released::Kept { rvn })
+        let rvn = table.update(holder.name, matches, change, true, Row::rvn);
+        if rvn.is_some() {
+            self.observe(holder.name, rvn);
+        }
+        rvn.map(|rvn| Released::Kept { rvn })
+    }
+
+    /// Only for a release outside an explicit transaction block, which commits
+    /// as the statement ends: the heir must not give up before it does.
+    fn heir(&mut self, name: &str) -> Option<Heir> {
+        let shared = shared_memory::get()?;
+        if ffi::in_transaction_block() {
+            return None;
+        }
+        // A semaphore's slot is its slot waiters' first.
+        if let Some((semaphore, _)) = semaphore_of(name) {
+            if shared
+                .waiters
+                .queued_ahead(self.place(Kind::Slots, Queue::Slots(semaphore)))
+            {
+                return None;
+            }
+        }
+        shared
+            .waiters
+            .heir(self.place(Kind::Lock, Queue::Lock(name)))
+    }
+
+    fn hand_over(&mut self, holder: &Holder<'_>, heir: &Heir, data: DataChange<'_>) -> Option<i64> {
+        let change = || {
+            let changes = Changes::new(self.draw_rvn())
+                .owner(&heir.owner)
+                .lease(interval_of(&heir.lease))
+                .released(false)
+                .holder_role(oid_of(heir.role));
+            match data {
+                DataChange::Keep => changes,
+                DataChange::Replace(data) => changes.data(data),
+            }
+        };
+        let rvn = self.table_to_write().update(
+            holder.name,
+            |row| Backend::is_held_by(row, holder),
+            change,
+            true,
+            Row::rvn,
+        );
+        if rvn.is_some() {
+            self.observe(holder.name, rvn);
+        }
+        rvn
+    }
+
+    fn handed_over(&mut self, name: &str, heir: &Heir, rvn: i64) {
+        // The heir learns of the lock in its seat; it is woken at commit like
+        // every waiter of a lock whose name lock this transaction took.
+        if let Some(shared) = shared_memory::get() {
+            let place = self.place(Kind::Lock, Queue::Lock(name));
+            shared.waiters.grant(place, heir.ticket, rvn);
+        }
+    }
+
+    fn handed_to_me(&mut self, name: &str) -> Option<i64> {
+        let shared = shared_memory::get()?;
+        shared
+            .waiters
+            .granted_to_me(self.place(Kind::Lock, Queue::Lock(name)))
     }
 
     fn force_delete(&mut self, name: &str) -> bool {
-        self.table_to_write().delete(name, |_| true) == Written::Done
+        let deleted = self.table_to_write().delete(name, |_| true) == Written::Done;
+        if deleted {
+            self.observe(name, None);
+        }
+        deleted
     }
 
     /// No index leads with the owner: this reads the whole table, which suits a
@@ -351,7 +505,8 @@ impl Store for Backend {
     #[track_caller]
     fn renumber(&mut self, name: &str, rvn: i64) -> i64 {
         let at = Location::caller();
-        self.table_to_write()
+        let renumbered = self
+            .table_to_write()
             .update(
                 name,
                 |row| row.rvn() == rvn,
@@ -359,15 +514,22 @@ impl Store for Backend {
                 true,
                 Row::rvn,
             )
-            .unwrap_or_else(|| internal_error(format!("pglock: lock \"{name}\" vanished"), at))
+            .unwrap_or_else(|| internal_error(format!("pglock: lock \"{name}\" vanished"), at));
+        self.observe(name, Some(renumbered));
+        renumbered
     }
 
     fn lock_name(&mut self, name: &str) {
         name_lock::lock(&self.name_lock_secret(), name);
+        self.touch(name);
     }
 
     fn try_lock_name(&mut self, name: &str) -> bool {
-        name_lock::try_lock(&self.name_lock_secret(), name)
+        let locked = name_lock::try_lock(&self.name_lock_secret(), name);
+        if locked {
+            self.touch(name);
+        }
+        locked
     }
 
     fn unlock_name(&mut self, name: &str) {
@@ -412,6 +574,7 @@ thread_local! {
 impl Fencing for Backend {
     fn lock_name_shared(&mut self, name: &str) {
         name_lock::lock_shared(&self.name_lock_secret(), name);
+        self.touch(name);
     }
 
     fn unlock_name_shared(&mut self, name: &str) {

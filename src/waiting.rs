@@ -1,26 +1,39 @@
-//! The waiting acquire in the server: the protocol's waiting rule
-//! ([`pglock_protocol::waiting`]) on this backend's monotonic clock, sleeping on
-//! its latch between attempts, so cancel, `statement_timeout` and termination end
-//! a wait at once; no row lock or name lock is held while it sleeps.
+//! How a backend waits: on the system's monotonic clock, asleep on its latch.
+//!
+//! Time is `CLOCK_MONOTONIC`, which one machine's processes share and which no
+//! wall-clock step (an NTP step, a VM resumed, `date -s`) moves: the server's
+//! observations of locks in shared memory, each backend's waits and the readings
+//! the committing procedure carries between its steps are all on it.  It stops
+//! while the machine is suspended, so a holder cut off by a suspended server
+//! loses none of its lease.
+//!
+//! A waiter sleeps on its latch until a time or a wake-up: writers set the latch
+//! of the first waiter for a lock after their transaction ends (see `waiters`),
+//! and cancel, `statement_timeout` and termination set it too, so a wait ends at
+//! once; no row lock or name lock is held while it sleeps.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::ffi::c_long;
+use std::time::Duration;
 
 use pglock_protocol::waiting::Clock;
+use pgrx::pg_sys;
 
-use crate::ffi;
 use crate::store::Backend;
 
-/// Time on this backend's monotonic clock: elapsed since the backend first asked.
-/// As plain microseconds it crosses transactions (the committing procedure's
-/// steps), and a wall-clock jump between steps cannot shorten a wait.
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
-}
-
+/// The system's monotonic clock now: the time since an origin shared by every
+/// process of the machine (its boot).
 pub fn now() -> Duration {
-    origin().elapsed()
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given, and
+    // CLOCK_MONOTONIC is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// A reading of [`now`] as microseconds, to hand to the next step.
@@ -41,14 +54,55 @@ impl Clock for Backend {
     }
 
     fn sleep_until(&mut self, wake: Duration) {
-        loop {
+        pgrx::check_for_interrupts!();
+        let now = now();
+        if now < wake {
+            self.slept = true;
+            sleep_on_latch(wake - now);
             pgrx::check_for_interrupts!();
-            let now = now();
-            if now >= wake {
-                return;
-            }
-            ffi::sleep_on_latch(wake - now);
         }
+    }
+}
+
+/// Sleep on the backend's latch for up to `timeout`: a wake-up, a cancel,
+/// `statement_timeout` or termination sets the latch and ends it early.  The
+/// latch is reset on the way out, so whatever set it is looked at next.
+fn sleep_on_latch(timeout: Duration) {
+    let millis = timeout.as_millis().clamp(1, 60_000) as c_long;
+    let event = wait_event();
+    // SAFETY: MyLatch is this process's own latch, valid for its whole life;
+    // WL_EXIT_ON_PM_DEATH makes the wait end if the postmaster dies.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            millis,
+            event,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+}
+
+/// The wait event a sleeping waiter shows in `pg_stat_activity`: `Extension` /
+/// `pglock` on PostgreSQL 17 and later (where extensions may name theirs, with
+/// pglock preloaded or not), `Extension` / `Extension` before.
+fn wait_event() -> u32 {
+    #[cfg(any(feature = "pg17", feature = "pg18"))]
+    {
+        use std::cell::Cell;
+        thread_local! {
+            static EVENT: Cell<u32> = const { Cell::new(0) };
+        }
+        if EVENT.get() == 0 {
+            // SAFETY: a NUL-terminated name; the server registers it (once per
+            // name, in shared memory) and returns its event, or raises.
+            EVENT.set(unsafe { pg_sys::WaitEventExtensionNew(c"pglock".as_ptr()) });
+        }
+        EVENT.get()
+    }
+    #[cfg(not(any(feature = "pg17", feature = "pg18")))]
+    {
+        pg_sys::PG_WAIT_EXTENSION
     }
 }
 
@@ -65,5 +119,12 @@ mod tests {
             "a reading from the future counts as now"
         );
         assert_eq!(time_of(-5), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_clock_never_goes_back() {
+        let first = now();
+        assert!(now() >= first);
+        assert!(first > Duration::ZERO);
     }
 }

@@ -16,7 +16,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use crate::functions::{lease, wait};
+use crate::functions::{lease, wait, watch};
 
 /// `pglock_acquire(name, owner, lease, data, replace_data, observed_rvn)`.
 #[pg_guard]
@@ -96,6 +96,34 @@ pub unsafe extern "C-unwind" fn pglock_get_wrapper(
 ) -> pg_sys::Datum {
     // SAFETY: fmgr passes the one argument the SQL declaration names.
     let row = raise_on_error(unsafe { lease::get(pg_getarg(fcinfo, 0)) });
+    // SAFETY: a call through fmgr of a function returning pglock_get_result.
+    unsafe { lock_row(fcinfo, row) }
+}
+
+/// `pglock_watch(name, rvn, timeout)`: one row, or none, as `pglock_get`.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_watch_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    // SAFETY: fmgr passes the three arguments the SQL declaration names.
+    let row = raise_on_error(unsafe {
+        watch::watch(
+            pg_getarg(fcinfo, 0),
+            pg_getarg(fcinfo, 1),
+            pg_getarg(fcinfo, 2),
+        )
+    });
+    // SAFETY: a call through fmgr of a function returning pglock_get_result.
+    unsafe { lock_row(fcinfo, row) }
+}
+
+/// Return a lock's row, or none.
+///
+/// # Safety
+/// `fcinfo` is fmgr's call of a set-returning function whose row type is
+/// `pglock_get_result`.
+unsafe fn lock_row(fcinfo: pg_sys::FunctionCallInfo, row: Option<lease::LockRow>) -> Datum {
     let Some((name, owner, rvn, lease, data, released)) = row else {
         // SAFETY: a call through fmgr.
         return unsafe { no_row(fcinfo) };
@@ -129,7 +157,8 @@ macro_rules! finfo_v1 {
 finfo_v1!(
     pg_finfo_pglock_acquire_wrapper,
     pg_finfo_pglock_acquire_wait_wrapper,
-    pg_finfo_pglock_get_wrapper
+    pg_finfo_pglock_get_wrapper,
+    pg_finfo_pglock_watch_wrapper
 );
 
 fn raise_on_error<T>(result: Result<T, ErrorReport>) -> T {

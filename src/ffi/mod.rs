@@ -4,11 +4,9 @@
 //! functions; each `unsafe` block says why it is sound.  The rest of pglock
 //! reaches PostgreSQL through pgrx's safe wrappers (SPI, datums, errors).
 
-use std::ffi::{c_int, c_long, CStr};
-use std::time::Duration;
-
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
+use std::ffi::{c_int, CStr};
 
 pub mod entry;
 pub mod table;
@@ -144,11 +142,18 @@ pub fn next_value(sequence: Oid) -> i64 {
     value.value() as i64
 }
 
-/// The server's wall clock now (not the transaction's start), in microseconds
-/// since 2000-01-01.
-pub fn wall_clock_now() -> i64 {
-    // SAFETY: reads the system clock.
-    unsafe { pg_sys::GetCurrentTimestamp() }
+/// Whether the current statement runs inside an explicit transaction block
+/// (`BEGIN` ... `COMMIT`, or a procedure's transaction), which may go on after it.
+pub fn in_transaction_block() -> bool {
+    // SAFETY: reads the backend's transaction state, always set while SQL runs.
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// Whether the server is a standby (or still recovering): it writes nothing.
+pub fn in_recovery() -> bool {
+    // SAFETY: reads shared state the startup process publishes; callable from
+    // any backend at any time.
+    unsafe { pg_sys::RecoveryInProgress() }
 }
 
 /// Raise 25006 if the current transaction may not write (a hot standby, or
@@ -256,23 +261,6 @@ pub fn unlock_shared(tag: &pg_sys::LOCKTAG) {
 }
 
 const SHARE: pg_sys::LOCKMODE = pg_sys::ShareLock as pg_sys::LOCKMODE;
-
-/// Sleep on the backend's latch for up to `timeout`; a signal (cancel,
-/// `statement_timeout`, termination) sets the latch and ends it early.
-pub fn sleep_on_latch(timeout: Duration) {
-    let millis = timeout.as_millis().clamp(1, 60_000) as c_long;
-    // SAFETY: MyLatch is this process's own latch, valid for its whole life;
-    // WL_EXIT_ON_PM_DEATH makes the wait end if the postmaster dies.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            millis,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-}
 
 /// An `interval` from its three fields, whatever their signs: PostgreSQL allows
 /// mixed signs (`1 mon -29 days`), which `Interval::new` refuses.

@@ -30,8 +30,8 @@ pub struct Objects {
 }
 
 impl Objects {
-    /// pglock's objects in this database, or `None` if its secret's table is
-    /// missing (the extension's SQL is older than this library).  Found once and
+    /// pglock's objects in this database, or `None` if the extension's SQL is
+    /// of another version than this library (not yet updated).  Found once and
     /// kept until PostgreSQL invalidates the cached definition of any relation
     /// (a DROP, an owner change, ...), which drops them.
     pub fn current() -> Option<Objects> {
@@ -56,6 +56,9 @@ impl Objects {
     }
 
     fn find() -> Option<Objects> {
+        if installed_version().as_deref() != Some(env!("CARGO_PKG_VERSION")) {
+            return None;
+        }
         let secret = super::relation_id(c"pglock", c"name_lock_secret")?;
         let locks = super::relation_id(c"pglock", c"locks")?;
         let objects = Objects {
@@ -93,6 +96,27 @@ impl Objects {
             pgrx::error!("pglock: pglock.locks has columns {names:?}, not {NAMES:?}");
         }
     }
+}
+
+/// The version of pglock installed in this database, as `pg_extension` has it.
+/// Read-only SPI: pgrx's `Spi::get_one` would assign a transaction id (it
+/// treats every statement as a possible write), which a refused acquire must
+/// not take, and a standby cannot.
+fn installed_version() -> Option<String> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT extversion FROM pg_catalog.pg_extension \
+                  WHERE extname OPERATOR(pg_catalog.=) 'pglock'",
+                Some(1),
+                &[],
+            )
+            .ok()?
+            .first()
+            .get_one::<String>()
+            .ok()
+            .flatten()
+    })
 }
 
 /// Columns of `pglock.locks`, by attribute number (sql/schema.sql).
@@ -150,10 +174,6 @@ impl Row {
 
     pub fn holder_role(&self) -> Oid {
         Oid::from(self.values[column::HOLDER_ROLE].value() as u32)
-    }
-
-    pub fn updated_at(&self) -> i64 {
-        self.values[column::UPDATED_AT].value() as i64
     }
 
     fn text(&self, column: usize) -> String {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use pglock_protocol::steps::{self, HeartbeatRequest, ReleaseRequest};
-use pglock_protocol::{Fields, Store};
+use pglock_protocol::{Fields, Queue, Store};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
@@ -14,7 +14,9 @@ use crate::error::PglockError;
 use crate::ffi;
 use crate::input;
 use crate::interval::interval_of;
+use crate::shared_memory;
 use crate::store::{Access, Backend};
+use crate::waiters::Kind;
 
 /// `pglock_acquire` (its C entry point is in `ffi::entry`, its declaration in
 /// sql/lease_functions.sql): the caller's new lock, or the holder's.
@@ -30,7 +32,7 @@ pub(crate) fn acquire(
     let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
     let mut backend = Backend::for_current_user(Access::Write)?;
     let outcome = steps::acquire(&mut backend, &request).map_err(PglockError::Protocol)?;
-    count_acquire(Some(&outcome));
+    count_acquire(outcome.as_ref());
     Ok(acquire_row(outcome))
 }
 
@@ -110,7 +112,8 @@ fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
     Ok(released)
 }
 
-/// The counters since the server started; only with pglock preloaded.
+/// The counters since the server started, and who waits now; only with pglock
+/// preloaded.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_safe)]
 fn pglock_stats() -> Result<
@@ -124,11 +127,17 @@ fn pglock_stats() -> Result<
             name!(failed_heartbeats, i64),
             name!(released, i64),
             name!(force_released, i64),
+            name!(waits, i64),
+            name!(handoffs, i64),
+            name!(wait_seconds, f64),
+            name!(waiting, i64),
+            name!(observations_forgotten, i64),
         ),
     >,
     ErrorReport,
 > {
-    let counters = counters::get().ok_or(PglockError::NotPreloaded)?;
+    let shared = shared_memory::get().ok_or(PglockError::NotPreloaded)?;
+    let counters = shared.counters;
     let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as i64;
     Ok(TableIterator::once((
         read(&counters.acquired),
@@ -138,7 +147,20 @@ fn pglock_stats() -> Result<
         read(&counters.failed_heartbeats),
         read(&counters.released),
         read(&counters.force_released),
+        read(&counters.waits),
+        read(&counters.handoffs),
+        counters.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        shared.waiters.waiting() as i64,
+        shared.observations.forgotten() as i64,
     )))
+}
+
+/// Whether the server preloaded pglock (`shared_preload_libraries`): its waits
+/// then wake at once and queue in arrival order, it watches leases itself, and
+/// it counts (`pglock_stats`).  Without, all works, waits poll.
+#[pg_extern(stable, parallel_safe)]
+fn pglock_preloaded() -> bool {
+    shared_memory::get().is_some()
 }
 
 /// `pglock_get` (its C entry point is in `ffi::entry`): the lock as it is now,
@@ -146,8 +168,13 @@ fn pglock_stats() -> Result<
 pub(crate) fn get(name: Option<&str>) -> Result<Option<LockRow>, ErrorReport> {
     let name = input::label("name", name)?;
     let mut backend = Backend::for_current_user(Access::Read)?;
+    Ok(lock_row(&mut backend, name))
+}
+
+/// The lock `name` as `pglock_get` shows it to the caller.
+pub(crate) fn lock_row(backend: &mut Backend, name: &str) -> Option<LockRow> {
     let caller = backend.caller_role();
-    let row = backend.read(name, Fields::WithData).map(|lock| {
+    backend.read(name, Fields::WithData).map(|lock| {
         (
             name.to_owned(),
             lock.owner.clone(),
@@ -156,9 +183,40 @@ pub(crate) fn get(name: Option<&str>) -> Result<Option<LockRow>, ErrorReport> {
             lock.data_for(caller).map(<[u8]>::to_vec),
             lock.released,
         )
-    });
-    Ok(row)
+    })
 }
 
 /// The row `pglock_get` returns: `(name, owner, rvn, lease, data, released)`.
 pub(crate) type LockRow = (String, String, i64, Interval, Option<Vec<u8>>, bool);
+
+/// Internal functions live in pglock's own schema (created by sql/schema.sql).
+#[pg_schema]
+pub mod pglock {
+    use super::*;
+
+    /// How many sessions of this server wait for the lock `name` of this
+    /// database (for the view `pglock_locks`).
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn waiters(name: Option<&str>) -> Result<i32, ErrorReport> {
+        let name = input::label("name", name)?;
+        let Some(shared) = shared_memory::get() else {
+            return Ok(0);
+        };
+        let backend = Backend::for_current_user(Access::Read)?;
+        let place = backend.place(Kind::Lock, Queue::Lock(name));
+        Ok(i32::try_from(shared.waiters.count(place)).unwrap_or(i32::MAX))
+    }
+
+    /// A statement that wrote `pglock.locks` without pglock's functions (a
+    /// superuser's DML, a restore's COPY) just ended: the server can no longer
+    /// say since when any lock stood still, so it counts from now.
+    #[pg_trigger]
+    pub fn unseen_writes<'a>(
+        _trigger: &'a PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
+        if let Some(shared) = shared_memory::get() {
+            shared.observations.unseen_writes(crate::waiting::now());
+        }
+        Ok(None)
+    }
+}

@@ -16,10 +16,11 @@ mod heartbeat_many;
 pub(crate) mod lease;
 mod semaphore;
 pub mod wait;
+pub(crate) mod watch;
 
 use std::time::Duration;
 
-use pglock_protocol::{AcquireOutcome, AcquireRequest};
+use pglock_protocol::{AcquireOutcome, AcquireRequest, Queue};
 use pgrx::prelude::Interval;
 
 use crate::counters;
@@ -27,6 +28,10 @@ use crate::error::PglockError;
 use crate::ffi;
 use crate::input;
 use crate::interval::interval_of;
+use crate::shared_memory;
+use crate::store::Backend;
+use crate::waiters::{Asking, Kind, Seated};
+use crate::waiting as clock;
 
 /// Count how an acquire ended (a waiting acquire counts once, when it ends;
 /// `None`: it ended without a holder to show, still refused).
@@ -80,15 +85,78 @@ fn deadline_after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
     wait.map(|wait| start.saturating_add(wait))
 }
 
-/// The row every acquire returns: `(acquired, rvn, owner, lease, data)`.
-pub(crate) type AcquireRow = (bool, i64, String, Interval, Option<Vec<u8>>);
+/// A place in the server's `queue` for a wait that began at `start` and may
+/// last until `deadline`: none without shared memory, nor for a single try (a
+/// deadline already passed), which just does not jump the queue.  `resume`: a
+/// committing procedure's next step, which keeps the place its last one had.
+fn seat_for(
+    backend: &Backend,
+    kind: Kind,
+    queue: Queue<'_>,
+    start: Duration,
+    deadline: Option<Duration>,
+    resume: bool,
+) -> Option<Seated> {
+    if deadline.is_some_and(|deadline| start >= deadline) {
+        return None;
+    }
+    shared_memory::get()?
+        .waiters
+        .sit(backend.place(kind, queue), resume, None)
+}
 
-fn acquire_row(outcome: AcquireOutcome) -> AcquireRow {
-    (
-        outcome.acquired,
-        outcome.rvn,
-        outcome.owner,
-        interval_of(&outcome.lease),
-        outcome.data,
+/// [`seat_for`] a wait for the lock `request` asks for, leaving its claim for
+/// a release to hand the lock over.
+fn seat_asking(
+    backend: &Backend,
+    request: &AcquireRequest<'_>,
+    start: Duration,
+    deadline: Option<Duration>,
+    resume: bool,
+) -> Option<Seated> {
+    if deadline.is_some_and(|deadline| start >= deadline) {
+        return None;
+    }
+    let asking = Asking {
+        owner: request.owner,
+        lease: request.lease,
+        role: backend.caller_role(),
+        data: request.data,
+        replace_data: request.replace_data,
+    };
+    shared_memory::get()?.waiters.sit(
+        backend.place(Kind::Lock, Queue::Lock(request.name)),
+        resume,
+        Some(&asking),
     )
+}
+
+/// Count a wait that began at `start`, when it ends, if it slept.
+fn count_wait(slept: bool, start: Duration, acquired: bool) {
+    if slept {
+        counters::waited(clock::now().saturating_sub(start), acquired);
+    }
+}
+
+/// The row every acquire returns: `(acquired, rvn, owner, lease, data)`, with
+/// NULLs where it was refused with no holder to show.
+pub(crate) type AcquireRow = (
+    bool,
+    Option<i64>,
+    Option<String>,
+    Option<Interval>,
+    Option<Vec<u8>>,
+);
+
+fn acquire_row(outcome: Option<AcquireOutcome>) -> AcquireRow {
+    match outcome {
+        Some(outcome) => (
+            outcome.acquired,
+            Some(outcome.rvn),
+            Some(outcome.owner),
+            Some(interval_of(&outcome.lease)),
+            outcome.data,
+        ),
+        None => (false, None, None, None, None),
+    }
 }

@@ -4,14 +4,16 @@
 use std::time::Duration;
 
 use pglock_protocol::semaphore::{self, SlotRequest};
+use pglock_protocol::Queue;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{deadline_after, refuse_transaction_snapshot};
+use super::{count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
 use crate::counters;
 use crate::error::PglockError;
 use crate::input;
 use crate::store::{Access, Backend};
+use crate::waiters::Kind;
 use crate::{ffi, waiting as clock};
 
 /// Takes a free slot of semaphore `name` (of `slots`, by this caller's count),
@@ -56,8 +58,12 @@ fn pglock_acquire_slot(
     }
     let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
+    let queue = Queue::Slots(request.name);
+    let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false);
     let slot =
         semaphore::acquire_slot(&mut backend, &request, deadline).map_err(PglockError::Protocol)?;
+    drop(seat);
+    count_wait(backend.slept, start, slot.is_some());
     counters::count(|c| match &slot {
         Some(slot) if slot.taken_over => &c.taken_over,
         Some(_) => &c.acquired,

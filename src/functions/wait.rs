@@ -3,14 +3,17 @@
 
 use std::time::Duration;
 
-use pglock_protocol::waiting::{self, WaitOutcome, Watch};
+use pglock_protocol::waiting::{self, Watch};
 use pglock_protocol::{AcquireRequest, Fields};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, checked_wait_timeout, count_acquire, deadline_after};
+use super::{
+    acquire_request, acquire_row, checked_wait_timeout, count_acquire, count_wait, deadline_after,
+    seat_asking, AcquireRow,
+};
 use crate::error::PglockError;
-use crate::interval::{interval_of, lease_of};
+use crate::interval::lease_of;
 use crate::store::{Access, Backend};
 use crate::{ffi, waiting as clock};
 
@@ -32,30 +35,6 @@ fn wait_request<'a>(
     Ok((request, wait))
 }
 
-/// A waiting acquire's row: the lock taken, or the holder when the wait ended
-/// (no holder at all if the lock was being created by a transaction that had
-/// not committed by then).
-pub(crate) type WaitRow = (
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<Interval>,
-    Option<Vec<u8>>,
-);
-
-fn wait_row(ended: &WaitOutcome) -> WaitRow {
-    match &ended.outcome {
-        Some(outcome) => (
-            outcome.acquired,
-            Some(outcome.rvn),
-            Some(outcome.owner.clone()),
-            Some(interval_of(&outcome.lease)),
-            outcome.data.clone(),
-        ),
-        None => (false, None, None, None, None),
-    }
-}
-
 /// `pglock_acquire_wait` (its C entry point is in `ffi::entry`, its declaration
 /// in sql/lease_functions.sql): the lock taken, or the holder when the wait ended.
 pub(crate) fn acquire_wait(
@@ -65,16 +44,20 @@ pub(crate) fn acquire_wait(
     data: Option<&[u8]>,
     replace_data: Option<bool>,
     wait_timeout: Option<Interval>,
-) -> Result<WaitRow, ErrorReport> {
+) -> Result<AcquireRow, ErrorReport> {
     let start = clock::now();
     ffi::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
     let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
+    let seat = seat_asking(&backend, &request, start, deadline, false);
     let ended = waiting::acquire_wait(&mut backend, &request, deadline, None, Fields::WithData)
         .map_err(PglockError::Protocol)?;
+    drop(seat);
+    let acquired = ended.outcome.as_ref().is_some_and(|o| o.acquired);
     count_acquire(ended.outcome.as_ref());
-    Ok(wait_row(&ended))
+    count_wait(backend.slept, start, acquired);
+    Ok(acquire_row(ended.outcome))
 }
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
@@ -125,6 +108,7 @@ pub mod pglock {
         }
         ffi::refuse_if_read_only(c"pglock_acquire_wait_committing");
         let (request, wait) = wait_request(name, owner, lease, data, replace_data, wait_timeout)?;
+        let started_at = started;
         let started = started.map_or(now, clock::time_of);
         let deadline = deadline_after(started, wait);
         let resumed = match (watched_rvn, watched_since) {
@@ -142,6 +126,9 @@ pub mod pglock {
         let step_deadline = deadline.map_or(step_end, |deadline| deadline.min(step_end));
         // The procedure shows only `acquired` and `rvn`: no step reads the data.
         let mut backend = Backend::for_current_user(Access::Write)?;
+        // The place in the queue carries over from step to step; a wait whose
+        // whole deadline passed already only tries once, as the function does.
+        let seat = seat_asking(&backend, &request, now, deadline, started_at.is_some());
         let ended = waiting::acquire_wait(
             &mut backend,
             &request,
@@ -155,11 +142,16 @@ pub mod pglock {
             .as_ref()
             .is_some_and(|outcome| outcome.acquired);
         let timed_out = !acquired && deadline.is_some_and(|deadline| clock::now() >= deadline);
+        match seat {
+            Some(seat) if !acquired && !timed_out => seat.keep_between_steps(),
+            seat => drop(seat),
+        }
         if acquired || timed_out {
             count_acquire(ended.outcome.as_ref());
+            count_wait(backend.slept || started_at.is_some(), started, acquired);
         }
         let watched_since = ended.watch.map(|watch| clock::reading(watch.since));
-        let (acquired, rvn, owner, lease, data) = wait_row(&ended);
+        let (acquired, rvn, owner, lease, data) = acquire_row(ended.outcome);
         Ok(TableIterator::once((
             acquired,
             rvn,

@@ -48,11 +48,14 @@ mod tests {
     }
 
     #[pg_test]
-    fn counters_need_the_library_preloaded() {
-        // `cargo pgrx test` does not preload pglock.
-        assert_eq!(
-            sqlstate_of("SELECT * FROM pglock_stats()").as_deref(),
-            Some("55000")
-        );
+    fn counters_count_once_preloaded() {
+        // `cargo pgrx test` preloads pglock (src/lib.rs); tests/observer.rs
+        // shows pglock_stats raising 55000 on a server that does not.
+        assert!(one::<bool>("SELECT pglock_preloaded()"));
+        let acquired = || one::<i64>("SELECT acquired FROM pglock_stats()");
+        let before = acquired();
+        acquire("'counted', 'worker-1'");
+        assert_eq!(acquired(), before + 1);
+        assert_eq!(sqlstate_of("SELECT * FROM pglock_stats()"), None);
     }
 }
