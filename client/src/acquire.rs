@@ -1,9 +1,11 @@
 //! Taking a lock: at once or not at all ([`Client::try_acquire`]), or waiting
-//! through the RVN protocol ([`Client::acquire`]).
+//! ([`Client::acquire`]): in the server where it waits for us, else through the
+//! protocol's waiting machine, polling.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use pglock_protocol::{Fields, Next, Seen, Wait};
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::Client;
@@ -11,7 +13,8 @@ use crate::connection::Failure;
 use crate::error::Error;
 use crate::lock::{Acquired, Held, Lock};
 use crate::options::AcquireOptions;
-use crate::sql::AcquireCall;
+use crate::sql::{AcquireCall, AcquireRow};
+use crate::waits::Waits;
 
 /// The outcome of [`Client::try_acquire`].
 #[derive(Debug)]
@@ -19,6 +22,9 @@ pub enum Attempt {
     Acquired(Lock),
     /// Someone else holds the lock (or this owner does, through another `Lock`).
     Held(Holder),
+    /// Nobody holds the lock, but others wait for it in the server's queue and
+    /// get it first: an attempt does not jump the queue.
+    Queued,
 }
 
 impl Attempt {
@@ -26,7 +32,7 @@ impl Attempt {
     pub fn into_lock(self) -> Option<Lock> {
         match self {
             Attempt::Acquired(lock) => Some(lock),
-            Attempt::Held(_) => None,
+            Attempt::Held(_) | Attempt::Queued => None,
         }
     }
 }
@@ -41,6 +47,16 @@ pub struct Holder {
     pub data: Option<Vec<u8>>,
 }
 
+/// What the client learnt from one refused attempt, as the protocol's machine
+/// needs it.
+pub(crate) fn seen(row: &AcquireRow) -> Option<Seen> {
+    row.holder.as_ref().map(|holder| Seen {
+        rvn: holder.rvn,
+        lease: holder.lease,
+        stood_still: None,
+    })
+}
+
 impl Client {
     /// Takes the lock `name`, waiting as long as it takes; see [`Client::acquire_with`].
     pub async fn acquire(&self, name: &str) -> Result<Lock, Error> {
@@ -49,12 +65,17 @@ impl Client {
 
     /// Takes the lock `name`, waiting while someone else holds it.
     ///
-    /// Each refusal shows the holder's RVN and lease. The client asks again every
-    /// poll interval (so a release is noticed at the next poll), and once the same
-    /// RVN has stood still for the holder's whole lease, measured on a monotonic
-    /// clock from the refusal that first showed it, asks with that RVN as
-    /// `observed_rvn` and takes the lock over. A holder that heartbeats moves its
-    /// RVN and restarts the wait.
+    /// Where the server waits for the client (see [Waiting](crate#waiting)),
+    /// the wait runs there, on a connection of the client's own: the lock comes
+    /// the moment its holder releases it, waiters are served in the order they
+    /// came, and a holder the server saw fall silent for its lease is taken
+    /// over at once. Elsewhere the client polls: each refusal shows the
+    /// holder's RVN and lease, the client asks again every poll interval (so a
+    /// release is noticed at the next poll), and once the same RVN has stood
+    /// still for the holder's whole lease, measured on a monotonic clock from the
+    /// refusal that first showed it, asks with that RVN as `observed_rvn` and
+    /// takes the lock over. A holder that heartbeats moves its RVN and restarts
+    /// the wait.
     ///
     /// Dropping this future while a call is in flight may leave the lock taken in
     /// the server with no `Lock` to renew it: it lapses after this client's lease.
@@ -62,23 +83,96 @@ impl Client {
         let deadline = options
             .wait_at_most
             .map(|limit| (Instant::now() + limit, limit));
+        // One plain try first, on the client's own connection: a free lock needs
+        // no wait, nor a connection to wait on.
+        if let Attempt::Acquired(lock) = self.try_acquire_with(name, options).await? {
+            return Ok(lock);
+        }
+        if let Some(waits) = self.server_waits().await {
+            return self.acquire_in_server(waits, name, options, deadline).await;
+        }
+        let mut wait = {
+            let seen = self.seen();
+            let until = deadline.map(|(deadline, _)| seen.elapsed(deadline));
+            Wait::new(1, until, vec![seen.watch(name)], Fields::WithoutData)
+                .polling_every(self.config().poll_interval())
+        };
         loop {
-            if let Attempt::Acquired(lock) = self.try_acquire_with(name, options).await? {
-                return Ok(lock);
+            let next = {
+                let seen = self.seen();
+                wait.next(seen.elapsed(Instant::now()), false)
+            };
+            match next {
+                Next::Attempt { observed_rvn, .. } => {
+                    let (row, sent) = self.attempt(name, options, observed_rvn).await?;
+                    if row.acquired {
+                        self.seen().forget(name);
+                        let rvn = row.holder.map_or(0, |holder| holder.rvn);
+                        return Ok(self.hold(name, rvn, row.data, sent));
+                    }
+                    let mut seen = self.seen();
+                    wait.refused(seen.elapsed(Instant::now()), self::seen(&row));
+                    seen.keep(name, wait.watches()[0]);
+                }
+                Next::Sleep { until } => {
+                    let wake = self.seen().instant(until);
+                    sleep_until(wake).await;
+                }
+                Next::TimedOut => {
+                    return Err(Error::Timeout {
+                        operation: "acquire",
+                        after: deadline.map_or(Duration::ZERO, |(_, limit)| limit),
+                    })
+                }
             }
-            let now = Instant::now();
+        }
+    }
+
+    /// The wait in the server, in calls of at most one heartbeat period: a lock
+    /// taken at the end of one is still safe, by the client's rule, when its
+    /// answer arrives, with the first renewal due.
+    async fn acquire_in_server(
+        &self,
+        waits: &Waits,
+        name: &str,
+        options: &AcquireOptions,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<Lock, Error> {
+        let config = self.config();
+        let owner = config.owner();
+        let call = AcquireCall {
+            lease: config.lease(),
+            data: options.data.as_deref(),
+            replace_data: options.replace_data,
+            observed_rvn: None,
+        };
+        loop {
+            let sent = Instant::now();
+            let wait = deadline.map_or(config.heartbeat_period(), |(deadline, _)| {
+                deadline
+                    .saturating_duration_since(sent)
+                    .min(config.heartbeat_period())
+            });
+            let limit = config.call_timeout().map(|limit| limit + wait);
+            let call = &call;
+            let row = waits
+                .call(limit, "pglock_acquire_wait", |sql| async move {
+                    sql.acquire_wait(name, owner, call, wait).await
+                })
+                .await?;
+            if row.acquired {
+                self.seen().forget(name);
+                let rvn = row.holder.map_or(0, |holder| holder.rvn);
+                return Ok(self.hold(name, rvn, row.data, sent));
+            }
             if let Some((deadline, limit)) = deadline {
-                if now >= deadline {
+                if Instant::now() >= deadline {
                     return Err(Error::Timeout {
                         operation: "acquire",
                         after: limit,
                     });
                 }
             }
-            let poll = self.config().poll_interval();
-            let until = deadline.map(|(deadline, _)| deadline);
-            let wake = self.seen().next_attempt(name, now, poll, until);
-            sleep_until(wake).await;
         }
     }
 
@@ -88,27 +182,58 @@ impl Client {
             .await
     }
 
-    /// One try at the lock `name`: [`Attempt::Acquired`] if it was free, or
-    /// [`Attempt::Held`] with its holder, at once.
+    /// One try at the lock `name`: [`Attempt::Acquired`] if it was free (or its
+    /// holder's RVN stood still for its lease), [`Attempt::Held`] with its
+    /// holder, or [`Attempt::Queued`] if others wait for it in the server first,
+    /// at once.
     ///
     /// The client remembers, per lock name, the holder's RVN and when it first saw
     /// it. A later try that finds the same RVN standing still for the holder's whole
     /// lease passes it as `observed_rvn`, taking a dead holder's lock over: calling
-    /// `try_acquire` now and then is enough to get a lock whose holder died. What
-    /// was seen of a lock is forgotten when this client acquires it.
+    /// `try_acquire` now and then is enough to get a lock whose holder died. (Where
+    /// pglock is preloaded, the server also takes a holder over that it saw fall
+    /// silent for its lease, on the first try.) What was seen of a lock is
+    /// forgotten when this client acquires it.
     pub async fn try_acquire_with(
         &self,
         name: &str,
         options: &AcquireOptions,
     ) -> Result<Attempt, Error> {
+        let presented = self.seen().takeover_rvn(name, Instant::now());
+        let (row, sent) = self.attempt(name, options, presented).await?;
+        if row.acquired {
+            self.seen().forget(name);
+            let rvn = row.holder.as_ref().map_or(0, |holder| holder.rvn);
+            return Ok(Attempt::Acquired(self.hold(name, rvn, row.data, sent)));
+        }
+        let Some(holder) = row.holder else {
+            return Ok(Attempt::Queued);
+        };
+        self.seen()
+            .refused(name, holder.rvn, holder.lease, Instant::now(), presented);
+        Ok(Attempt::Held(Holder {
+            owner: holder.owner,
+            rvn: holder.rvn,
+            lease: holder.lease,
+            data: row.data,
+        }))
+    }
+
+    /// One `pglock_acquire` of `name`, presenting `observed_rvn`: its row, and
+    /// when the request was sent.
+    pub(crate) async fn attempt(
+        &self,
+        name: &str,
+        options: &AcquireOptions,
+        observed_rvn: Option<i64>,
+    ) -> Result<(AcquireRow, Instant), Error> {
         let config = self.config();
         let call = AcquireCall {
             lease: config.lease(),
             data: options.data.as_deref(),
             replace_data: options.replace_data,
-            observed_rvn: self.seen().takeover_rvn(name, Instant::now()),
+            observed_rvn,
         };
-        let presented = call.observed_rvn;
         let sent = Instant::now();
         let owner = config.owner();
         let row = self
@@ -118,18 +243,7 @@ impl Client {
             })
             .await
             .map_err(Failure::into_error)?;
-        if row.acquired {
-            self.seen().forget(name);
-            return Ok(Attempt::Acquired(self.hold(name, row.rvn, row.data, sent)));
-        }
-        self.seen()
-            .refused(name, row.rvn, row.lease, Instant::now(), presented);
-        Ok(Attempt::Held(Holder {
-            owner: row.owner,
-            rvn: row.rvn,
-            lease: row.lease,
-            data: row.data,
-        }))
+        Ok((row, sent))
     }
 
     /// The lock `name`, just acquired at `rvn` with `data` by a request sent at

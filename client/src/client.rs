@@ -7,14 +7,15 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{NoTls, Socket};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, StatementMode, WaitMode};
 use crate::connection::{Canceller, Connection, Failure, Opener};
 use crate::error::Error;
 use crate::heartbeat::Timing;
 use crate::observe::Observations;
 use crate::options::AcquireOptions;
 use crate::renewer::Renewer;
-use crate::sql::LockInfo;
+use crate::sql::{Calls, LockInfo};
+use crate::waits::{Connector, Waits};
 
 /// A pglock client: one owner label, lease and heartbeat period, on one connection.
 ///
@@ -39,6 +40,8 @@ struct Inner {
     renewer: Arc<Renewer>,
     config: ClientConfig,
     seen: Mutex<Observations>,
+    /// Connections for waits in the server, if this client opens its own.
+    waits: Option<Waits>,
 }
 
 impl Client {
@@ -62,7 +65,7 @@ impl Client {
     ) -> Result<Self, Error> {
         config.validate()?;
         let connection = Connection::given(pg.into(), config.statements()).await?;
-        Ok(Self::on(connection, config))
+        Ok(Self::on(connection, config, None))
     }
 
     /// Checks `config`, connects without TLS and runs the connection on a tokio
@@ -91,38 +94,62 @@ impl Client {
     {
         config.validate()?;
         let pg_config = pg_config.clone();
-        // Cancel requests go over TLS made the same way, as the server may
-        // accept nothing else.
-        let cancel_tls = tls.clone();
-        let canceller: Canceller = Box::new(move |token| {
-            let tls = cancel_tls.clone();
-            Box::pin(async move { token.cancel_query(tls).await })
-        });
-        let opener: Opener = Box::new(move || {
+        // Every connection of the client (its own, its waiting ones) is opened,
+        // and its statements cancelled, the same way: over TLS made by `tls`,
+        // as the server may accept nothing else.
+        let connector: Connector = Box::new(move || {
+            let cancel_tls = tls.clone();
+            let canceller: Canceller = Box::new(move |token| {
+                let tls = cancel_tls.clone();
+                Box::pin(async move { token.cancel_query(tls).await })
+            });
             let (pg_config, tls) = (pg_config.clone(), tls.clone());
-            Box::pin(async move {
-                let (pg, connection) = pg_config.connect(tls).await?;
-                let task = tokio::spawn(async move {
-                    // Its error reaches the client as a closed connection.
-                    let _ = connection.await;
-                });
-                Ok((pg, Some(task.abort_handle())))
-            })
+            let opener: Opener = Box::new(move || {
+                let (pg_config, tls) = (pg_config.clone(), tls.clone());
+                Box::pin(async move {
+                    let (pg, connection) = pg_config.connect(tls).await?;
+                    let task = tokio::spawn(async move {
+                        // Its error reaches the client as a closed connection.
+                        let _ = connection.await;
+                    });
+                    Ok((pg, Some(task.abort_handle())))
+                })
+            });
+            (opener, canceller)
         });
         let max_backoff = Timing::new(&config).retry();
-        let connection =
-            Connection::open(opener, canceller, max_backoff, config.statements()).await?;
-        Ok(Self::on(connection, config))
+        let (opener, canceller) = connector();
+        let connection = Connection::open(
+            opener,
+            canceller,
+            max_backoff,
+            config.statements(),
+            Calls::Main,
+        )
+        .await?;
+        let waits = Waits::new(connector, max_backoff);
+        Ok(Self::on(connection, config, Some(waits)))
     }
 
-    fn on(connection: Connection, config: ClientConfig) -> Self {
+    fn on(connection: Connection, config: ClientConfig, waits: Option<Waits>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 renewer: Arc::new(Renewer::new(Arc::new(connection), &config)),
                 config,
                 seen: Mutex::new(Observations::new()),
+                waits,
             }),
         }
+    }
+
+    /// The connections that wait in the server, where it waits for this client.
+    pub(crate) async fn server_waits(&self) -> Option<&Waits> {
+        let waits = self.inner.waits.as_ref()?;
+        let config = self.config();
+        if config.wait_mode() == WaitMode::Client || config.statements() == StatementMode::Unnamed {
+            return None;
+        }
+        waits.in_server().await.then_some(waits)
     }
 
     pub fn config(&self) -> &ClientConfig {

@@ -31,6 +31,23 @@ pub struct ClientConfig {
     poll_interval: Option<Duration>,
     call_timeout: Option<Duration>,
     statements: StatementMode,
+    waits: WaitMode,
+}
+
+/// Who waits when a waiting acquire finds a lock held; see
+/// [Waiting](crate#waiting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WaitMode {
+    /// The server, where it can: the acquire sleeps in `pglock_acquire_wait` on
+    /// a connection of its own, and gets the lock the moment it is released, in
+    /// arrival order. The default. The client polls instead where the server
+    /// cannot wait for it: pglock not preloaded, a pooler in transaction mode
+    /// ([`StatementMode::Unnamed`]), or a client on a connection it was given
+    /// ([`Client::new`](crate::Client::new)).
+    #[default]
+    Server,
+    /// The client, always: it asks again every poll interval.
+    Client,
 }
 
 /// How a [`Client`](crate::Client) sends pglock's statements to the server; see
@@ -92,6 +109,7 @@ impl ClientConfig {
             poll_interval: None,
             call_timeout: None,
             statements: StatementMode::Prepared,
+            waits: WaitMode::Server,
         }
     }
 
@@ -118,6 +136,13 @@ impl ClientConfig {
     /// pooler in transaction mode. Default: [`StatementMode::Prepared`].
     pub fn with_statements(mut self, mode: StatementMode) -> Self {
         self.statements = mode;
+        self
+    }
+
+    /// Who waits for a lock held: [`WaitMode::Client`] to always poll from the
+    /// client. Default: [`WaitMode::Server`].
+    pub fn with_wait_mode(mut self, mode: WaitMode) -> Self {
+        self.waits = mode;
         self
     }
 
@@ -187,6 +212,11 @@ impl ClientConfig {
     /// How pglock's statements are sent.
     pub fn statements(&self) -> StatementMode {
         self.statements
+    }
+
+    /// Who waits for a lock held, where the server can.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.waits
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_postgres::{CancelToken, Client as PgClient, NoTls};
 
 use crate::config::StatementMode;
 use crate::error::Error;
-use crate::sql::Sql;
+use crate::sql::{Calls, Sql};
 
 /// The first wait between two failed attempts to connect; it doubles up to a cap.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -85,6 +85,7 @@ pub(crate) struct Reopening {
     opener: Opener,
     canceller: Canceller,
     statements: StatementMode,
+    calls: Calls,
     current: Mutex<Option<Current>>,
     /// Held while connecting, so that one attempt runs at a time.
     attempts: tokio::sync::Mutex<Attempts>,
@@ -137,13 +138,15 @@ impl Connection {
         canceller: Canceller,
         max_backoff: Duration,
         statements: StatementMode,
+        calls: Calls,
     ) -> Result<Self, Error> {
         let (pg, task) = opener().await?;
-        let current = prepared(pg, task, statements).await?;
+        let current = prepared(pg, task, statements, calls).await?;
         Ok(Connection::Reopened(Reopening {
             opener,
             canceller,
             statements,
+            calls,
             current: Mutex::new(Some(current)),
             attempts: tokio::sync::Mutex::new(Attempts::default()),
             max_backoff,
@@ -154,7 +157,7 @@ impl Connection {
     /// A connection the caller opened: used as it is, never replaced.
     pub async fn given(pg: Arc<PgClient>, statements: StatementMode) -> Result<Self, Error> {
         Ok(Connection::Given(Arc::new(
-            Sql::prepare(pg, statements).await?,
+            Sql::prepare(pg, statements, Calls::Main).await?,
         )))
     }
 
@@ -256,7 +259,7 @@ impl Reopening {
         attempts.failures = attempts.failures.saturating_add(1);
         attempts.next_at = Some(Instant::now() + backoff(attempts.failures, self.max_backoff));
         let (pg, task) = (self.opener)().await?;
-        let current = prepared(pg, task, self.statements).await?;
+        let current = prepared(pg, task, self.statements, self.calls).await?;
         let sql = Arc::clone(&current.sql);
         *attempts = Attempts::default();
         if let Some(old) = self.current().replace(current) {
@@ -302,8 +305,9 @@ async fn prepared(
     pg: PgClient,
     task: Option<AbortHandle>,
     statements: StatementMode,
+    calls: Calls,
 ) -> Result<Current, Error> {
-    match Sql::prepare(Arc::new(pg), statements).await {
+    match Sql::prepare(Arc::new(pg), statements, calls).await {
         Ok(sql) => Ok(Current {
             sql: Arc::new(sql),
             task,

@@ -271,10 +271,13 @@ mod semaphore;
 mod sql;
 #[cfg(feature = "serde")]
 mod typed;
+mod waits;
 
 pub use acquire::{Attempt, Holder};
 pub use client::Client;
-pub use config::{ClientConfig, ConfigError, StatementMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS};
+pub use config::{
+    ClientConfig, ConfigError, StatementMode, WaitMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS,
+};
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;

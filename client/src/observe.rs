@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pglock_protocol::Watch;
+use pglock_protocol::{Seen, Watch};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -27,8 +27,14 @@ impl Observations {
         }
     }
 
-    fn elapsed(&self, at: Instant) -> Duration {
+    /// `at` as the protocol's elapsed time.
+    pub fn elapsed(&self, at: Instant) -> Duration {
         at.saturating_duration_since(self.origin)
+    }
+
+    /// The protocol's elapsed time `elapsed` as an instant.
+    pub fn instant(&self, elapsed: Duration) -> Instant {
+        self.origin + elapsed
     }
 
     /// The RVN to pass as `observed_rvn` at `now`: the holder's RVN once it has
@@ -48,26 +54,26 @@ impl Observations {
         now: Instant,
         presented: Option<i64>,
     ) {
-        let seen = self.by_name.get(name).copied();
-        let watch = Watch::after_refusal(seen, rvn, lease, self.elapsed(now), presented);
+        let seen = Seen {
+            rvn,
+            lease,
+            stood_still: None,
+        };
+        let watch = Watch::after_refusal(self.watch(name), seen, self.elapsed(now), presented);
         self.by_name.insert(name.to_owned(), watch);
     }
 
-    /// When to ask for `name` again after a refusal at `now`: after one `poll`,
-    /// when the watched RVN has stood still for its lease, or at the deadline.
-    pub fn next_attempt(
-        &self,
-        name: &str,
-        now: Instant,
-        poll: Duration,
-        deadline: Option<Instant>,
-    ) -> Instant {
-        let deadline = deadline.map(|deadline| self.elapsed(deadline));
-        let wake = match self.by_name.get(name) {
-            Some(watch) => watch.next_attempt(self.elapsed(now), poll, deadline),
-            None => (self.elapsed(now) + poll).min(deadline.unwrap_or(Duration::MAX)),
+    /// What was seen of `name`'s holder, if anything.
+    pub fn watch(&self, name: &str) -> Option<Watch> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Remember `watch` (what a wait saw) for `name`.
+    pub fn keep(&mut self, name: &str, watch: Option<Watch>) {
+        match watch {
+            Some(watch) => self.by_name.insert(name.to_owned(), watch),
+            None => self.by_name.remove(name),
         };
-        self.origin + wake
     }
 
     /// Forgets a lock, once acquired.
@@ -81,7 +87,6 @@ mod tests {
     use super::*;
 
     const LEASE: Duration = Duration::from_secs(10);
-    const POLL: Duration = Duration::from_millis(500);
 
     #[test]
     fn takes_over_only_after_the_same_rvn_stood_still_for_the_lease() {
@@ -122,17 +127,16 @@ mod tests {
     }
 
     #[test]
-    fn the_next_attempt_comes_at_a_poll_the_lease_end_or_the_deadline() {
+    fn a_kept_watch_is_what_the_next_try_presents() {
         let mut seen = Observations::new();
         let start = Instant::now();
-        assert_eq!(seen.next_attempt("a", start, POLL, None), start + POLL);
         seen.refused("a", 7, LEASE, start, None);
-        let near_end = start + LEASE - POLL / 5;
-        assert_eq!(seen.next_attempt("a", near_end, POLL, None), start + LEASE);
-        let deadline = start + POLL / 2;
-        assert_eq!(
-            seen.next_attempt("a", start, POLL, Some(deadline)),
-            deadline
-        );
+        let watch = seen.watch("a");
+        seen.forget("a");
+        assert_eq!(seen.takeover_rvn("a", start + LEASE), None);
+        seen.keep("a", watch);
+        assert_eq!(seen.takeover_rvn("a", start + LEASE), Some(7));
+        seen.keep("a", None);
+        assert_eq!(seen.watch("a"), None);
     }
 }

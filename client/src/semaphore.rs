@@ -2,23 +2,26 @@
 //! ([`Client::try_acquire_slot`]) or waiting ([`Client::acquire_slot`]).
 //!
 //! A slot is an ordinary lock named by the protocol's [`slot_name`], so the
-//! [`Lock`] that holds it is renewed, lost and released like any other. The
-//! server could wait for a slot itself (`wait_timeout` > 0), but that would hold
-//! the client's one connection and keep its renewals waiting: the client asks
-//! with `wait_timeout => '0'` and waits between calls instead, watching each
-//! slot's holder by the same rule as [`Client::acquire`].
+//! [`Lock`] that holds it is renewed, lost and released like any other. A
+//! waiting acquire waits in the server where it can (`pglock_acquire_slot` with
+//! a `wait_timeout`, on a connection of its own: see [Waiting](crate#waiting)),
+//! and otherwise drives the protocol's waiting machine over the slots, each
+//! attempt a `pglock_acquire` of one slot, watching each slot's holder by the
+//! same rule as [`Client::acquire`].
+
+use std::time::Duration;
 
 use pglock_protocol::semaphore::slot_name;
+use pglock_protocol::{Fields, Next, Wait};
 use tokio::time::{sleep_until, Instant};
 
-use crate::acquire::Attempt;
 use crate::client::Client;
 use crate::config::{ConfigError, MAX_SLOTS};
-use crate::connection::Failure;
 use crate::error::Error;
 use crate::lock::Lock;
 use crate::options::AcquireOptions;
 use crate::sql::SlotRow;
+use crate::waits::Waits;
 
 impl Client {
     /// A slot of semaphore `name` of `slots` slots, without waiting; see
@@ -30,14 +33,14 @@ impl Client {
 
     /// One try at a slot of semaphore `name`, which has `slots` slots (1 to
     /// [`MAX_SLOTS`]): the [`Lock`] of the slot taken, named `name#k`, or `None`
-    /// if every slot is held.
+    /// if every slot is held (or others wait for them in the server first).
     ///
-    /// A free slot is taken at once (`pglock_acquire_slot`, lowest first). When
-    /// none is, the client looks at each slot in turn as [`Client::try_acquire`]
-    /// does: it remembers each holder's RVN, and a later try that finds one
-    /// standing still for its holder's whole lease takes that slot over. Calling
-    /// `try_acquire_slot` now and then is enough to get the slot of a holder that
-    /// died. A try that finds every slot held costs one call, plus one per slot.
+    /// The slots are tried in order, lowest first, one `pglock_acquire` each,
+    /// until one is taken: a free one, one whose holder the server saw fall
+    /// silent for its lease, or one whose holder's RVN this client saw stand
+    /// still for its lease (it remembers each holder's RVN, as
+    /// [`Client::try_acquire`] does). Calling `try_acquire_slot` now and then is
+    /// enough to get the slot of a holder that died.
     ///
     /// The slot stores `options`' data, or none: slots are interchangeable, so a
     /// slot never passes its previous holder's data on. `wait_at_most` is ignored.
@@ -47,9 +50,10 @@ impl Client {
         slots: u32,
         options: &AcquireOptions,
     ) -> Result<Option<Lock>, Error> {
-        let count = slot_count(slots)?;
+        slot_count(slots)?;
         let names = slot_names(name, slots);
-        self.try_slots(name, count, &names, options).await
+        let now = self.seen().elapsed(Instant::now());
+        self.poll_slots(&names, options, Some(now)).await
     }
 
     /// A slot of semaphore `name` of `slots` slots, waiting as long as it takes;
@@ -62,12 +66,14 @@ impl Client {
     /// A slot of semaphore `name`, which has `slots` slots (1 to [`MAX_SLOTS`]),
     /// waiting while all are held: the [`Lock`] of the slot taken, named `name#k`.
     ///
-    /// Each try is [`Client::try_acquire_slot_with`]'s. Between tries the client
-    /// waits a poll interval, or less if a slot's holder's RVN will by then have
-    /// stood still for its lease: a released slot is taken at the next poll, a
-    /// dead holder's slot once its lease has run out since the client first saw
-    /// its RVN, never before. With [`AcquireOptions::wait_at_most`] it gives up
-    /// with [`Error::Timeout`] after the last try at the limit.
+    /// In the server, where it waits for the client: a slot freed is handed to
+    /// the first waiter at once. Elsewhere, each pass is
+    /// [`Client::try_acquire_slot_with`]'s, and between passes the client waits
+    /// a poll interval, or less if a slot's holder's RVN will by then have stood
+    /// still for its lease: a released slot is taken at the next poll, a dead
+    /// holder's slot once its lease has run out since the client first saw its
+    /// RVN, never before. With [`AcquireOptions::wait_at_most`] it gives up with
+    /// [`Error::Timeout`] after the last try at the limit.
     ///
     /// Dropping this future while a call is in flight may leave a slot taken in
     /// the server with no `Lock` to renew it: it lapses after this client's lease.
@@ -78,79 +84,116 @@ impl Client {
         options: &AcquireOptions,
     ) -> Result<Lock, Error> {
         let count = slot_count(slots)?;
-        let names = slot_names(name, slots);
         let deadline = options
             .wait_at_most
             .map(|limit| (Instant::now() + limit, limit));
-        loop {
-            if let Some(lock) = self.try_slots(name, count, &names, options).await? {
-                return Ok(lock);
+        let taken = match self.server_waits().await {
+            Some(waits) => {
+                self.slot_in_server(waits, name, count, options, deadline)
+                    .await?
             }
-            let now = Instant::now();
-            if let Some((deadline, limit)) = deadline {
-                if now >= deadline {
-                    return Err(Error::Timeout {
-                        operation: "acquire_slot",
-                        after: limit,
-                    });
-                }
+            None => {
+                let names = slot_names(name, slots);
+                let until = deadline.map(|(deadline, _)| self.seen().elapsed(deadline));
+                self.poll_slots(&names, options, until).await?
             }
-            let poll = self.config().poll_interval();
-            let until = deadline.map(|(deadline, _)| deadline);
-            let wake = {
-                let seen = self.seen();
-                names
-                    .iter()
-                    .map(|slot| seen.next_attempt(slot, now, poll, until))
-                    .min()
-            };
-            sleep_until(wake.unwrap_or(now + poll)).await;
-        }
+        };
+        taken.ok_or(Error::Timeout {
+            operation: "acquire_slot",
+            after: deadline.map_or(Duration::ZERO, |(_, limit)| limit),
+        })
     }
 
-    /// One try: a free slot in one call, else each slot by the waiting rule.
-    async fn try_slots(
+    /// The wait in the server, in calls of at most one heartbeat period (see
+    /// `acquire_in_server`); `None` at the deadline.
+    async fn slot_in_server(
         &self,
+        waits: &Waits,
         name: &str,
         count: i32,
-        names: &[String],
         options: &AcquireOptions,
+        deadline: Option<(Instant, Duration)>,
     ) -> Result<Option<Lock>, Error> {
         let config = self.config();
         let (owner, lease, data) = (config.owner(), config.lease(), options.data.as_deref());
-        let sent = Instant::now();
-        let row = self
-            .connection()
-            .call(
-                config.call_timeout(),
-                "pglock_acquire_slot",
-                |sql| async move { sql.acquire_slot(name, owner, count, lease, data).await },
-            )
-            .await
-            .map_err(Failure::into_error)?;
-        if let SlotRow {
-            acquired: true,
-            slot_name: Some(slot),
-            rvn: Some(rvn),
-        } = row
-        {
-            self.seen().forget(&slot);
-            return Ok(Some(self.hold(&slot, rvn, options.data.clone(), sent)));
+        loop {
+            let sent = Instant::now();
+            let wait = deadline.map_or(config.heartbeat_period(), |(deadline, _)| {
+                deadline
+                    .saturating_duration_since(sent)
+                    .min(config.heartbeat_period())
+            });
+            let limit = config.call_timeout().map(|limit| limit + wait);
+            let row = waits
+                .call(limit, "pglock_acquire_slot", |sql| async move {
+                    sql.acquire_slot_wait(name, owner, count, lease, data, wait)
+                        .await
+                })
+                .await?;
+            if let SlotRow {
+                acquired: true,
+                slot_name: Some(slot),
+                rvn: Some(rvn),
+            } = row
+            {
+                self.seen().forget(&slot);
+                return Ok(Some(self.hold(&slot, rvn, options.data.clone(), sent)));
+            }
+            if deadline.is_some_and(|(deadline, _)| Instant::now() >= deadline) {
+                return Ok(None);
+            }
         }
-        // Every slot held: watch each holder's RVN, and take a slot over once its
-        // RVN has stood still for its holder's lease (or take one freed meanwhile).
+    }
+
+    /// The protocol's waiting machine over the slots `names`, until `until`
+    /// (on the seen-clock; one already passed: one pass), polling.
+    async fn poll_slots(
+        &self,
+        names: &[String],
+        options: &AcquireOptions,
+        until: Option<Duration>,
+    ) -> Result<Option<Lock>, Error> {
         // Data as pglock_acquire_slot stores it: as given, none included.
         let per_slot = AcquireOptions {
             data: options.data.clone(),
             replace_data: true,
             wait_at_most: None,
         };
-        for slot in names {
-            if let Attempt::Acquired(lock) = self.try_acquire_with(slot, &per_slot).await? {
-                return Ok(Some(lock));
+        let watches = {
+            let seen = self.seen();
+            names.iter().map(|slot| seen.watch(slot)).collect()
+        };
+        let mut wait = Wait::new(names.len(), until, watches, Fields::WithoutData)
+            .polling_every(self.config().poll_interval());
+        loop {
+            let next = {
+                let seen = self.seen();
+                wait.next(seen.elapsed(Instant::now()), false)
+            };
+            match next {
+                Next::Attempt {
+                    target,
+                    observed_rvn,
+                    ..
+                } => {
+                    let slot = &names[target];
+                    let (row, sent) = self.attempt(slot, &per_slot, observed_rvn).await?;
+                    if row.acquired {
+                        self.seen().forget(slot);
+                        let rvn = row.holder.map_or(0, |holder| holder.rvn);
+                        return Ok(Some(self.hold(slot, rvn, row.data, sent)));
+                    }
+                    let mut seen = self.seen();
+                    wait.refused(seen.elapsed(Instant::now()), crate::acquire::seen(&row));
+                    seen.keep(slot, wait.watches()[target]);
+                }
+                Next::Sleep { until } => {
+                    let wake = self.seen().instant(until);
+                    sleep_until(wake).await;
+                }
+                Next::TimedOut => return Ok(None),
             }
         }
-        Ok(None)
     }
 }
 

@@ -29,15 +29,25 @@ SELECT name, rvn, renewed
   FROM pglock_heartbeat_many($1::text, $2::text[], $3::bigint[],
                              lease => make_interval(secs => $4::float8))";
 
-// wait_timeout is 0, always: the call must not wait in the server, where it
-// would hold the client's one connection and keep its renewals waiting. The
-// client waits between calls instead (see `semaphore.rs`).
-const ACQUIRE_SLOT: &str = "\
+// The waits: on a connection of their own (see `waits.rs`), at most
+// `wait_timeout` each; a waiting call holds its connection, so the client's
+// renewals never go over it.
+const ACQUIRE_WAIT: &str = "\
+SELECT acquired, rvn, owner, extract(epoch FROM lease)::float8, data
+  FROM pglock_acquire_wait($1::text, $2::text,
+                           lease => make_interval(secs => $3::float8),
+                           data => $4::bytea,
+                           replace_data => $5::boolean,
+                           wait_timeout => make_interval(secs => $6::float8))";
+
+const ACQUIRE_SLOT_WAIT: &str = "\
 SELECT acquired, slot_name, rvn
   FROM pglock_acquire_slot($1::text, $2::text, $3::integer,
                            lease => make_interval(secs => $4::float8),
                            data => $5::bytea,
-                           wait_timeout => '0')";
+                           wait_timeout => make_interval(secs => $6::float8))";
+
+const PRELOADED: &str = "SELECT pglock_preloaded()";
 
 const RELEASE: &str = "\
 SELECT pglock_release($1::text, $2::text, $3::bigint, keep => $4::boolean, data => $5::bytea)";
@@ -46,14 +56,22 @@ const GET: &str = "\
 SELECT name, owner, rvn, extract(epoch FROM lease)::float8, data, released
   FROM pglock_get($1::text)";
 
-/// A row of `pglock_acquire`: the new holder (us) or the current holder.
+/// A row of `pglock_acquire` (or `pglock_acquire_wait`): the new holder (us),
+/// or the current holder, if there is one to show (none: the lock is free but
+/// reserved for waiters queued in the server ahead of us).
 #[derive(Debug, Clone)]
 pub(crate) struct AcquireRow {
     pub acquired: bool,
+    pub holder: Option<HolderRow>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// The lock's RVN, owner and lease in an acquire's row.
+#[derive(Debug, Clone)]
+pub(crate) struct HolderRow {
     pub rvn: i64,
     pub owner: String,
     pub lease: Duration,
-    pub data: Option<Vec<u8>>,
 }
 
 /// A lock as `pglock_get` shows it.
@@ -98,31 +116,44 @@ pub(crate) struct AcquireCall<'a> {
 /// parameter and column is of a built-in type (arrays of `text` and `bigint`
 /// included): tokio-postgres would look any other up with a named statement of
 /// its own, which a pooler in transaction mode cannot keep either.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
     Acquire,
-    AcquireSlot,
     HeartbeatMany,
     Release,
     Get,
+    AcquireWait,
+    AcquireSlotWait,
+    Preloaded,
+}
+
+/// Which calls a connection is made ready for: the client's own connection
+/// makes every call but the waits, which go over connections of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Calls {
+    Main,
+    Waits,
+}
+
+impl Calls {
+    fn calls(self) -> &'static [Call] {
+        match self {
+            Calls::Main => &[Call::Acquire, Call::HeartbeatMany, Call::Release, Call::Get],
+            Calls::Waits => &[Call::AcquireWait, Call::AcquireSlotWait, Call::Preloaded],
+        }
+    }
 }
 
 impl Call {
-    const ALL: [Call; 5] = [
-        Call::Acquire,
-        Call::AcquireSlot,
-        Call::HeartbeatMany,
-        Call::Release,
-        Call::Get,
-    ];
-
     fn sql(self) -> &'static str {
         match self {
             Call::Acquire => ACQUIRE,
-            Call::AcquireSlot => ACQUIRE_SLOT,
             Call::HeartbeatMany => HEARTBEAT_MANY,
             Call::Release => RELEASE,
             Call::Get => GET,
+            Call::AcquireWait => ACQUIRE_WAIT,
+            Call::AcquireSlotWait => ACQUIRE_SLOT_WAIT,
+            Call::Preloaded => PRELOADED,
         }
     }
 
@@ -137,44 +168,60 @@ impl Call {
                 Type::BOOL,
                 Type::INT8,
             ],
-            Call::AcquireSlot => &[
+            Call::AcquireWait => &[
+                Type::TEXT,
+                Type::TEXT,
+                Type::FLOAT8,
+                Type::BYTEA,
+                Type::BOOL,
+                Type::FLOAT8,
+            ],
+            Call::AcquireSlotWait => &[
                 Type::TEXT,
                 Type::TEXT,
                 Type::INT4,
                 Type::FLOAT8,
                 Type::BYTEA,
+                Type::FLOAT8,
             ],
             Call::HeartbeatMany => &[Type::TEXT, Type::TEXT_ARRAY, Type::INT8_ARRAY, Type::FLOAT8],
             Call::Release => &[Type::TEXT, Type::TEXT, Type::INT8, Type::BOOL, Type::BYTEA],
             Call::Get => &[Type::TEXT],
+            Call::Preloaded => &[],
         }
     }
 }
 
-/// One connection, ready for pglock's calls in the configured [`StatementMode`].
+/// One connection, ready for a set of pglock's calls in the configured
+/// [`StatementMode`].
 #[derive(Debug)]
 pub(crate) struct Sql {
     pg: Arc<PgClient>,
-    /// The named statements, in [`Call::ALL`]'s order; `None` when unnamed.
-    prepared: Option<Vec<Statement>>,
+    /// The named statements of its calls; `None` when unnamed.
+    prepared: Option<Vec<(Call, Statement)>>,
 }
 
 impl Sql {
-    /// Makes the connection ready: prepares the statements, or, for unnamed
-    /// ones, has the server parse and plan each once (`EXPLAIN`, which runs
-    /// nothing). Either way it fails if pglock is not installed (or not on the
-    /// `search_path`) in the connection's database.
-    pub async fn prepare(pg: Arc<PgClient>, mode: StatementMode) -> Result<Self, Error> {
+    /// Makes the connection ready for `calls`: prepares their statements, or,
+    /// for unnamed ones, has the server parse and plan each once (`EXPLAIN`,
+    /// which runs nothing). Either way it fails if pglock is not installed (or
+    /// not on the `search_path`) in the connection's database, or too old for
+    /// one of the calls.
+    pub async fn prepare(
+        pg: Arc<PgClient>,
+        mode: StatementMode,
+        calls: Calls,
+    ) -> Result<Self, Error> {
         let prepared = match mode {
             StatementMode::Prepared => {
-                let mut statements = Vec::with_capacity(Call::ALL.len());
-                for call in Call::ALL {
-                    statements.push(pg.prepare_typed(call.sql(), call.types()).await?);
+                let mut statements = Vec::with_capacity(calls.calls().len());
+                for &call in calls.calls() {
+                    statements.push((call, pg.prepare_typed(call.sql(), call.types()).await?));
                 }
                 Some(statements)
             }
             StatementMode::Unnamed => {
-                for call in Call::ALL {
+                for &call in calls.calls() {
                     let explain = format!("EXPLAIN {}", call.sql());
                     let nulls: Vec<_> = call.types().iter().map(null_of).collect();
                     pg.query_typed(&explain, &typed(call, &nulls)).await?;
@@ -185,10 +232,21 @@ impl Sql {
         Ok(Self { pg, prepared })
     }
 
+    /// The named statement of `call`, if statements are named.
+    fn statement(&self, call: Call) -> Option<&Statement> {
+        let statements = self.prepared.as_ref()?;
+        let found = statements.iter().find(|(named, _)| *named == call);
+        Some(
+            &found
+                .expect("a connection is only asked the calls it was made ready for")
+                .1,
+        )
+    }
+
     /// Runs `call` with `params`; every row that comes back.
     async fn query(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
-        let rows = match &self.prepared {
-            Some(statements) => self.pg.query(&statements[call as usize], params).await?,
+        let rows = match self.statement(call) {
+            Some(statement) => self.pg.query(statement, params).await?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed(call.sql(), &typed).await?
@@ -203,12 +261,8 @@ impl Sql {
         call: Call,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, Error> {
-        let row = match &self.prepared {
-            Some(statements) => {
-                self.pg
-                    .query_opt(&statements[call as usize], params)
-                    .await?
-            }
+        let row = match self.statement(call) {
+            Some(statement) => self.pg.query_opt(statement, params).await?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed_opt(call.sql(), &typed).await?
@@ -219,12 +273,8 @@ impl Sql {
 
     /// Runs `call` with `params`; exactly one row comes back.
     async fn query_one(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
-        let row = match &self.prepared {
-            Some(statements) => {
-                self.pg
-                    .query_one(&statements[call as usize], params)
-                    .await?
-            }
+        let row = match self.statement(call) {
+            Some(statement) => self.pg.query_one(statement, params).await?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed_one(call.sql(), &typed).await?
@@ -252,29 +302,55 @@ impl Sql {
                 ],
             )
             .await?;
-        Ok(AcquireRow {
-            acquired: row.try_get(0)?,
-            rvn: row.try_get(1)?,
-            owner: row.try_get(2)?,
-            lease: seconds(&row, 3)?,
-            data: row.try_get(4)?,
-        })
+        acquire_row(&row)
     }
 
-    /// One pass over the `slots` slots of semaphore `name`, taking a free one for
-    /// `lease` with `data`; never a held one, and never waiting.
-    pub async fn acquire_slot(
+    /// [`Sql::acquire`], waiting in the server at most `wait`.
+    pub async fn acquire_wait(
+        &self,
+        name: &str,
+        owner: &str,
+        call: &AcquireCall<'_>,
+        wait: Duration,
+    ) -> Result<AcquireRow, Error> {
+        let row = self
+            .query_one(
+                Call::AcquireWait,
+                &[
+                    &name,
+                    &owner,
+                    &call.lease.as_secs_f64(),
+                    &call.data,
+                    &call.replace_data,
+                    &wait.as_secs_f64(),
+                ],
+            )
+            .await?;
+        acquire_row(&row)
+    }
+
+    /// A slot of the `slots` slots of semaphore `name` for `lease` with `data`,
+    /// waiting in the server at most `wait`.
+    pub async fn acquire_slot_wait(
         &self,
         name: &str,
         owner: &str,
         slots: i32,
         lease: Duration,
         data: Option<&[u8]>,
+        wait: Duration,
     ) -> Result<SlotRow, Error> {
         let row = self
             .query_one(
-                Call::AcquireSlot,
-                &[&name, &owner, &slots, &lease.as_secs_f64(), &data],
+                Call::AcquireSlotWait,
+                &[
+                    &name,
+                    &owner,
+                    &slots,
+                    &lease.as_secs_f64(),
+                    &data,
+                    &wait.as_secs_f64(),
+                ],
             )
             .await?;
         Ok(SlotRow {
@@ -282,6 +358,11 @@ impl Sql {
             slot_name: row.try_get(1)?,
             rvn: row.try_get(2)?,
         })
+    }
+
+    /// Whether the server preloads pglock: then its waits wake at once.
+    pub async fn preloaded(&self) -> Result<bool, Error> {
+        Ok(self.query_one(Call::Preloaded, &[]).await?.try_get(0)?)
     }
 
     /// What a cancel request for the connection's running statement needs.
@@ -348,6 +429,23 @@ impl Sql {
             released: row.try_get(5)?,
         }))
     }
+}
+
+fn acquire_row(row: &Row) -> Result<AcquireRow, Error> {
+    let rvn: Option<i64> = row.try_get(1)?;
+    let holder = match rvn {
+        Some(rvn) => Some(HolderRow {
+            rvn,
+            owner: row.try_get(2)?,
+            lease: seconds(row, 3)?,
+        }),
+        None => None,
+    };
+    Ok(AcquireRow {
+        acquired: row.try_get(0)?,
+        holder,
+        data: row.try_get(4)?,
+    })
 }
 
 /// `params` paired with the types `call` declares for them.

@@ -60,9 +60,10 @@ async fn with_lock_sees_a_takeover() {
 }
 
 /// The holder's connection dies mid-work and cannot be replaced: its heartbeats
-/// fail, the work is told the lock is lost before a rival (which starts waiting
-/// after the failure) takes it over, and the rival waited at least the holder's
-/// lease. (A client that reconnects keeps the lock: see `reconnect.rs`.)
+/// fail, and the work is told the lock is lost before a rival (which starts
+/// waiting after the failure) takes it over. (The rival may take it sooner than
+/// a lease after it began to wait: the server saw the holder's last renewal.
+/// A client that reconnects keeps the lock: see `reconnect.rs`.)
 #[tokio::test]
 async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
     let name = unique("silent");
@@ -79,17 +80,15 @@ async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
     let rival = async {
         held.await.unwrap();
         kill_connection(&holder_name).await;
-        let waiting_since = Instant::now();
         let lock = within(WAIT_LIMIT, "the takeover", rival.acquire(&name))
             .await
             .unwrap();
-        (waiting_since, Instant::now(), lock)
+        (Instant::now(), lock)
     };
-    let (outcome, (waiting_since, taken_at, lock)) =
-        within(WAIT_LIMIT, "the loss and the takeover", async {
-            tokio::join!(work, rival)
-        })
-        .await;
+    let (outcome, (taken_at, lock)) = within(WAIT_LIMIT, "the loss and the takeover", async {
+        tokio::join!(work, rival)
+    })
+    .await;
     assert!(
         matches!(
             outcome,
@@ -104,7 +103,6 @@ async fn the_work_learns_of_failing_heartbeats_before_a_rival_takes_over() {
         Work::SawLoss(at) => assert!(at < taken_at, "the rival took over before the loss"),
         Work::RanOut => panic!("the work never saw the loss"),
     }
-    assert!(taken_at - waiting_since >= lease, "rival took over early");
     lock.release().await.unwrap();
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, ms, unique};
+use common::{client, ms, superuser, unique};
 use pglock_client::{AcquireOptions, Attempt};
 use tokio::time::{sleep, Instant};
 
@@ -13,59 +13,63 @@ use tokio::time::{sleep, Instant};
 const HOLDER_LEASE: Duration = Duration::from_millis(1_500);
 
 /// While the holder heartbeats every try is refused with the holder's row; once
-/// the holder is gone, tries keep being refused until the last RVN seen has stood
-/// still for the holder's lease, then one takes the lock over.
+/// the holder falls silent, tries keep being refused until its last RVN has
+/// stood still for its lease (by the server's watch, or this client's), then
+/// one takes the lock over, never sooner than a lease after that last write.
+/// The holder is a plain session heartbeating by hand, so the test knows when
+/// it sent its last write.
 #[tokio::test]
 async fn try_acquire_fails_fast_then_takes_over_a_dead_holder() {
     let name = unique("dead");
-    let holder = client(&unique("holder"), HOLDER_LEASE, HOLDER_LEASE / 10).await;
+    let holder = superuser().await;
     let rival = client(&unique("rival"), ms(300), ms(100)).await;
-
-    let lock = holder
-        .acquire_with(&name, &AcquireOptions::new().data("holder's"))
+    let lease_secs = HOLDER_LEASE.as_secs_f64();
+    let mut rvn: i64 = holder
+        .query_one(
+            "SELECT rvn FROM pglock_acquire($1, 'holder', make_interval(secs => $2), 'holder''s')",
+            &[&name, &lease_secs],
+        )
         .await
-        .unwrap();
-    let first_rvn = lock.rvn();
-    // The latest RVN refused, with the instant before the first try that saw it.
-    let mut first_seen: Option<(i64, Instant)> = None;
+        .unwrap()
+        .get(0);
+    let first_rvn = rvn;
+    let mut last_sent = Instant::now();
     let started = Instant::now();
     while started.elapsed() < 2 * HOLDER_LEASE {
-        let before = Instant::now();
         match rival.try_acquire(&name).await.unwrap() {
             Attempt::Held(holder_row) => {
-                assert_eq!(holder_row.owner, holder.config().owner());
+                assert_eq!(holder_row.owner, "holder");
                 assert_eq!(holder_row.lease, HOLDER_LEASE);
                 assert_eq!(holder_row.data.as_deref(), Some(&b"holder's"[..]));
                 assert!(holder_row.rvn >= first_rvn);
-                if first_seen.map(|(rvn, _)| rvn) != Some(holder_row.rvn) {
-                    first_seen = Some((holder_row.rvn, before));
-                }
             }
             Attempt::Acquired(_) => panic!("took a live holder's lock"),
+            Attempt::Queued => panic!("nobody waits for it"),
         }
         sleep(ms(25)).await;
+        if last_sent.elapsed() >= HOLDER_LEASE / 10 {
+            last_sent = Instant::now();
+            rvn = holder
+                .query_one("SELECT pglock_heartbeat($1, 'holder', $2)", &[&name, &rvn])
+                .await
+                .unwrap()
+                .get(0);
+        }
     }
-    assert!(lock.rvn() > first_rvn, "the holder heartbeated meanwhile");
-    drop(lock);
+    assert!(rvn > first_rvn, "the holder heartbeated meanwhile");
 
-    // Tries every 25 ms for up to ten leases.
+    // Silent now.  Tries every 25 ms for up to ten leases.
     for _ in 0..(10 * HOLDER_LEASE.as_millis() / 25) {
-        let before = Instant::now();
         match rival.try_acquire(&name).await.unwrap() {
-            Attempt::Held(holder_row) => {
-                assert_eq!(holder_row.owner, holder.config().owner());
-                if first_seen.map(|(rvn, _)| rvn) != Some(holder_row.rvn) {
-                    first_seen = Some((holder_row.rvn, before));
-                }
-            }
+            Attempt::Held(holder_row) => assert_eq!(holder_row.rvn, rvn),
+            Attempt::Queued => panic!("nobody waits for it"),
             Attempt::Acquired(taken) => {
-                let (last_rvn, seen_at) = first_seen.expect("refused at least once");
-                let stood_still = seen_at.elapsed();
+                let stood_still = last_sent.elapsed();
                 assert!(
                     stood_still >= HOLDER_LEASE,
-                    "took over {stood_still:?} after first seeing RVN {last_rvn}"
+                    "took over {stood_still:?} after the holder's last write"
                 );
-                assert!(taken.rvn() > last_rvn);
+                assert!(taken.rvn() > rvn);
                 assert_eq!(taken.data(), Some(&b"holder's"[..]), "data is kept");
                 taken.release().await.unwrap();
                 return;

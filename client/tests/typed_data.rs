@@ -95,6 +95,7 @@ async fn a_checkpoint_goes_from_rust_to_plpgsql_and_back() {
             assert_eq!(holder.data_as::<Checkpoint>().unwrap(), Some(next));
         }
         Attempt::Acquired(lock) => panic!("acquired a held lock: {lock:?}"),
+        Attempt::Queued => panic!("nobody waits for it"),
     }
     lock.release().await.unwrap();
 }

@@ -106,7 +106,8 @@ pub async fn kill_connection(app: &str) {
         .await
         .expect("terminate the client's backend")
         .get(0);
-    assert_eq!(killed, 1, "one backend runs as {app}");
+    // Its own connection, and those it waits on in the server, if any.
+    assert!(killed >= 1, "a backend runs as {app}");
 }
 
 /// Moves the lock's RVN on, as a rival's takeover would.
