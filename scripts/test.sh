@@ -31,7 +31,7 @@ cd "$REPO"
 export CARGO_INCREMENTAL=0
 
 # What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
-CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting fence heartbeat_many semaphore upgrade)
+CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting queue observer watch fence heartbeat_many semaphore upgrade)
 FULL_MAJORS=(15 18)
 REST_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
 CRON_MAJORS=(15) # Debian has pg_cron only for its PostgreSQL 15

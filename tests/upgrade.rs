@@ -11,7 +11,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 
 /// Every released version, each updated from in a database of its own.
-const OLD_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+const OLD_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// Put the old install scripts next to the current one, as a server that had
 /// them installed still has them.
@@ -222,6 +222,21 @@ fn update_from(server: &Server, old: &str, database: &str) -> Vec<String> {
         .unwrap()
         .get(0);
     assert_eq!(slot, "slots#1");
+    // What 0.4.0 added: a watch, which returns at once for a lock already past
+    // the RVN given, and the view's count of each lock's waiters.
+    let watched: i64 = app
+        .query_one(
+            "SELECT rvn FROM pglock_watch('held', $1::bigint - 1, '1 s')",
+            &[&held],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(watched, held);
+    let waiting: i32 = app
+        .query_one("SELECT waiters FROM pglock_locks WHERE name = 'held'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0);
     let listed: i64 = app
         .query_one(
             "SELECT count(*) FROM pglock_locks WHERE holder_role = 'app'::regrole",

@@ -239,6 +239,26 @@ pub fn wait_until_running(observer: &mut Client, pid: i32, text: &str) {
     );
 }
 
+/// Block until backend `pid` sleeps in one of pglock's waits (`wait_event_type`
+/// `Extension`: pglock's own event on PostgreSQL 17 and later), at most
+/// [`WAIT_LIMIT`].
+pub fn wait_until_asleep(observer: &mut Client, pid: i32) {
+    wait_for(
+        &format!("backend {pid} asleep in a pglock wait"),
+        WAIT_LIMIT,
+        || {
+            observer
+                .query_one(
+                    "SELECT coalesce(bool_or(wait_event_type = 'Extension' AND state = 'active'), false) \
+                       FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .unwrap()
+                .get(0)
+        },
+    );
+}
+
 /// Block until backend `pid` waits for a heavyweight lock (`wait_event_type` is
 /// `Lock`; NULL while the backend runs) held by backend `holder` (at most
 /// [`WAIT_LIMIT`]).

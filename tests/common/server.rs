@@ -41,6 +41,8 @@ pub fn pg_bin() -> &'static Path {
 pub struct Server {
     pub dir: PathBuf,
     pub port: u16,
+    /// What the server's processes get in their environment besides ours.
+    env: Vec<(String, String)>,
 }
 
 /// The longest a server program (initdb, pg_ctl, pg_basebackup) may take.
@@ -61,13 +63,17 @@ pub fn postgres_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Run a server program (initdb, pg_ctl, ...) of the version under test as
-/// `postgres`, to its end; panic with its output if it fails.
-fn as_postgres(program: &str, args: &[&str]) {
-    let output = crate::output_within(
-        postgres_command(pg_bin().join(program)).args(args),
-        &format!("{program} {args:?}"),
-        PROGRAM_LIMIT,
-    );
+/// `postgres`, to its end, with `env` besides the environment; panic with its
+/// output if it fails.
+fn as_postgres(program: &str, args: &[&str], env: &[(String, String)]) {
+    // The environment goes to the program alone, through `env` run as postgres:
+    // an LD_PRELOAD given to the helper that switches users would run as root.
+    let mut command = postgres_command("env");
+    command
+        .args(env.iter().map(|(name, value)| format!("{name}={value}")))
+        .arg(pg_bin().join(program))
+        .args(args);
+    let output = crate::output_within(&mut command, &format!("{program} {args:?}"), PROGRAM_LIMIT);
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}\n{}{}",
@@ -90,7 +96,11 @@ pub fn chown_postgres(path: &Path) {
 impl Server {
     fn at(name: &str, port: u16) -> Server {
         let dir = PathBuf::from(format!("/tmp/pglock-{name}"));
-        let server = Server { dir, port };
+        let server = Server {
+            dir,
+            port,
+            env: Vec::new(),
+        };
         server.stop_if_running();
         let _ = fs::remove_dir_all(&server.dir);
         fs::create_dir_all(server.socket_dir()).expect("create the server's folders");
@@ -102,7 +112,22 @@ impl Server {
     /// A new cluster named `name` on `port` with `settings` in postgresql.conf,
     /// started, with pglock created in the database `postgres`.
     pub fn create(name: &str, port: u16, settings: &[&str]) -> Server {
-        let server = Server::at(name, port);
+        Server::create_with_env(name, port, settings, &[])
+    }
+
+    /// [`Server::create`], its processes started with `env` in their
+    /// environment (e.g. `LD_PRELOAD` and libfaketime's settings).
+    pub fn create_with_env(
+        name: &str,
+        port: u16,
+        settings: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut server = Server::at(name, port);
+        server.env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
         let data = server.data_dir();
         as_postgres(
             "initdb",
@@ -114,6 +139,7 @@ impl Server {
                 "--auth=trust",
                 "--no-sync",
             ],
+            &[],
         );
         server.configure(settings);
         server.start();
@@ -151,6 +177,7 @@ impl Server {
                 "-X",
                 "stream",
             ],
+            &[],
         );
         server.configure(settings);
         server.start();
@@ -192,7 +219,7 @@ impl Server {
             "-w",
         ];
         all.extend_from_slice(args);
-        as_postgres("pg_ctl", &all);
+        as_postgres("pg_ctl", &all, &self.env);
     }
 
     pub fn start(&self) {
