@@ -262,3 +262,7 @@ func eventually(ctx context.Context, cond func() bool) bool {
 		}
 	}
 }
+
+func getenv(name string) string { return os.Getenv(name) }
+
+func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }

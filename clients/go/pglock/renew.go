@@ -170,7 +170,7 @@ func (r *renewer) run() {
 // pglock_heartbeat_many call.
 func (c *Client) renewBatch(batch []*Lock) {
 	now := time.Now()
-	timeout := c.period()
+	var latest time.Time
 	locks := make([]*Lock, 0, len(batch))
 	names := make([]string, 0, len(batch))
 	rvns := make([]int64, 0, len(batch))
@@ -192,13 +192,20 @@ func (c *Client) renewBatch(batch []*Lock) {
 		locks = append(locks, l)
 		names = append(names, l.full)
 		rvns = append(rvns, rvn)
-		timeout = min(timeout, deadline.Sub(now))
+		if deadline.After(latest) {
+			latest = deadline
+		}
 	}
 	if len(locks) == 0 {
 		return
 	}
 	// The call is abandoned (and canceled in the server by the driver)
-	// after a period, or at the first deadline of its locks.
+	// after a period (at least a quarter of the lease), or at the latest
+	// deadline of its locks; a lock whose deadline comes first is lost by
+	// its own timer meanwhile. A call abandoned too late may still have
+	// renewed the locks in the server, with RVNs we never learn: they are
+	// then lost at the next call, which is the safe reading.
+	timeout := min(max(c.period(), c.leaseDuration/4), latest.Sub(now))
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Millisecond))
 	defer cancel()
 	sent := time.Now()
