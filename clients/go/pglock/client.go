@@ -62,7 +62,7 @@ type Client struct {
 	log                LevelLogger
 	owner              string
 
-	waiters gate // waiting acquires in the server, bounded below the pool's size
+	waiters *gate // waiting acquires in the server, bounded below the pool's size
 
 	seenMu sync.Mutex
 	seen   map[string]observation // pglock name -> holder RVN seen
@@ -135,7 +135,7 @@ func newClient(db *sql.DB, opts ...ClientOption) (*Client, error) {
 	if c.tableName != DefaultTableName && c.tableName != "" {
 		c.namespace = c.tableName + "/"
 	}
-	c.waiters.limit = c.waiterLimit
+	c.waiters = gateFor(db)
 	c.renewer.c = c
 	return c, nil
 }
@@ -159,17 +159,6 @@ func (c *Client) retryInterval() time.Duration {
 // for the first heartbeat.
 func (c *Client) waitChunk() time.Duration {
 	return max(min(maxWaitChunk, c.leaseDuration/4), time.Millisecond)
-}
-
-// waiterLimit is how many of the client's acquires may wait in the server at
-// once: each holds a connection of the pool while it waits, and the client's
-// releases and heartbeats need connections too.
-func (c *Client) waiterLimit() int {
-	n := c.db.Stats().MaxOpenConnections
-	if n <= 0 {
-		return int(^uint(0) >> 1)
-	}
-	return max(1, n-max(1, n/4))
 }
 
 // ClientOption reconfigures the lock client.
@@ -380,9 +369,9 @@ func (c *Client) Acquire(name string, opts ...LockOption) (*Lock, error) {
 // The wait happens in the server (pglock_acquire_wait), which sees a release
 // at once, in calls of at most a quarter of the lease so that ctx can end it;
 // a canceled ctx cancels the call in the server. Waiting calls hold a
-// connection each, and a client lets at most three quarters of the pool's
-// MaxOpenConns wait at once (the rest queue in the client), so that its
-// releases and heartbeats find connections.
+// connection each, and the clients of one *sql.DB let at most three quarters
+// of its MaxOpenConns wait at once (the rest queue in the client, in arrival
+// order), so that releases and heartbeats find connections.
 //
 // The lock's heartbeats, if the client has a heartbeat period, run until the
 // lock is released or lost, or the heartbeat context is done: ctx, unless

@@ -91,10 +91,10 @@
 // pglock 0.4.0 the server itself watches leases, so even a first try takes
 // over a holder it saw stand still for its lease.
 //
-// Each waiting call holds a connection of the pool for its length. A client
-// lets at most three quarters of the pool's MaxOpenConns (at least one) wait
-// in the server at once, the others queueing in the client in arrival order,
-// so that its releases and heartbeats find a connection; with no
+// Each waiting call holds a connection of the pool for its length. The
+// clients on one *sql.DB let at most three quarters of its MaxOpenConns (at
+// least one) wait in the server at once, the others queueing in the client in
+// arrival order, so that releases and heartbeats find a connection; with no
 // MaxOpenConns set, every waiter takes a connection, and the server's
 // max_connections is the bound. Bound the pool.
 //

@@ -257,7 +257,7 @@ func (c *Client) renewBatch(batch []*Lock) {
 			l.mu.Unlock()
 			continue
 		}
-		c.lose(l, "the server did not renew it (taken over, released or removed)", true)
+		c.lose(l, fmt.Sprintf("the server did not renew it at rvn %d (taken over, released or removed; call of %v for %d locks)", rvns[i], time.Since(sent), len(locks)), true)
 	}
 	c.log.Debug("renewed %d locks", len(locks))
 }
