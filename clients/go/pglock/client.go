@@ -580,15 +580,15 @@ func (c *Client) ReleaseContext(ctx context.Context, l *Lock) error {
 	return nil
 }
 
-// retry runs call, each time with a timeout of a lease, again after a
-// serialization failure or deadlock (which pglock's calls in autocommit do
-// not raise) or a broken connection, at most a few times and while ctx lasts.
+// retry runs call again after a serialization failure or deadlock (which
+// pglock's calls in autocommit do not raise) or a broken connection, a few
+// times at most, all within a lease (and ctx).
 func (c *Client) retry(ctx context.Context, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.leaseDuration)
+	defer cancel()
 	var err error
 	for attempt := 0; attempt < maxRetries; attempt++ {
-		callCtx, cancel := context.WithTimeout(ctx, c.leaseDuration)
-		err = call(callCtx)
-		cancel()
+		err = call(ctx)
 		if err == nil || ctx.Err() != nil || !(isRetryable(err) || isUnavailable(err)) {
 			return err
 		}
@@ -616,8 +616,6 @@ func (c *Client) SendHeartbeat(ctx context.Context, l *Lock) error {
 	if !held || released {
 		return ErrLockAlreadyReleased
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.leaseDuration)
-	defer cancel()
 	var newRVN int64
 	var sent time.Time
 	err := c.retry(ctx, func(ctx context.Context) error {

@@ -36,8 +36,8 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("PGLOCK_GO_HOLDER_UNUSED") != "" {
-		os.Exit(0)
+	if os.Getenv(holderEnv) != "" {
+		os.Exit(runHolder())
 	}
 	os.Exit(m.Run())
 }
