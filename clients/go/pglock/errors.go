@@ -119,6 +119,7 @@ const (
 	stateNotHeld              = "55000" // object_not_in_prerequisite_state
 	stateOtherRole            = "42501" // insufficient_privilege
 	stateQueryCanceled        = "57014"
+	stateUndefinedFunction    = "42883"
 )
 
 // typedError gives err one of the four kinds above, with msg in front.
@@ -127,6 +128,9 @@ func typedError(err error, msg string) error {
 		return nil
 	}
 	wrapped := fmt.Errorf("%s: %w", msg, err)
+	if sqlState(err) == stateUndefinedFunction && strings.Contains(err.Error(), "pglock_") {
+		wrapped = fmt.Errorf("%s: %w (%w: see CreateTable)", msg, err, ErrExtensionNotInstalled)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return &NotExistError{wrapped}
