@@ -76,6 +76,19 @@ type observation struct {
 	rvn    int64
 	lease  time.Duration
 	seenAt time.Time // when the reply showing rvn arrived (monotonic)
+	// notBefore delays the next takeover attempt after one was refused
+	// with rvn still standing (another role's lease has not run out by the
+	// server's clock yet).
+	notBefore time.Time
+}
+
+// takeoverAt is when a takeover of the holder at rvn may be tried.
+func (o observation) takeoverAt() time.Time {
+	t := o.seenAt.Add(o.lease)
+	if o.notBefore.After(t) {
+		return o.notBefore
+	}
+	return t
 }
 
 // New returns a lock client on db, which must hold a PostgreSQL driver:
@@ -416,7 +429,7 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	now := time.Now()
 	obs, seen := c.observed(l.full)
 	var observed any // NULL, or the RVN seen standing still for its lease
-	if seen && now.Sub(obs.seenAt) >= obs.lease {
+	if seen && !now.Before(obs.takeoverAt()) {
 		observed = obs.rvn
 	}
 	var storeData, dataIfNone []byte
@@ -430,7 +443,7 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	if !l.failIfLocked && observed == nil {
 		wait := c.waitChunk()
 		if seen {
-			wait = min(wait, obs.seenAt.Add(obs.lease).Sub(now))
+			wait = min(wait, obs.takeoverAt().Sub(now))
 		}
 		if deadline, ok := ctx.Deadline(); ok {
 			wait = min(wait, time.Until(deadline))
@@ -471,7 +484,7 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	// yet shows: a holder whose acquire has not committed, or (pglock
 	// 0.4.0) a free lock kept for a waiter queued in the server.
 	if rvn.Valid && lease.Valid {
-		c.observe(l.full, rvn.Int64, time.Duration(lease.Int64)*time.Microsecond)
+		c.observe(l.full, rvn.Int64, time.Duration(lease.Int64)*time.Microsecond, observed != nil)
 	}
 	l.mu.Lock()
 	l.owner = owner.String
@@ -497,11 +510,16 @@ func (c *Client) observed(full string) (observation, bool) {
 }
 
 // observe remembers a holder's RVN; the first sight of an RVN starts its
-// clock.
-func (c *Client) observe(full string, rvn int64, lease time.Duration) {
+// clock. tried says a takeover of that RVN was just refused: the next
+// waits a tenth of the lease (10 ms to 1 s).
+func (c *Client) observe(full string, rvn int64, lease time.Duration, tried bool) {
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
 	if o, ok := c.seen[full]; ok && o.rvn == rvn {
+		if tried {
+			o.notBefore = time.Now().Add(min(max(lease/10, 10*time.Millisecond), time.Second))
+			c.seen[full] = o
+		}
 		return
 	}
 	if len(c.seen) >= maxObservations {
@@ -632,6 +650,8 @@ func (c *Client) SendHeartbeat(ctx context.Context, l *Lock) error {
 	l.mu.Lock()
 	if !l.isReleased {
 		l.renewedAt(newRVN, sent)
+	} else {
+		l.recordVersionNumber = newRVN // lost meanwhile: a release frees it
 	}
 	l.mu.Unlock()
 	c.renewer.poke()

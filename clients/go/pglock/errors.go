@@ -1,7 +1,6 @@
 package pglock
 
 import (
-	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -167,8 +166,4 @@ func isUnavailable(err error) bool {
 		return true
 	}
 	return false
-}
-
-func isContextError(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

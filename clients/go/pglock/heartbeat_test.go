@@ -567,4 +567,3 @@ func TestWaitSeesRelease(t *testing.T) {
 		got.Close()
 	})
 }
-

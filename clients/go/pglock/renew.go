@@ -253,6 +253,10 @@ func (c *Client) renewBatch(batch []*Lock) {
 			l.mu.Lock()
 			if !l.isReleased {
 				l.renewedAt(res.rvn.Int64, sent)
+			} else if l.held {
+				// Lost at its deadline while the call was out: still
+				// lost, but a release now frees it with this RVN.
+				l.recordVersionNumber = res.rvn.Int64
 			}
 			l.mu.Unlock()
 			continue

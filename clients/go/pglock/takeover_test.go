@@ -228,3 +228,38 @@ func TestWaitTakesOverAcrossCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestTakeoverAcrossRoles: a dead holder of another role is taken over after
+// its lease too (the server also checks that lease by its own clock), and
+// its data does not pass to the new holder's role.
+func TestTakeoverAcrossRoles(t *testing.T) {
+	t.Parallel()
+	eachDriver(t, func(t *testing.T, driver string) {
+		const lease = time.Second
+		holder := newClient(t, openDB(t, driver, roleOther, 2), pglock.WithOwner("dead"),
+			pglock.WithLeaseDuration(lease), pglock.WithHeartbeatFrequency(0))
+		name := lockName(t)
+		if _, err := holder.Acquire(name, pglock.WithData([]byte("secret"))); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := lockRow(t, name)
+		logger := &testLogger{t: t}
+		rival, err := pglock.New(openDB(t, driver, roleApp, 2), pglock.WithLevelLogger(logger), pglock.WithOwner("rival"),
+			pglock.WithLeaseDuration(lease), pglock.WithHeartbeatFrequency(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := rival.AcquireContext(testContext(t, 20*time.Second), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		after, _ := lockRow(t, name)
+		if after.owner != "rival" || after.holder != roleApp || l.Data() != nil {
+			t.Errorf("after: %+v, data %q", after, l.Data())
+		}
+		if gap := after.updatedAt.Sub(before.updatedAt); gap < lease {
+			t.Errorf("taken over %v after the holder's write, before its lease (%v)", gap, lease)
+		}
+	})
+}
