@@ -38,8 +38,11 @@ const (
 	minPeriod = 10 * time.Millisecond
 	// maxRetryInterval bounds the wait before retrying a failed renewal.
 	maxRetryInterval = 500 * time.Millisecond
-	// maxWaitChunk bounds one pglock_acquire_wait call; see waitChunk.
-	maxWaitChunk = 5 * time.Second
+	// waitChunk bounds one pglock_acquire_wait call: a wait longer than
+	// that is several calls. It bounds how long a wait outlives a client
+	// whose cancel never reached the server; a call that ends loses its
+	// place in the server's queue of waiters (pglock 0.4.0).
+	waitChunk = 10 * time.Second
 	// maxRetries bounds the retries of a call that failed with 40001 or
 	// 40P01 (pglock's calls in autocommit do not raise them; a
 	// REPEATABLE READ default of the role could).
@@ -164,14 +167,6 @@ func (c *Client) period() time.Duration {
 
 func (c *Client) retryInterval() time.Duration {
 	return min(maxRetryInterval, c.period())
-}
-
-// waitChunk bounds one waiting call in the server: a quarter of the lease
-// (at most maxWaitChunk). A lock acquired at the end of a wait counts as
-// renewed when the wait was sent, so the wait must leave most of the lease
-// for the first heartbeat.
-func (c *Client) waitChunk() time.Duration {
-	return max(min(maxWaitChunk, c.leaseDuration/4), time.Millisecond)
 }
 
 // ClientOption reconfigures the lock client.
@@ -380,8 +375,8 @@ func (c *Client) Acquire(name string, opts ...LockOption) (*Lock, error) {
 // ErrNotAcquired.
 //
 // The wait happens in the server (pglock_acquire_wait), which sees a release
-// at once, in calls of at most a quarter of the lease so that ctx can end it;
-// a canceled ctx cancels the call in the server. Waiting calls hold a
+// at once, in calls of at most 10 s (and never past ctx's deadline); a
+// canceled ctx cancels the call in the server. Waiting calls hold a
 // connection each, and the clients of one *sql.DB let at most three quarters
 // of its MaxOpenConns wait at once (the rest queue in the client, in arrival
 // order), so that releases and heartbeats find connections.
@@ -441,7 +436,7 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	statement, last := sqlAcquire, observed
 	callTimeout := c.leaseDuration
 	if !l.failIfLocked && observed == nil {
-		wait := c.waitChunk()
+		wait := waitChunk
 		if seen {
 			wait = min(wait, obs.takeoverAt().Sub(now))
 		}
@@ -470,6 +465,12 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if acquired && statement == sqlAcquireWait && time.Since(sent) > c.leaseDuration/8 {
+		acquired, rvn, sent, err = c.renewAfterWait(ctx, l, rvn.Int64, sent)
+		if err != nil {
+			return false, err
+		}
+	}
 	if acquired {
 		c.forget(l.full)
 		l.mu.Lock()
@@ -492,6 +493,32 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	l.isReleased = true
 	l.mu.Unlock()
 	return false, nil
+}
+
+// renewAfterWait renews a lock that a wait in the server acquired: the lock
+// counts as renewed when the request was sent (the write came later, but
+// when exactly is unknown), and a long wait would leave it little of its
+// lease, or none. A renewal now gives it a lease from now. A lock found not
+// held (removed by an operator meanwhile) was not acquired after all; one
+// whose renewal fails otherwise keeps the wait's time, and fails the
+// acquire if its deadline has passed already.
+func (c *Client) renewAfterWait(ctx context.Context, l *Lock, rvn int64, sent time.Time) (bool, sql.NullInt64, time.Time, error) {
+	callCtx, cancel := context.WithTimeout(ctx, c.leaseDuration)
+	defer cancel()
+	var newRVN int64
+	renewSent := time.Now()
+	err := c.db.QueryRowContext(callCtx, sqlHeartbeat, l.full, c.owner, rvn, micros(c.leaseDuration)).Scan(&newRVN)
+	switch s := sqlState(err); {
+	case err == nil:
+		return true, sql.NullInt64{Int64: newRVN, Valid: true}, renewSent, nil
+	case s == stateNotHeld || s == stateOtherRole:
+		c.log.Debug("acquired %v after a wait, then found it not held: %v", l.name, err)
+		return false, sql.NullInt64{}, sent, nil
+	case time.Now().After(sent.Add(c.leaseDuration - min(c.period(), c.leaseDuration/4))):
+		return false, sql.NullInt64{}, sent, err
+	}
+	c.log.Debug("acquired %v after a wait; renewing it failed: %v", l.name, err)
+	return true, sql.NullInt64{Int64: rvn, Valid: true}, sent, nil
 }
 
 // nullBytes sends a nil slice as NULL, whatever the driver makes of nil slices.

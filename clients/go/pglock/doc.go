@@ -82,9 +82,10 @@
 // A caller that finds the lock held waits the holder's lease and takes the
 // lock over if the holder's RVN stood still meanwhile (the holder stopped
 // renewing it). The server does the waiting (pglock_acquire_wait), in calls
-// of at most a quarter of the client's lease (and at most 5 s) so that the
-// caller's context can end the wait; a context that ends cancels the call in
-// the server (both drivers send PostgreSQL a cancel request). The client
+// of at most 10 s; a context that ends cancels the call in the server (both
+// drivers send PostgreSQL a cancel request), and a call never outlives its
+// context's deadline. With pglock 0.4.0 the server serves waiters in arrival
+// order; a wait longer than one call joins the queue again. The client
 // remembers the RVN it saw between calls, so a wait longer than one call, and
 // a FailIfLocked caller that tries again after the holder's lease, take a
 // dead holder's lock over (the original's FailIfLocked never can). From
@@ -137,8 +138,10 @@
 //
 // A lost lock is marked released (IsReleased), its heartbeat context is
 // canceled, and so is the context Do gave its function. A lock acquired at
-// the end of a wait counts as renewed when the wait was sent, which is why a
-// wait lasts at most a quarter of the lease.
+// the end of a wait counts as renewed when the wait was sent (the write came
+// later, but when is unknown); after a wait of more than an eighth of the
+// lease, the client renews the lock before it returns it, so that its lease
+// counts from then.
 //
 // Without heartbeats (a period of 0) nothing renews a lock and nothing
 // reports it lost: it is safe for one lease after it was acquired, and

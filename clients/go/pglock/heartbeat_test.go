@@ -567,3 +567,33 @@ func TestWaitSeesRelease(t *testing.T) {
 		got.Close()
 	})
 }
+
+// TestLongWaitKeepsLease: a wait in the server longer than the waiter's own
+// lease (1 s) ends with a lock that is not lost at once: the client renews
+// it before returning it, so its lease counts from then.
+func TestLongWaitKeepsLease(t *testing.T) {
+	t.Parallel()
+	eachDriver(t, func(t *testing.T, driver string) {
+		db := openDB(t, driver, roleApp, 4)
+		holder := newClient(t, db, pglock.WithLeaseDuration(60*time.Second), pglock.WithHeartbeatFrequency(0))
+		waiter := newClient(t, db, pglock.WithLeaseDuration(time.Second), pglock.WithHeartbeatFrequency(200*time.Millisecond))
+		name := lockName(t)
+		l, err := holder.Acquire(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(1500*time.Millisecond, func() { l.Close() })
+		got, err := waiter.AcquireContext(testContext(t, 20*time.Second), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer got.Close()
+		start := got.RecordVersionNumber()
+		if got.IsReleased() {
+			t.Fatal("lost as soon as acquired")
+		}
+		if !eventually(testContext(t, 5*time.Second), func() bool { return got.RecordVersionNumber() > start }) || got.IsReleased() {
+			t.Fatal("not renewed after a long wait")
+		}
+	})
+}

@@ -82,20 +82,17 @@ func TestTypedError(t *testing.T) {
 
 func TestPeriods(t *testing.T) {
 	for _, c := range []struct {
-		lease, heartbeat, period, chunk time.Duration
+		lease, heartbeat, period time.Duration
 	}{
-		{20 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second},
-		{2 * time.Second, 0, 2 * time.Second, 500 * time.Millisecond},
-		{5 * time.Second, 1, minPeriod, 1250 * time.Millisecond},
-		{10 * time.Millisecond, time.Millisecond, 5 * time.Millisecond, 2500 * time.Microsecond},
-		{time.Hour, time.Minute, time.Minute, maxWaitChunk},
+		{20 * time.Second, 5 * time.Second, 5 * time.Second},
+		{2 * time.Second, 0, 2 * time.Second},
+		{5 * time.Second, 1, minPeriod},
+		{10 * time.Millisecond, time.Millisecond, 5 * time.Millisecond},
+		{time.Hour, time.Minute, time.Minute},
 	} {
 		c2 := &Client{leaseDuration: c.lease, heartbeatFrequency: c.heartbeat}
 		if p := c2.period(); p != c.period {
 			t.Errorf("lease %v, heartbeat %v: period %v, want %v", c.lease, c.heartbeat, p, c.period)
-		}
-		if w := c2.waitChunk(); w != c.chunk {
-			t.Errorf("lease %v: wait chunk %v, want %v", c.lease, w, c.chunk)
 		}
 	}
 }
