@@ -92,6 +92,10 @@
 // pglock 0.4.0 the server itself watches leases, so even a first try takes
 // over a holder it saw stand still for its lease.
 //
+// A context that ends just as the server acquires the lock can leave the lock
+// acquired for nobody: the reply is lost with the canceled call. Nobody renews
+// it, so it is free again one lease later, like a crashed holder's.
+//
 // Each waiting call holds a connection of the pool for its length. The
 // clients on one *sql.DB let at most three quarters of its MaxOpenConns (at
 // least one) wait in the server at once, the others queueing in the client in
@@ -131,10 +135,13 @@
 //   - Anything else is transient (a broken connection, a server restarting,
 //     a timeout): the renewal is retried after min(0.5 s, period), over
 //     whatever connection the pool gives, for as long as the deadline allows.
-//     A call is abandoned, and canceled in the server, after a period or at
-//     the first deadline of its locks. A server that is back within the
-//     deadline gets the next retry, and the lock is kept (cirello.io/pglock
-//     #18, #40).
+//     A call is abandoned, and canceled in the server, after a period (at
+//     least a quarter of the lease) or at the latest deadline of its locks; a
+//     lock whose own deadline comes first is lost at it meanwhile. A call
+//     abandoned too late may still have renewed its locks, with RVNs the
+//     client never learns: the next call finds them not renewed, and they are
+//     lost, the safe reading. A server that is back within the deadline gets
+//     the next retry, and the lock is kept (cirello.io/pglock #18, #40).
 //
 // A lost lock is marked released (IsReleased), its heartbeat context is
 // canceled, and so is the context Do gave its function. A lock acquired at
