@@ -40,6 +40,29 @@ gofmt_clean() {
     [[ -z $out ]] || { echo "not gofmt'ed:"; echo "$out"; return 1; }
 }
 
+# Servers the tests start of their own are stopped by the tests, also when a
+# test fails; a test binary that dies (a timeout) cannot, so stop here what
+# this run left behind (never another run's: those were there before).
+repo=$(cd ../.. && pwd)
+before=$(shopt -s nullglob; echo /tmp/pglock-go-test-*)
+leftovers() {
+    local d bindir
+    bindir=$("$PGLOCK_PG_CONFIG" --bindir)
+    for d in /tmp/pglock-go-test-*; do
+        [[ -d $d && " $before " != *" $d "* ]] || continue
+        if [[ -f $d/data/postmaster.pid ]]; then
+            echo "stopping a server left in $d"
+            if ((EUID == 0)); then
+                "$repo/scripts/as-postgres" "$bindir/pg_ctl" -D "$d/data" -m immediate -w stop >/dev/null || true
+            else
+                "$bindir/pg_ctl" -D "$d/data" -m immediate -w stop >/dev/null || true
+            fi
+        fi
+        rm -rf "$d"
+    done
+}
+trap leftovers EXIT
+
 total=$(now_us)
 step "gofmt -l" gofmt_clean
 step "go vet" go vet ./...

@@ -3,7 +3,7 @@ package pglock_test
 // A PostgreSQL server of a test's own, for what the shared one must not
 // suffer (a stop and a restart): the binaries of PGLOCK_PG_CONFIG --bindir,
 // run as postgres (through scripts/as-postgres when the tests run as root),
-// on a Unix socket only, in a folder /tmp/pglock-go-*, on a port of
+// on a Unix socket only, in a folder /tmp/pglock-go-test-*, on a port of
 // 55521-55539. Stopped and removed when the test ends, also on failure.
 
 import (
@@ -50,7 +50,7 @@ func startOwnServer(t testing.TB, port int) *ownServer {
 		}
 		s.prefix = []string{asPostgres}
 	}
-	s.dir, err = os.MkdirTemp("/tmp", "pglock-go-")
+	s.dir, err = os.MkdirTemp("/tmp", "pglock-go-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
