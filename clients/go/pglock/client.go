@@ -386,19 +386,27 @@ func (c *Client) Acquire(name string, opts ...LockOption) (*Lock, error) {
 // WithCustomHeartbeatContext gives another.
 func (c *Client) AcquireContext(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
 	l := c.newLock(ctx, name, opts)
+	maxWait := waitChunk
 	for attempt := 0; ; {
 		if ctx.Err() != nil {
 			l.heartbeatCancel()
 			return nil, ErrNotAcquired
 		}
-		acquired, err := c.tryAcquire(ctx, l)
+		start := time.Now()
+		acquired, err := c.tryAcquire(ctx, l, maxWait)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			l.heartbeatCancel()
 			return nil, ErrNotAcquired
+		case err != nil && sqlState(err) == stateQueryCanceled && time.Since(start) >= 20*time.Millisecond:
+			// Canceled with ctx alive, after a while: a
+			// statement_timeout shorter than the wait. Wait in
+			// shorter calls.
+			maxWait = max(time.Since(start)/2, 10*time.Millisecond)
+			c.log.Debug("acquire %v: waits of %v from now on, after %v", name, maxWait, err)
+			continue
 		case err != nil && (isRetryable(err) || sqlState(err) == stateQueryCanceled) && attempt < maxRetries:
-			// 57014 with ctx alive: a statement_timeout, or a cancel
-			// meant for another statement. Try again.
+			// Or a cancel meant for another statement. Try again.
 			attempt++
 			c.log.Debug("acquire %v: retrying after %v", name, err)
 			continue
@@ -420,7 +428,7 @@ func (c *Client) AcquireContext(ctx context.Context, name string, opts ...LockOp
 
 // tryAcquire makes one attempt: a takeover or a fail-fast try (pglock_acquire),
 // or one wait in the server (pglock_acquire_wait).
-func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
+func (c *Client) tryAcquire(ctx context.Context, l *Lock, maxWait time.Duration) (bool, error) {
 	now := time.Now()
 	obs, seen := c.observed(l.full)
 	var observed any // NULL, or the RVN seen standing still for its lease
@@ -436,7 +444,7 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock) (bool, error) {
 	statement, last := sqlAcquire, observed
 	callTimeout := c.leaseDuration
 	if !l.failIfLocked && observed == nil {
-		wait := waitChunk
+		wait := maxWait
 		if seen {
 			wait = min(wait, obs.takeoverAt().Sub(now))
 		}

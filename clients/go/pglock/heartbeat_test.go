@@ -597,3 +597,32 @@ func TestLongWaitKeepsLease(t *testing.T) {
 		}
 	})
 }
+
+// TestStatementTimeout: a role whose statement_timeout (300 ms) is shorter
+// than the client's waits in the server still waits, in shorter calls, and
+// gets the lock when it is released.
+func TestStatementTimeout(t *testing.T) {
+	t.Parallel()
+	eachDriver(t, func(t *testing.T, driver string) {
+		requireServer(t)
+		db, err := sql.Open(driver, dsn(roleApp)+" options='-c statement_timeout=300'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(4)
+		t.Cleanup(func() { db.Close() })
+		holder := newClient(t, openDB(t, driver, roleApp, 2), pglock.WithLeaseDuration(60*time.Second), pglock.WithHeartbeatFrequency(0))
+		waiter := newClient(t, db, pglock.WithLeaseDuration(5*time.Second), pglock.WithHeartbeatFrequency(time.Second))
+		name := lockName(t)
+		l, err := holder.Acquire(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(5*time.Second, func() { l.Close() }) // past 10 retries of 300 ms
+		got, err := waiter.AcquireContext(testContext(t, 20*time.Second), name)
+		if err != nil {
+			t.Fatal("waiting with a short statement_timeout:", err)
+		}
+		got.Close()
+	})
+}
