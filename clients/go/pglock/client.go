@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -71,6 +72,10 @@ type Client struct {
 	seen   map[string]observation // pglock name -> holder RVN seen
 
 	renewer renewer
+
+	// waitInTx: waits run in READ COMMITTED transactions (the role's
+	// default isolation is higher).
+	waitInTx atomic.Bool
 }
 
 // observation is a holder's RVN as first seen by the client, for the
@@ -468,8 +473,22 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock, maxWait time.Duration)
 		data     []byte
 	)
 	sent := time.Now()
-	err := c.db.QueryRowContext(callCtx, statement, l.full, c.owner, micros(c.leaseDuration),
-		nullBytes(storeData), l.replaceData, last, nullBytes(dataIfNone)).Scan(&acquired, &rvn, &owner, &lease, &data)
+	args := []any{l.full, c.owner, micros(c.leaseDuration), nullBytes(storeData), l.replaceData, last, nullBytes(dataIfNone)}
+	dest := []any{&acquired, &rvn, &owner, &lease, &data}
+	var err error
+	if statement == sqlAcquireWait && c.waitInTx.Load() {
+		err = c.queryReadCommitted(callCtx, statement, args, dest)
+	} else {
+		err = c.db.QueryRowContext(callCtx, statement, args...).Scan(dest...)
+	}
+	if statement == sqlAcquireWait && sqlState(err) == stateInvalidTransactionState && !c.waitInTx.Load() {
+		// The role's default isolation is REPEATABLE READ or
+		// SERIALIZABLE, where a wait would not see the release it waits
+		// for (pglock refuses it): wait in READ COMMITTED transactions.
+		c.log.Debug("waiting in READ COMMITTED transactions from now on: %v", err)
+		c.waitInTx.Store(true)
+		err = c.queryReadCommitted(callCtx, statement, args, dest)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -501,6 +520,20 @@ func (c *Client) tryAcquire(ctx context.Context, l *Lock, maxWait time.Duration)
 	l.isReleased = true
 	l.mu.Unlock()
 	return false, nil
+}
+
+// queryReadCommitted runs a one-row query in a READ COMMITTED transaction of
+// its own, and commits it.
+func (c *Client) queryReadCommitted(ctx context.Context, query string, args, dest []any) error {
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	if err := tx.QueryRowContext(ctx, query, args...).Scan(dest...); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // renewAfterWait renews a lock that a wait in the server acquired: the lock

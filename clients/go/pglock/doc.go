@@ -92,6 +92,11 @@
 // pglock 0.4.0 the server itself watches leases, so even a first try takes
 // over a holder it saw stand still for its lease.
 //
+// A role whose statement_timeout is shorter than a call waits in shorter
+// calls. A role whose transactions default to REPEATABLE READ or SERIALIZABLE,
+// where pglock refuses to wait (25000: the snapshot would never show the
+// release), waits in READ COMMITTED transactions of the client's own.
+//
 // A context that ends just as the server acquires the lock can leave the lock
 // acquired for nobody: the reply is lost with the canceled call. Nobody renews
 // it, so it is free again one lease later, like a crashed holder's.

@@ -113,12 +113,13 @@ func sqlState(err error) string {
 }
 
 const (
-	stateSerializationFailure = "40001"
-	stateDeadlockDetected     = "40P01"
-	stateNotHeld              = "55000" // object_not_in_prerequisite_state
-	stateOtherRole            = "42501" // insufficient_privilege
-	stateQueryCanceled        = "57014"
-	stateUndefinedFunction    = "42883"
+	stateSerializationFailure    = "40001"
+	stateDeadlockDetected        = "40P01"
+	stateNotHeld                 = "55000" // object_not_in_prerequisite_state
+	stateOtherRole               = "42501" // insufficient_privilege
+	stateQueryCanceled           = "57014"
+	stateUndefinedFunction       = "42883"
+	stateInvalidTransactionState = "25000"
 )
 
 // typedError gives err one of the four kinds above, with msg in front.

@@ -626,3 +626,47 @@ func TestStatementTimeout(t *testing.T) {
 		got.Close()
 	})
 }
+
+// TestSerializableDefault: a role whose transactions default to
+// SERIALIZABLE (where pglock refuses to wait) waits all the same, in READ
+// COMMITTED transactions of the client's own, and the rest works as usual.
+func TestSerializableDefault(t *testing.T) {
+	t.Parallel()
+	eachDriver(t, func(t *testing.T, driver string) {
+		requireServer(t)
+		db, err := sql.Open(driver, dsn(roleApp)+" options='-c default_transaction_isolation=serializable'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(4)
+		t.Cleanup(func() { db.Close() })
+		c := newClient(t, db, pglock.WithLeaseDuration(2*time.Second), pglock.WithHeartbeatFrequency(200*time.Millisecond))
+		ctx := testContext(t, 20*time.Second)
+		name := lockName(t)
+		l, err := c.AcquireContext(ctx, name, pglock.KeepOnRelease(), pglock.WithData([]byte("x")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.AcquireContext(ctx, name, pglock.FailIfLocked()); !errors.Is(err, pglock.ErrNotAcquired) {
+			t.Error("FailIfLocked:", err)
+		}
+		start := l.RecordVersionNumber()
+		if !eventually(ctx, func() bool { return l.RecordVersionNumber() > start }) || l.IsReleased() {
+			t.Fatal("not renewed")
+		}
+		time.AfterFunc(500*time.Millisecond, func() { l.Close() })
+		l2, err := c.AcquireContext(ctx, name) // waits for the release
+		if err != nil {
+			t.Fatal("waiting under SERIALIZABLE:", err)
+		}
+		if string(l2.Data()) != "x" {
+			t.Errorf("kept data: %q", l2.Data())
+		}
+		if got, err := c.Get(name); err != nil || got.Owner() != l2.Owner() {
+			t.Error("Get:", err)
+		}
+		if err := l2.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
