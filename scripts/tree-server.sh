@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Private servers from any PostgreSQL tree, named by its pg_config, for the
 # operations tests (packaging/prometheus/test.sh, tests/pg_upgrade/pg_upgrade.sh):
 # they take the trees to use as arguments, so the test command points them at

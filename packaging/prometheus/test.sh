@@ -164,7 +164,7 @@ scrape() {
 # value SERIES FILE: the value of SERIES (NAME or NAME{label="..."}), whatever
 # other labels it has; fails unless exactly one line matches.
 value() {
-    local name=${1%%\{*} labels= lines
+    local name=${1%%\{*} labels='' lines
     [[ $1 == *\{* ]] && labels=${1#*\{} && labels=${labels%\}}
     lines=$(awk -v name="$name" -v labels="$labels" '
         $1 == name || index($1, name "{") == 1 {
@@ -232,7 +232,7 @@ for metric in $used; do
         ok "$metric (used by the alerts) comes with pglock 0.4.0"
         continue
     fi
-    grep -q "^$metric[{ ]" "$work/metrics" || fail "$metric is used by alerts.yaml but not exported"
+    grep -q "^${metric}[{ ]" "$work/metrics" || fail "$metric is used by alerts.yaml but not exported"
     ok "$metric (used by the alerts) is exported"
 done
 
