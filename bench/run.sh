@@ -16,20 +16,24 @@ done
 major=$(pg_option "${options[@]}")
 if $smoke; then
     seconds=${PGLOCK_BENCH_SECONDS:-1} rounds=1 bloat_heartbeats=20000 scale_rows=100000
+    handoff_seconds=1 handoff_rounds=5
 else
     seconds=${PGLOCK_BENCH_SECONDS:-5} rounds=3 bloat_heartbeats=1000000 scale_rows=1000000
+    handoff_seconds=8 handoff_rounds=40
 fi
 client_counts=(1 4 16)
 scripts=bench/scripts
 results=$(mktemp)
+handoff_report=$(mktemp)
 
 setup
 use_postgres "$major"
 install_extension
-trap 'private_server_stop bench; rm -f "$results"' EXIT
-# No timed checkpoint inside a run: each run starts right after one.
+trap 'private_server_stop bench; rm -f "$results" "$handoff_report"' EXIT
+# No timed checkpoint inside a run: each run starts right after one.  pglock
+# preloaded, as the reference recommends: its waits queue and wake at once.
 private_server_start bench 54332 max_connections=100 shared_buffers=256MB \
-    checkpoint_timeout=1h max_wal_size=8GB
+    checkpoint_timeout=1h max_wal_size=8GB shared_preload_libraries=pglock
 export PGDATABASE=postgres
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pglock" -f bench/setup.sql
@@ -214,11 +218,23 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 
+say "12. waiting: hand-offs against pg_advisory_lock (client/examples/handoff.rs)"
+# Hand-off latency, 8 sessions looping wait + release, arrival order, a silent
+# holder's lock taken, the Rust client's hand-off; its report joins ours, and
+# the loop's hand-offs per second join the chart.
+cargo build --release --quiet -p pglock-client --example handoff
+"${CARGO_TARGET_DIR:-$REPO/target}/release/examples/handoff" \
+    "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" "$handoff_seconds" "$handoff_rounds" \
+    | tee "$handoff_report"
+awk '$1 == "result" && $2 == "handoff-loop" { print "waiting-handoffs", $3, $4, $5, 0 }' \
+    "$handoff_report" >>"$results"
+
 say "results"
 awk -v size_before="$size_before" -v size_after="$size_after" -v updates="$updates" -v hot="$hot" \
     -v pglock_wal="$pglock_wal" -v pglock_xids="$pglock_xids" -v client_wal="$client_wal" \
     -v failed_attempts="$failed_attempts" -v client_attempts="$client_attempts" \
     -v scale_rows="$scale_rows" -v bloat_heartbeats="$bloat_heartbeats" \
     -f bench/report.awk "$results" | tee target/bench-report.txt
+grep -v '^result ' "$handoff_report" >>target/bench-report.txt
 awk -f bench/chart.awk "$results" >target/bench-chart.svg
 echo "chart: target/bench-chart.svg"

@@ -112,21 +112,55 @@ expect "a forced release" "$(sql app ops_admin "SELECT pglock_force_release('doo
 acquire app ops_app1 silent w3 '1 second' >/dev/null
 acquire app ops_app2 other-role w9 '1 hour' >/dev/null
 acquire app2 ops_app1 elsewhere w1 '1 hour' xy >/dev/null   # 2 bytes, in the other database
+# asleep_in_wait DATABASE: until one session of it sleeps in a pglock wait.
+asleep_in_wait() {
+    for _ in $(seq 300); do
+        [[ $(sql "$1" postgres "SELECT count(*) FROM pg_stat_activity
+                                 WHERE datname = '$1' AND wait_event_type = 'Extension'") == 1 ]] && return 0
+        sleep 0.05
+    done
+    fail "no session of $1 asleep in a pglock wait"
+}
+# A hand-off: a waiter asleep, the holder's release hands it the lock.
+handed=$(acquire app ops_app1 handed w1 '1 hour')
+tree_sql "$pg_config" "$work" "$port" app ops_app1 \
+    "SELECT acquired FROM pglock_acquire_wait('handed', 'w5', '1 hour', wait_timeout => '30 s')" \
+    >"$work/handed.out" 2>&1 &
+handed_pid=$!
+asleep_in_wait app
+sleep 0.3
+expect "a release hands the lock to its waiter" \
+    "$(sql app ops_app1 "SELECT pglock_release('handed', 'w1', $handed)")" t
+wait "$handed_pid" || fail "the waiter: $(cat "$work/handed.out")"
+expect "the waiter got it" "$(cat "$work/handed.out")" t
+# A waiter still waiting when the exporter scrapes (cancelled at the end).
+tree_sql "$pg_config" "$work" "$port" app ops_app1 \
+    "SELECT acquired FROM pglock_acquire_wait('held-b', 'w6', '1 hour', wait_timeout => '5 min')" \
+    >/dev/null 2>&1 &
+waiting_pid=$!
+asleep_in_wait app
 # The holder of "silent" stops: wait until it is 2 leases silent.
 sleep 2.2
 
-# What the exporter must show (held: held-a, held-b, taken, silent, other-role).
+# What the exporter must show (held: held-a, held-b, taken, silent, other-role,
+# handed; the waiter's acquire counts as an acquisition).
 declare -A want=(
-    [pglock_acquisitions_total]=9 [pglock_takeovers_total]=1 [pglock_refusals_total]=1
+    [pglock_acquisitions_total]=11 [pglock_takeovers_total]=1 [pglock_refusals_total]=1
     [pglock_heartbeats_total]=1 [pglock_heartbeat_failures_total]=1
-    [pglock_releases_total]=2 [pglock_forced_releases_total]=1
-    ['pglock_locks_held{datname="app"}']=5 ['pglock_locks_released{datname="app"}']=1
+    [pglock_releases_total]=3 [pglock_forced_releases_total]=1
+    [pglock_waits_total]=1 [pglock_handoffs_total]=1 [pglock_waiting]=1
+    [pglock_observations_forgotten_total]=0
+    ['pglock_locks_held{datname="app"}']=6 ['pglock_locks_released{datname="app"}']=1
     ['pglock_locks_expired{datname="app"}']=1 ['pglock_locks_data_bytes{datname="app"}']=13
+    ['pglock_locks_waiters{datname="app"}']=1
     ['pglock_locks_held{datname="app2"}']=1 ['pglock_locks_released{datname="app2"}']=0
     ['pglock_locks_expired{datname="app2"}']=0 ['pglock_locks_data_bytes{datname="app2"}']=2
+    ['pglock_locks_waiters{datname="app2"}']=0
 )
-expect "pglock_stats() as the exporter reads it" "$(sql app pglock_exporter "SELECT * FROM pglock_stats()")" \
-    "9|1|1|1|1|2|1"
+expect "pglock_stats() as the exporter reads it" "$(sql app pglock_exporter \
+    "SELECT acquired, taken_over, refused, heartbeats, failed_heartbeats, released, force_released,
+            waits, handoffs, waiting, observations_forgotten FROM pglock_stats()")" \
+    "11|1|1|1|1|3|1|1|1|1|0"
 
 say "postgres_exporter $("$exporter_bin" --version 2>&1 | sed -n '1s/.*version \([^ ]*\).*/\1/p') on $web"
 # The exporter runs as postgres, which may not be able to enter this checkout.
@@ -192,14 +226,19 @@ between 'pglock_locks_max_silence_leases{datname="app"}' \
     "$(value 'pglock_locks_max_silence_leases{datname="app"}' "$work/metrics")" "$silence_min" "$silence_max"
 awk -v v="$(value 'pglock_locks_oldest_heartbeat_age_seconds{datname="app2"}' "$work/metrics")" \
     'BEGIN { exit !(v > 0 && v < 600) }' || fail "app2's oldest heartbeat age"
+awk -v v="$(value pglock_wait_seconds_total "$work/metrics")" 'BEGIN { exit !(v >= 0.3 && v < 60) }' \
+    || fail "pglock_wait_seconds_total: the waiter slept at least 0.3 s"
+ok "pglock_wait_seconds_total is the hand-off's wait"
 ok "pglock_locks_oldest_heartbeat_age_seconds{datname=\"app2\"} is its one lock's age"
 
 # Every pglock series: one of the metrics above, with exactly the labels it
 # should have, and no lock name or owner anywhere in the output.
-counters=(acquisitions takeovers refusals heartbeats heartbeat_failures releases forced_releases)
-gauges=(held released expired oldest_heartbeat_age_seconds max_silence_leases data_bytes)
+counters=(acquisitions takeovers refusals heartbeats heartbeat_failures releases forced_releases
+    waits handoffs wait_seconds observations_forgotten)
+gauges=(held released expired oldest_heartbeat_age_seconds max_silence_leases data_bytes waiters)
 expected_series=$(
     for counter in "${counters[@]}"; do echo "pglock_${counter}_total{server=\"$socket:$port\"}"; done
+    echo "pglock_waiting{server=\"$socket:$port\"}"
     for gauge in "${gauges[@]}"; do
         for database in app app2; do echo "pglock_locks_$gauge{datname=\"$database\",server=\"$socket:$port\"}"; done
     done | sort
@@ -208,6 +247,7 @@ expect "every pglock series and its labels" "$(awk '/^pglock_/ { print $1 }' "$w
     "$(sort <<<"$expected_series")"
 expected_types=$(
     for counter in "${counters[@]}"; do echo "pglock_${counter}_total counter"; done
+    echo "pglock_waiting gauge"
     for gauge in "${gauges[@]}"; do echo "pglock_locks_$gauge gauge"; done
 )
 expect "every metric's type" "$(awk '$1 == "#" && $2 == "TYPE" && $3 ~ /^pglock_/ { print $3, $4 }' "$work/metrics" | sort)" \
@@ -223,15 +263,9 @@ lint=$(awk '/^(# (HELP|TYPE) )?pglock_/ || $3 ~ /^pglock_/' "$work/metrics" | pr
 [[ -z $lint ]] || fail "promtool check metrics: $lint"
 ok "promtool check metrics: no complaint"
 
-# Every pglock metric an alert uses is exported, but those of pglock 0.4.0's
-# waiting, which this version does not have yet.
-pending=(pglock_locks_waiters)
+# Every pglock metric an alert uses is exported.
 used=$(grep -o 'pglock_[a-z_]*' "$here/alerts.yaml" | sort -u)
 for metric in $used; do
-    if [[ " ${pending[*]} " == *" $metric "* ]]; then
-        ok "$metric (used by the alerts) comes with pglock 0.4.0"
-        continue
-    fi
     grep -q "^${metric}[{ ]" "$work/metrics" || fail "$metric is used by alerts.yaml but not exported"
     ok "$metric (used by the alerts) is exported"
 done
@@ -250,6 +284,9 @@ between 'pglock_locks_max_silence_leases{datname="app"} (all leases 1 hour now)'
     "$(value 'pglock_locks_max_silence_leases{datname="app"}' "$work/metrics2")" \
     "$(awk -v a="$age_min" 'BEGIN { print a / 3600 }')" "$(awk -v a="$age_max" 'BEGIN { print a / 3600 }')"
 
+sql app postgres "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+                   WHERE datname = 'app' AND wait_event_type = 'Extension'" >/dev/null
+wait "$waiting_pid" 2>/dev/null || true
 kill "$exporter_pid"
 wait "$exporter_pid" 2>/dev/null || true
 exporter_pid=
