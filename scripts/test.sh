@@ -96,6 +96,25 @@ client_tests() {
     cargo test -p pglock-client --all-features
 }
 
+# What the clients in other languages and the operations tests need, fetched
+# once: the Go modules and staticcheck, postgres_exporter and promtool.
+client_setup() {
+    bash packaging/prometheus/setup.sh
+    bash clients/go/test.sh --setup
+}
+
+# pg_upgrade from OLD to NEW (both trees with pglock installed by this run);
+# exit 77 means PostgreSQL itself cannot upgrade between them (said why).
+major_upgrade() {
+    local old=$1 new=$2 status=0
+    bash tests/pg_upgrade/pg_upgrade.sh "$(pg_config_of "$old")" "$(pg_config_of "$new")" || status=$?
+    if ((status == 77)); then
+        echo "SKIPPED: pg_upgrade $old -> $new cannot run between these PostgreSQL releases (see above)"
+        return 0
+    fi
+    return "$status"
+}
+
 # suite PROGRAM NAME: PostgreSQL's test driver PROGRAM runs tests/NAME's
 # schedule on the test server, in a database of its own; the differences are
 # shown when it fails.
@@ -229,6 +248,7 @@ done
 # GB (the table at the end shows how much after each part).
 echo "disk before the run: $(disk_use)"
 part "set-up (installs what is missing)" 40m setup
+part "set-up of the other clients and the operations tests" 15m client_setup
 part "cargo fmt --check, cargo clippy" 20m fmt_and_clippy
 part "the lease protocol's own tests (pglock-protocol)" 10m protocol_tests
 part "build the tests over connections and the client's" 20m build_outside_tests
@@ -247,6 +267,9 @@ for major in "${majors[@]}"; do
     part "pg$major: tests over connections (${#tests[@]} files)" 20m outside_tests "${tests[@]}"
     if member "$major" "${FULL_MAJORS[@]}"; then
         part "pg$major: client library (pglock-client)" 10m client_tests
+        part "pg$major: Go client (clients/go)" 10m bash clients/go/test.sh
+        part "pg$major: Prometheus rules and postgres_exporter" 5m \
+            bash packaging/prometheus/test.sh "$PG_CONFIG"
     fi
     part "pg$major: pg_isolation_regress" 10m isolation
     part "pg$major: pg_regress" 10m regress
@@ -256,6 +279,12 @@ for major in "${majors[@]}"; do
     part "pg$major: packages installed and used on clean copies" 20m bash packaging/test.sh --pg "$major"
     if member "$major" "${FULL_MAJORS[@]}"; then
         part "pg$major: benchmark smoke run" 15m bash bench/run.sh --smoke --pg "$major"
+    fi
+done
+
+for old in 14 15; do
+    if member "$old" "${majors[@]}" && member 18 "${majors[@]}"; then
+        part "pg_upgrade $old -> 18 with locks in use" 10m major_upgrade "$old" 18
     fi
 done
 

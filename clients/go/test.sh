@@ -6,11 +6,19 @@
 #   start servers of their own from its bindir, on ports 55521-55539).
 # Steps: gofmt -l (must print nothing), go vet, staticcheck (pinned), and
 # go test -race. Prints each step's time; exits non-zero on the first failure.
-# Run it from anywhere: bash clients/go/test.sh
+# Run it from anywhere: bash clients/go/test.sh (--setup: only fetch what it needs)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 staticcheck=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# --setup: fetch the modules and build staticcheck, and nothing else (the test
+# command's set-up, so that the tests later need no network).
+if [[ ${1:-} == --setup ]]; then
+    go mod download
+    go run "$staticcheck" -version
+    exit
+fi
 
 missing=()
 for v in PGHOST PGPORT PGUSER PGLOCK_TEST_DB PGLOCK_PG_CONFIG; do
