@@ -26,6 +26,7 @@ from . import _sql
 from ._connections import Backoff, Options, default_owner, own_conninfo
 from ._errors import (
     ConnectionFailed,
+    InvalidArgument,
     LockLost,
     NotAcquired,
     NotHeld,
@@ -36,7 +37,7 @@ from ._errors import (
 )
 from ._observe import Observations
 from ._registry import Held, Idle, LostCallback, Member, Registry, Renew, Sleep
-from ._sync import _find_psycopg_error, _fire, _leader_changed, _leading
+from ._sync import _find_psycopg_error, _fire, _leader_changed, _leading, _terminated
 from ._timing import Timing
 from ._types import (
     UNSET,
@@ -89,7 +90,7 @@ async def _cancel(conn: AsyncConnection) -> None:
             await conn.cancel_safe(timeout=5.0)
         else:  # psycopg 3.1
             conn.cancel()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - a cancel is best effort
         logger.debug("cancel failed: %s", error)
 
 
@@ -390,22 +391,37 @@ class _AsyncRenewer:
         names = [m.held.name for m in members]
         rvns = [m.rvn for m in members]
         outcome: list[tuple[str, int | None, bool]] | str
-        try:
+
+        async def call() -> list[Any]:
             async with asyncio.timeout(limit):
                 async with client._connections.connection(limit, renewal=True) as conn:
-                    rows = await _run(
+                    return await _run(
                         conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
                     )
+
+        task = asyncio.get_running_loop().create_task(call(), name="pglock-renewal")
+        try:
+            # Deadlines keep their time while the call is out: a lock whose
+            # deadline comes first is lost then, its callback on time.
+            while not task.done():
+                deadline = self._registry.next_deadline()
+                wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                await asyncio.wait({task}, timeout=None if wait is None else wait + 0.0005)
+                for held in self._registry.expire(time.monotonic()):
+                    _fire(held)
+            rows = task.result()
             outcome = [(row[0], row[1], row[2]) for row in rows]
             self.calls += 1
         except TimeoutError:
             outcome = f"no answer within {limit:.3g} s"
             logger.warning("renewing %d locks failed (retrying): %s", len(members), outcome)
-        except Exception as error:
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure of the call is retried
             outcome = describe(error) if isinstance(error, psycopg.Error) else str(error)
             logger.warning("renewing %d locks failed (retrying): %s", len(members), outcome)
         finally:
-            # A cancelled renewer (its loop closing) leaves no lock marked in a call.
             for member in members:
                 member.held.in_call = False
         now = time.monotonic()
@@ -628,11 +644,24 @@ class AsyncLock:
         held = self._held
         if held is None:
             raise NotHeld(f"lock {self._requested!r} is not held by this AsyncLock")
+        encoded = encode_data(data, data_json)
         try:
-            await self._client._release(held, self._key, keep, encode_data(data, data_json))
-        finally:
-            self._held = None
-            self._mutex.release()
+            await self._client._release(held, self._key, keep, encoded)
+        except InvalidArgument:
+            if not held.check():
+                # Refused before anything changed (e.g. data without keep): still held.
+                self._key = self._client._renewer.register(held, held.renewed_at)
+                raise
+            self._forget()
+            raise
+        except BaseException:
+            self._forget()
+            raise
+        self._forget()
+
+    def _forget(self) -> None:
+        self._held = None
+        self._mutex.release()
 
     async def fence(self, conn: Any) -> int:
         """Runs ``pglock_fence`` on the caller's own ``psycopg.AsyncConnection`` (or
@@ -712,7 +741,7 @@ class AsyncClient:
             if isinstance(self._connections, _AsyncGivenConnection):
                 wait = poll
             else:
-                wait = 1.0 if pgbouncer else 5.0
+                wait = 0.1 if pgbouncer else 5.0
         else:
             wait = seconds(server_wait)
         self._options = Options(
@@ -913,11 +942,15 @@ class AsyncClient:
     # -- internals ----------------------------------------------------------
 
     async def _call(self, query: str, params: tuple[Any, ...]) -> list[Any]:
-        try:
-            async with self._connections.connection(None) as conn:
-                return await _run(conn, query, params, self._prepare)
-        except psycopg.Error as error:
-            raise from_psycopg(error) from error
+        for attempt in (1, 2):
+            try:
+                async with self._connections.connection(None) as conn:
+                    return await _run(conn, query, params, self._prepare)
+            except psycopg.Error as error:
+                if attempt == 1 and _terminated(error):
+                    continue
+                raise from_psycopg(error) from error
+        raise AssertionError("unreachable")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -1052,6 +1085,10 @@ class AsyncClient:
         lost_before = held.check()
         try:
             rows = await self._call(_sql.RELEASE, (held.name, held.owner, held.rvn, keep, data))
+        except InvalidArgument:
+            if lost_before:
+                held.finish()
+            raise
         except BaseException:
             held.finish()
             raise

@@ -81,6 +81,12 @@ class Held:
             return self._deadline
 
     @property
+    def renewed_at(self) -> float:
+        """When the request of the last successful acquire or renewal was sent."""
+        with self._mutex:
+            return self._deadline - (self.timing.lease - self.timing.margin)
+
+    @property
     def reason(self) -> LostReason | None:
         """Why it was lost; ``None`` while held or once released."""
         with self._mutex:

@@ -24,6 +24,7 @@ from . import _sql
 from ._connections import Backoff, Options, default_owner, own_conninfo
 from ._errors import (
     ConnectionFailed,
+    InvalidArgument,
     LockLost,
     NotAcquired,
     NotHeld,
@@ -84,7 +85,7 @@ def _cancel(conn: Connection) -> None:
             conn.cancel_safe(timeout=5.0)
         else:  # psycopg 3.1
             conn.cancel()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - a cancel is best effort
         logger.debug("cancel failed: %s", error)
 
 
@@ -417,17 +418,17 @@ class _Renewer:
         rvns = [m.rvn for m in members]
         outcome: list[tuple[str, int | None, bool]] | str
         try:
-            with client._connections.connection(limit, renewal=True) as conn:
-                rows = self._bounded(
-                    conn,
-                    limit,
-                    lambda: _run(
-                        conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
-                    ),
+            with (
+                _CallWatch(self, limit) as watch,
+                client._connections.connection(limit, renewal=True) as conn,
+            ):
+                watch.conn = conn
+                rows = _run(
+                    conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
                 )
             outcome = [(row[0], row[1], row[2]) for row in rows]
             self.calls += 1
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - every failure of the call is retried
             outcome = describe(error) if isinstance(error, psycopg.Error) else str(error)
             logger.warning("renewing %d locks failed (retrying): %s", len(members), outcome)
         now = time.monotonic()
@@ -442,18 +443,6 @@ class _Renewer:
         for held in expired:
             _fire(held)
 
-    def _bounded(self, conn: Connection, limit: float, call: Callable[[], R]) -> R:
-        if not self._client._connections.exclusive:
-            return call()
-        watchdog = threading.Timer(limit, _cancel, (conn,))
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            return call()
-        finally:
-            watchdog.cancel()
-            watchdog.join()
-
     def _why_not_held(self, member: Member) -> None:
         """A lock not renewed whose row still shows our owner and RVN is another role's."""
         try:
@@ -463,6 +452,58 @@ class _Renewer:
         ours = info is not None and (info.owner, info.rvn) == (member.held.owner, member.rvn)
         if ours and info is not None and not info.released:
             member.held.narrow_to_other_role()
+
+
+class _CallWatch:
+    """While a renewal call is out: cancels it at its limit (on a connection that is
+    ours alone), and declares lost the locks whose deadlines come meanwhile, so
+    their callbacks run on time however long the call hangs. Its thread lives
+    only as long as the call."""
+
+    def __init__(self, renewer: _Renewer, limit: float) -> None:
+        self.conn: Connection | None = None
+        self._renewer = renewer
+        self._end = time.monotonic() + limit
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pglock-call-watch", daemon=True)
+
+    def __enter__(self) -> _CallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        renewer = self._renewer
+        cancelled = False
+        while True:
+            now = time.monotonic()
+            with renewer._cond:
+                expired = renewer._registry.expire(now)
+                deadline = renewer._registry.next_deadline()
+            for held in expired:
+                _fire(held)
+            wakes = [] if deadline is None else [deadline]
+            if not cancelled:
+                wakes.append(self._end)
+            timeout = max(min(wakes) - now, 0.0) + 0.0005 if wakes else None
+            if self._done.wait(timeout):
+                return
+            if not cancelled and time.monotonic() >= self._end:
+                cancelled = True
+                conn = self.conn
+                if conn is not None and renewer._client._connections.exclusive:
+                    logger.info("renewal call out past its limit: cancelling it")
+                    _cancel(conn)
+
+
+def _terminated(error: psycopg.Error) -> bool:
+    """The server ended the session (class 57P: an idle connection closed by a restart,
+    or a statement cut off, rolled back), so the statement did not take effect and
+    one more try on a new connection is safe."""
+    return (error.sqlstate or "").startswith("57P")
 
 
 def _fire(held: Held) -> None:
@@ -678,11 +719,24 @@ class Lock:
         held = self._held
         if held is None:
             raise NotHeld(f"lock {self._requested!r} is not held by this Lock")
+        encoded = encode_data(data, data_json)
         try:
-            self._client._release(held, self._key, keep, encode_data(data, data_json))
-        finally:
-            self._held = None
-            self._mutex.release()
+            self._client._release(held, self._key, keep, encoded)
+        except InvalidArgument:
+            if not held.check():
+                # Refused before anything changed (e.g. data without keep): still held.
+                self._key = self._client._renewer.register(held, held.renewed_at)
+                raise
+            self._forget()
+            raise
+        except BaseException:
+            self._forget()
+            raise
+        self._forget()
+
+    def _forget(self) -> None:
+        self._held = None
+        self._mutex.release()
 
     def fence(self, conn: Any) -> int:
         """Runs ``pglock_fence`` on the caller's own connection, in its transaction.
@@ -710,7 +764,7 @@ class Lock:
                 else:
                     conn.execute(_sql.FENCE, params)
                     conn.fetchone()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - always raises again
                 _raise_fence_error(held, error)
         return rvn
 
@@ -768,9 +822,12 @@ class Client:
     * ``poll_interval``: how soon a failed renewal is retried (at most a period),
       and how often the client polls where it must.
     * ``server_wait``: the longest one wait in the server may last before the
-      client asks again (default 5 s; 1 s with ``pgbouncer``; the poll interval on
-      a single given connection). A wait is also cut at half the lease asked for,
-      so a lock taken late in a wait has time for its first renewal.
+      client asks again (default 5 s; 0.1 s with ``pgbouncer``; the poll interval
+      on a single given connection). A wait is also cut at half the lease asked
+      for, so a lock taken late in a wait has time for its first renewal. Behind
+      a pooler, each wait holds one of the pool's server connections, and
+      renewals (anyone's) queue behind it: keep it well under a quarter of the
+      shortest lease of the pool's users, or size the pool above the waiters.
     * ``pgbouncer``: send every statement unprepared, as PgBouncer in transaction
       mode needs (``prepare_threshold=None`` on the client's own connections).
 
@@ -796,7 +853,7 @@ class Client:
             if isinstance(self._connections, _GivenConnection):
                 wait = poll
             else:
-                wait = 1.0 if pgbouncer else 5.0
+                wait = 0.1 if pgbouncer else 5.0
         else:
             wait = seconds(server_wait)
         self._options = Options(
@@ -1027,11 +1084,15 @@ class Client:
     def _call(
         self, query: str, params: tuple[Any, ...], timeout: float | None = None
     ) -> list[Any]:
-        try:
-            with self._connections.connection(timeout) as conn:
-                return _run(conn, query, params, self._prepare)
-        except psycopg.Error as error:
-            raise from_psycopg(error) from error
+        for attempt in (1, 2):
+            try:
+                with self._connections.connection(timeout) as conn:
+                    return _run(conn, query, params, self._prepare)
+            except psycopg.Error as error:
+                if attempt == 1 and _terminated(error):
+                    continue
+                raise from_psycopg(error) from error
+        raise AssertionError("unreachable")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -1169,6 +1230,10 @@ class Client:
             released = self._call(_sql.RELEASE, (held.name, held.owner, held.rvn, keep, data))[0][
                 0
             ]
+        except InvalidArgument:
+            if lost_before:
+                held.finish()
+            raise
         except BaseException:
             held.finish()
             raise
