@@ -79,7 +79,9 @@ def login_role(role: str, member_of: tuple[str, ...] = ("pglock_user",)) -> str:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('pglock-tests roles'))")
         exists = conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         if exists is None:
-            conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)))
+            conn.execute(
+                psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role))
+            )
         for group in member_of:
             conn.execute(
                 psycopg.sql.SQL("GRANT {} TO {}").format(
@@ -142,7 +144,9 @@ class Server:
         give_to_postgres(self.dir)
         give_to_postgres(self.socket)
         bin_ = bindir()
-        as_postgres(bin_ / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync")
+        as_postgres(
+            bin_ / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync"
+        )
         conf = [
             f"port = {self.port}",
             "listen_addresses = ''",
@@ -217,11 +221,7 @@ class PgBouncer:
             self.process = subprocess.Popen(
                 [str(AS_POSTGRES), PGBOUNCER, str(ini)], stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for(
-            "PgBouncer's socket",
-            lambda: (self.socket / f".s.PGSQL.{self.port}").exists(),
-            limit=10,
-        )
+        wait_for("PgBouncer's socket", (self.socket / f".s.PGSQL.{self.port}").exists, limit=10)
         return self
 
     def dsn(self) -> str:

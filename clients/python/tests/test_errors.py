@@ -3,38 +3,36 @@ HINT, mapped to the package's exceptions; the client checks nothing itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import pglock
 from conftest import dsn_for, login_role, unique
 
+BIG = b"x" * (1024 * 1024 + 1)
+
 
 @pytest.mark.parametrize(
-    ("call", "sqlstate", "kind"),
+    ("call", "sqlstate"),
     [
-        (lambda c: c.acquire("", blocking=False), "22023", pglock.InvalidArgument),
-        (lambda c: c.acquire("x" * 256, blocking=False), "22001", pglock.InvalidArgument),
-        (lambda c: c.acquire(unique("l"), lease=0, blocking=False), "22023", pglock.InvalidArgument),
-        (lambda c: c.acquire(unique("l"), lease=-1), "22023", pglock.InvalidArgument),
-        (lambda c: c.acquire(unique("l"), lease=86401, timeout=1), "22023", pglock.InvalidArgument),
-        (
-            lambda c: c.acquire(unique("l"), data=b"x" * (1024 * 1024 + 1), blocking=False),
-            "54000",
-            pglock.InvalidArgument,
-        ),
-        (lambda c: c.acquire_slot(unique("s"), 0), "22023", pglock.InvalidArgument),
-        (lambda c: c.acquire_slot(unique("s"), 1001, blocking=False), "22023", pglock.InvalidArgument),
-        (lambda c: c.get(""), "22023", pglock.InvalidArgument),
+        pytest.param(lambda c: c.acquire("", blocking=False), "22023", id="empty name"),
+        pytest.param(lambda c: c.acquire("x" * 256, blocking=False), "22001", id="long name"),
+        pytest.param(lambda c: c.acquire(unique("l"), lease=0), "22023", id="zero lease"),
+        pytest.param(lambda c: c.acquire(unique("l"), lease=-1), "22023", id="negative lease"),
+        pytest.param(lambda c: c.acquire(unique("l"), lease=86401), "22023", id="over a day"),
+        pytest.param(lambda c: c.acquire(unique("l"), data=BIG), "54000", id="over 1 MiB"),
+        pytest.param(lambda c: c.acquire_slot(unique("s"), 0), "22023", id="no slots"),
+        pytest.param(lambda c: c.acquire_slot(unique("s"), 1001), "22023", id="too many slots"),
+        pytest.param(lambda c: c.get(""), "22023", id="get of an empty name"),
     ],
-    ids=["empty name", "long name", "zero lease", "negative lease", "lease over a day",
-         "data over 1 MiB", "no slots", "too many slots", "get of an empty name"],
-)  # fmt: skip
+)
 def test_bad_arguments_raise_the_servers_sqlstate(
-    dsn: str, call: object, sqlstate: str, kind: type[pglock.PglockError]
+    dsn: str, call: Callable[[pglock.Client], object], sqlstate: str
 ) -> None:
     with pglock.Client(dsn) as client:
-        with pytest.raises(kind) as raised:
-            call(client)  # type: ignore[operator]
+        with pytest.raises(pglock.InvalidArgument) as raised:
+            call(client)
         error = raised.value
         assert error.sqlstate == sqlstate
         assert error.diag is not None and error.diag.message_primary is not None
@@ -69,4 +67,3 @@ async def test_the_async_client_raises_the_same(dsn: str) -> None:
         with pytest.raises(pglock.InvalidArgument) as raised:
             await client.acquire(unique("l"), lease=0, timeout=1)
         assert raised.value.sqlstate == "22023"
-        assert raised.value.detail is not None or raised.value.hint is not None or True

@@ -37,7 +37,7 @@ def take_over(name: str, rvn: int) -> None:
 
 def rows(table: str) -> list[tuple[int, int]]:
     with superuser() as conn:
-        return conn.execute(f"SELECT step, token FROM {table} ORDER BY step").fetchall()  # type: ignore[return-value]
+        return conn.execute(f"SELECT step, token FROM {table} ORDER BY step").fetchall()
 
 
 def test_the_fence_commits_while_held_and_rolls_back_after_a_takeover(table: str) -> None:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 import pglock
 from conftest import backends, dsn_for, unique, wait_for
 
@@ -64,12 +66,9 @@ def test_a_lost_lock_is_signalled_before_a_rival_can_take_it() -> None:
             assert lock.lost_reason is pglock.LostReason.HEARTBEATS_FAILED
             assert not lock.locked()
             assert taken.rvn is not None and lock.rvn is not None and taken.rvn > lock.rvn
-        try:
+        with pytest.raises(pglock.LockLost) as raised:
             lock.release()
-        except pglock.LockLost as error:
-            assert error.reason is pglock.LostReason.HEARTBEATS_FAILED
-        else:
-            raise AssertionError("release of a lost lock must raise LockLost")
+        assert raised.value.reason is pglock.LostReason.HEARTBEATS_FAILED
         taken.release()
     finally:
         holder.close()

@@ -23,9 +23,13 @@ def calls(application_name: str) -> dict[str, int]:
     (a backend's function counts reach the statistics at the latest when it exits)."""
     wait_for(
         "the client's sessions to end",
-        lambda: not superuser()
-        .execute("SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (application_name,))
-        .fetchone(),
+        lambda: (
+            not superuser()
+            .execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+            )
+            .fetchone()
+        ),
     )
     with superuser() as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -43,7 +47,9 @@ def tracked_dsn(application_name: str) -> str:
     )
 
 
-def check_counts(before: dict[str, int], after: dict[str, int], renewals: int, held: float) -> None:
+def check_counts(
+    before: dict[str, int], after: dict[str, int], renewals: int, held: float
+) -> None:
     many = after.get("pglock_heartbeat_many", 0) - before.get("pglock_heartbeat_many", 0)
     single = after.get("pglock_heartbeat", 0) - before.get("pglock_heartbeat", 0)
     assert single == 0, "no single heartbeats"

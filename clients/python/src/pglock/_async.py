@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
@@ -1163,7 +1163,9 @@ class AsyncElection:
         """The leader now: the lock's row if held, ``None`` if nobody leads."""
         return _leading(await self._client.get(self.name))
 
-    async def observe(self, *, timeout: Seconds | None = None) -> AsyncIterator[LockInfo | None]:
+    async def observe(
+        self, *, timeout: Seconds | None = None
+    ) -> AsyncGenerator[LockInfo | None, None]:
         """Yields the leader now, then each new leader as it comes (``None`` when
         nobody leads), until ``timeout`` passes or the client closes."""
         end = None if timeout is None else time.monotonic() + seconds(timeout)

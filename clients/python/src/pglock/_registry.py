@@ -117,13 +117,13 @@ class Held:
         _call(listeners)
         return True
 
-    def renewed(self, rvn: int, sent: float) -> bool:
+    def renewed(self, rvn: int, sent: float, now: float | None = None) -> bool:
         """Records a renewal sent at ``sent``; ``False`` if the lock was lost meanwhile
         (it then keeps the RVN it had: its release fails, as the loss said)."""
         with self._mutex:
             if self._over:
                 return False
-            if time.monotonic() >= self._deadline:
+            if (time.monotonic() if now is None else now) >= self._deadline:
                 listeners = self._end(LostReason.HEARTBEATS_FAILED, self._detail)
             else:
                 self._rvn = rvn
@@ -336,7 +336,7 @@ class Registry:
                 continue
             _, rvn, renewed = row
             if renewed and rvn is not None:
-                if member.held.renewed(rvn, sent) and entry is not None:
+                if member.held.renewed(rvn, sent, now) and entry is not None:
                     entry.renewed = sent
                     entry.next = sent + member.held.timing.period
                 continue
