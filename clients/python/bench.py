@@ -163,7 +163,7 @@ def main() -> int:
             lambda: pgbench(ACQUIRE_RELEASE_SQL, 1, seconds),
         ),
         (
-            "hand-off: 2 workers take turns on one lock (waiting in the server)",
+            "hand-off: 2 workers contend for one lock (waiting in the server)",
             lambda: python_handoff(seconds),
             lambda: pgbench(HANDOFF_SQL, 2, seconds),
         ),

@@ -37,7 +37,7 @@ from ._errors import (
 )
 from ._observe import Observations
 from ._registry import Held, Idle, LostCallback, Member, Registry, Renew, Sleep
-from ._sync import _find_psycopg_error, _fire, _leader_changed, _leading, _terminated
+from ._sync import LINGER, _find_psycopg_error, _fire, _leader_changed, _leading, _terminated
 from ._timing import Timing
 from ._types import (
     UNSET,
@@ -282,7 +282,8 @@ def _async_sources(source: AsyncSource, prepare: bool | None, backoff: float) ->
 
 
 class _AsyncRenewer:
-    """One task per client renewing every lock the client holds."""
+    """One task per client renewing every lock the client holds; it starts with the
+    first lock and ends a second after the last one, or at close."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
@@ -366,6 +367,7 @@ class _AsyncRenewer:
                 self._task = None
 
     async def _loop(self) -> None:
+        idle_until: float | None = None
         while not self._closed:
             now = time.monotonic()
             expired = self._registry.expire(now)
@@ -373,7 +375,12 @@ class _AsyncRenewer:
                 _fire(held)
             plan = self._registry.plan(now)
             if isinstance(plan, Idle):
-                return
+                idle_until = idle_until or now + LINGER
+                if now >= idle_until:
+                    return
+                plan = Sleep(idle_until)
+            else:
+                idle_until = None
             if isinstance(plan, Sleep):
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -297,8 +297,13 @@ def _sources(source: Source, prepare: bool | None, backoff: float) -> _Connectio
 # The renewer
 
 
+LINGER = 1.0
+"""How long the renewer outlives the client's last lock, in case another comes."""
+
+
 class _Renewer:
-    """One thread per client renewing every lock the client holds."""
+    """One thread per client renewing every lock the client holds; it starts with the
+    first lock and ends :data:`LINGER` seconds after the last one, or at close."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -384,6 +389,7 @@ class _Renewer:
             raise
 
     def _loop(self) -> None:
+        idle_until: float | None = None
         while True:
             with self._cond:
                 while True:
@@ -394,12 +400,19 @@ class _Renewer:
                     if expired:
                         break
                     plan = self._registry.plan(now)
+                    if isinstance(plan, Idle):
+                        # Linger a little: a worker taking lock after lock does not
+                        # start a thread for each.
+                        idle_until = idle_until or now + LINGER
+                        if now < idle_until:
+                            self._cond.wait(idle_until - now)
+                            continue
+                        self._thread = None
+                        return
+                    idle_until = None
                     if isinstance(plan, Sleep):
                         self._cond.wait(max(plan.until - now, 0.0))
                         continue
-                    if isinstance(plan, Idle):
-                        self._thread = None
-                        return
                     break
             if expired:
                 for held in expired:
