@@ -202,6 +202,7 @@ class PgBouncer:
     def start(self) -> PgBouncer:
         if not Path(PGBOUNCER).exists():
             pytest.fail(f"{PGBOUNCER} is missing: apt-get install -y pgbouncer")
+        self._stop_left_over()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.socket.mkdir(parents=True)
         database = env("PGLOCK_TEST_DB")
@@ -212,6 +213,7 @@ class PgBouncer:
             f"default_pool_size = {self.POOL_SIZE}\nmax_client_conn = 200\nlisten_addr =\n"
             f"listen_port = {self.port}\nunix_socket_dir = {self.socket}\nauth_type = trust\n"
             f"auth_file = {self.dir}/userlist.txt\nadmin_users = postgres\n"
+            f"pidfile = {self.dir}/pgbouncer.pid\n"
         )
         (self.dir / "userlist.txt").write_text('"postgres" ""\n')
         for path in (self.dir, self.socket, ini, self.dir / "userlist.txt"):
@@ -223,6 +225,17 @@ class PgBouncer:
             )
         wait_for("PgBouncer's socket", (self.socket / f".s.PGSQL.{self.port}").exists, limit=10)
         return self
+
+    def _stop_left_over(self) -> None:
+        """Stops a PgBouncer an earlier run left (killed before its clean-up)."""
+        try:
+            pid = int((self.dir / "pgbouncer.pid").read_text().strip())
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError):
+            return
+        if comm == "pgbouncer":
+            os.kill(pid, signal.SIGTERM)
+            wait_for("the old PgBouncer to exit", lambda: not Path(f"/proc/{pid}").exists())
 
     def dsn(self) -> str:
         return psycopg.conninfo.make_conninfo(

@@ -53,10 +53,11 @@ def check_counts(
     many = after.get("pglock_heartbeat_many", 0) - before.get("pglock_heartbeat_many", 0)
     single = after.get("pglock_heartbeat", 0) - before.get("pglock_heartbeat", 0)
     assert single == 0, "no single heartbeats"
-    assert many == renewals, (many, renewals)
+    # The client counts the calls that succeeded; the server, every call.
+    assert many >= renewals, (many, renewals)
     # One call per period for all 200 (a first one or two while the locks taken
     # at different times fall into step), never one per lock.
-    assert 1 <= many <= held / PERIOD + 2, (many, held)
+    assert 1 <= renewals <= many <= held / PERIOD + 2, (many, held)
 
 
 def test_two_hundred_locks_are_renewed_by_one_call_per_period() -> None:

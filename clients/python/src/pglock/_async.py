@@ -363,8 +363,12 @@ class _AsyncRenewer:
                     _fire(held)
             raise
         finally:
+            for entry in self._registry.entries.values():
+                entry.held.in_call = False
             if self._task is asyncio.current_task():
                 self._task = None
+            with contextlib.suppress(BaseException):
+                await self._notify()
 
     async def _loop(self) -> None:
         idle_until: float | None = None

@@ -66,3 +66,14 @@ class Options:
     server_wait: float
     prepare: bool | None
     """``False`` sends every statement unprepared (PgBouncer in transaction mode)."""
+
+    def __post_init__(self) -> None:
+        # The client's own timing options; the server checks everything it is sent.
+        if self.period is not None and not self.period > 0:
+            raise ValueError(f"period must be more than 0 seconds, not {self.period}")
+        if not self.poll_interval > 0:
+            raise ValueError(
+                f"poll_interval must be more than 0 seconds, not {self.poll_interval}"
+            )
+        if not self.server_wait >= 0:
+            raise ValueError(f"server_wait must be 0 seconds or more, not {self.server_wait}")

@@ -311,6 +311,8 @@ class _Renewer:
         self._registry = Registry()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # When the renewer's current wait ends (None while it is not waiting).
+        self._wake_at: float | None = None
         self.calls = 0
 
     def __repr__(self) -> str:
@@ -334,15 +336,18 @@ class _Renewer:
                     target=self._run, name=f"pglock-renewer-{self._client.owner}", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            elif self._wake_at is None or sent + held.timing.period < self._wake_at:
+                # Only when the new lock is due before the renewer would wake anyway:
+                # waking a thread costs more than the SQL of a quick acquire.
+                self._cond.notify_all()
             return key
 
     def stop(self, key: int, held: Held) -> None:
         """Stops renewing ``held``; waits for a call in flight that includes it, so
         that ``held`` has the lock's latest RVN."""
         with self._cond:
+            # No need to wake the renewer: at its next wake it finds one lock fewer.
             self._registry.remove(key)
-            self._cond.notify_all()
             while held.in_call:
                 self._cond.wait()
 
@@ -367,7 +372,10 @@ class _Renewer:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        # Not from the renewer's own threads (a loss callback closing the client):
+        # the thread ends by itself right after.
+        current = threading.current_thread()
+        if thread is not None and thread is not current and current.name != _WATCH_THREAD:
             thread.join()
         with self._cond:
             left = list(self._registry.entries.items())
@@ -405,13 +413,13 @@ class _Renewer:
                         # start a thread for each.
                         idle_until = idle_until or now + LINGER
                         if now < idle_until:
-                            self._cond.wait(idle_until - now)
+                            self._wait_until(idle_until, now)
                             continue
                         self._thread = None
                         return
                     idle_until = None
                     if isinstance(plan, Sleep):
-                        self._cond.wait(max(plan.until - now, 0.0))
+                        self._wait_until(plan.until, now)
                         continue
                     break
             if expired:
@@ -421,40 +429,55 @@ class _Renewer:
             assert isinstance(plan, Renew)
             self._renew(plan.members)
 
-    def _renew(self, members: list[Member]) -> None:
-        client = self._client
-        sent = time.monotonic()
-        # Abandoned after a period, or at the latest deadline of its locks.
-        period = min(m.held.timing.period for m in members)
-        limit = max(min(sent + period, max(m.lost_at for m in members)) - sent, 0.001)
-        names = [m.held.name for m in members]
-        rvns = [m.rvn for m in members]
-        outcome: list[tuple[str, int | None, bool]] | str
+    def _wait_until(self, until: float, now: float) -> None:
+        """Waits (holding the condition) until ``until`` or a wake-up."""
+        self._wake_at = until
         try:
-            with (
-                _CallWatch(self, limit) as watch,
-                client._connections.connection(limit, renewal=True) as conn,
-            ):
-                watch.conn = conn
-                rows = _run(
-                    conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
-                )
-            outcome = [(row[0], row[1], row[2]) for row in rows]
-            self.calls += 1
-        except Exception as error:  # noqa: BLE001 - every failure of the call is retried
-            outcome = describe(error) if isinstance(error, psycopg.Error) else str(error)
-            logger.warning("renewing %d locks failed (retrying): %s", len(members), outcome)
-        now = time.monotonic()
-        with self._cond:
-            refused = self._registry.settle(members, sent, outcome, now)
-            expired = self._registry.expire(now)
-            self._cond.notify_all()
-        for member in refused:
-            logger.warning("lock %r lost: not renewed by the server", member.held.name)
-            self._why_not_held(member)
-            _fire(member.held)
-        for held in expired:
-            _fire(held)
+            self._cond.wait(max(until - now, 0.0))
+        finally:
+            self._wake_at = None
+
+    def _renew(self, members: list[Member]) -> None:
+        try:
+            client = self._client
+            sent = time.monotonic()
+            # Abandoned after a period, or at the latest deadline of its locks.
+            period = min(m.held.timing.period for m in members)
+            limit = max(min(sent + period, max(m.lost_at for m in members)) - sent, 0.001)
+            names = [m.held.name for m in members]
+            rvns = [m.rvn for m in members]
+            outcome: list[tuple[str, int | None, bool]] | str
+            try:
+                with (
+                    _CallWatch(self, limit) as watch,
+                    client._connections.connection(limit, renewal=True) as conn,
+                ):
+                    watch.conn = conn
+                    rows = _run(
+                        conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
+                    )
+                outcome = [(row[0], row[1], row[2]) for row in rows]
+                self.calls += 1
+            except Exception as error:  # noqa: BLE001 - every failure of the call is retried
+                outcome = describe(error) if isinstance(error, psycopg.Error) else str(error)
+                logger.warning("renewing %d locks failed (retrying): %s", len(members), outcome)
+            now = time.monotonic()
+            with self._cond:
+                refused = self._registry.settle(members, sent, outcome, now)
+                expired = self._registry.expire(now)
+                self._cond.notify_all()
+            for member in refused:
+                logger.warning("lock %r lost: not renewed by the server", member.held.name)
+                self._why_not_held(member)
+                _fire(member.held)
+            for held in expired:
+                _fire(held)
+        finally:
+            # However the call ended, no lock stays marked as in it.
+            with self._cond:
+                for member in members:
+                    member.held.in_call = False
+                self._cond.notify_all()
 
     def _why_not_held(self, member: Member) -> None:
         """A lock not renewed whose row still shows our owner and RVN is another role's."""
@@ -465,6 +488,9 @@ class _Renewer:
         ours = info is not None and (info.owner, info.rvn) == (member.held.owner, member.rvn)
         if ours and info is not None and not info.released:
             member.held.narrow_to_other_role()
+
+
+_WATCH_THREAD = "pglock-call-watch"
 
 
 class _CallWatch:
@@ -478,7 +504,7 @@ class _CallWatch:
         self._renewer = renewer
         self._end = time.monotonic() + limit
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pglock-call-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=_WATCH_THREAD, daemon=True)
 
     def __enter__(self) -> _CallWatch:
         self._thread.start()
@@ -1351,7 +1377,12 @@ class Election:
             now = time.monotonic()
             if end is not None and now >= end:
                 return
-            wait = client._options.server_wait
+            # Short waits when a stop event must be noticed soon.
+            wait = (
+                client._options.server_wait
+                if stop is None
+                else min(client._options.server_wait, 1.0)
+            )
             if end is not None:
                 wait = min(wait, end - now)
             if client._watch_available():
