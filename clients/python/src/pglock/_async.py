@@ -353,15 +353,16 @@ class _AsyncRenewer:
     async def _run(self) -> None:
         try:
             await self._loop()
-        except BaseException:
-            if not self._closed:
+        except BaseException as error:
+            if not isinstance(error, asyncio.CancelledError):
                 logger.exception("the renewer stopped")
             left = [entry.held for entry in self._registry.entries.values()]
             self._registry.entries.clear()
             for held in left:
                 if held.lose(LostReason.HEARTBEATS_FAILED, "the client's renewer stopped"):
                     _fire(held)
-            raise
+            if isinstance(error, asyncio.CancelledError):
+                raise
         finally:
             for entry in self._registry.entries.values():
                 entry.held.in_call = False

@@ -385,7 +385,9 @@ class _Renewer:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException:
+        except BaseException:  # logged: the thread prints nothing
+            # A bug, not a database error (those are retried): nothing renews the
+            # locks any more, so they are lost now rather than silently.
             logger.exception("the renewer stopped")
             with self._cond:
                 left = [entry.held for entry in self._registry.entries.values()]
@@ -394,7 +396,6 @@ class _Renewer:
             for held in left:
                 if held.lose(LostReason.HEARTBEATS_FAILED, "the client's renewer stopped"):
                     _fire(held)
-            raise
 
     def _loop(self) -> None:
         idle_until: float | None = None
@@ -1200,9 +1201,8 @@ class Client:
                 wait = min(wait, takeover - now + 0.001)
             sent = time.monotonic()
             try:
-                row = self._call(_sql.ACQUIRE_WAIT, (name, self.owner, lease, data, False, wait))[
-                    0
-                ]
+                rows = self._call(_sql.ACQUIRE_WAIT, (name, self.owner, lease, data, False, wait))
+                row = rows[0]
             except PglockError:
                 self._check_open()
                 raise
@@ -1229,9 +1229,8 @@ class Client:
             wait = self._slice(lease, deadline, now) if blocking else 0.0
             sent = time.monotonic()
             try:
-                row = self._call(_sql.ACQUIRE_SLOT, (name, self.owner, slots, lease, data, wait))[
-                    0
-                ]
+                rows = self._call(_sql.ACQUIRE_SLOT, (name, self.owner, slots, lease, data, wait))
+                row = rows[0]
             except PglockError:
                 self._check_open()
                 raise
@@ -1266,9 +1265,8 @@ class Client:
             raise held.error()
         lost_before = held.check()
         try:
-            released = self._call(_sql.RELEASE, (held.name, held.owner, held.rvn, keep, data))[0][
-                0
-            ]
+            rows = self._call(_sql.RELEASE, (held.name, held.owner, held.rvn, keep, data))
+            released = rows[0][0]
         except InvalidArgument:
             if lost_before:
                 held.finish()
