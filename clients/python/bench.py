@@ -122,6 +122,30 @@ def psycopg_acquire_release(seconds: float) -> float:
         return count / (time.monotonic() - start)
 
 
+def psycopg_async_acquire_release(seconds: float) -> float:
+    """The same two statements from psycopg's asyncio connection alone."""
+    import psycopg
+
+    async def run() -> float:
+        async with await psycopg.AsyncConnection.connect(dsn(), autocommit=True) as conn:
+            count = 0
+            end = time.monotonic() + seconds
+            start = time.monotonic()
+            while time.monotonic() < end:
+                name = f"bench-raw-{random.randint(1, LOCKS)}"
+                cursor = await conn.execute(
+                    "SELECT rvn FROM pglock_acquire(%s, 'raw', %s::interval)", (name, LEASE)
+                )
+                row = await cursor.fetchone()
+                assert row is not None
+                cursor = await conn.execute("SELECT pglock_release(%s, 'raw', %s)", (name, row[0]))
+                await cursor.fetchone()
+                count += 1
+            return count / (time.monotonic() - start)
+
+    return asyncio.run(run())
+
+
 def python_async_acquire_release(seconds: float) -> float:
     async def run() -> float:
         async with pglock.AsyncClient(dsn()) as client:
@@ -177,13 +201,18 @@ def main() -> int:
             lambda: pgbench(ACQUIRE_RELEASE_SQL, 1, seconds),
         ),
         (
-            "acquire + release, psycopg alone, the same SQL (no client)",
+            "acquire + release, psycopg alone, the same SQL",
             lambda: psycopg_acquire_release(seconds),
             lambda: pgbench(ACQUIRE_RELEASE_SQL, 1, seconds),
         ),
         (
             "acquire + release, random lock of 10,000, 1 client (asyncio)",
             lambda: python_async_acquire_release(seconds),
+            lambda: pgbench(ACQUIRE_RELEASE_SQL, 1, seconds),
+        ),
+        (
+            "acquire + release, psycopg's asyncio alone, the same SQL",
+            lambda: psycopg_async_acquire_release(seconds),
             lambda: pgbench(ACQUIRE_RELEASE_SQL, 1, seconds),
         ),
         (

@@ -25,7 +25,14 @@ step() { # step NAME COMMAND...: run it, print how long it took, stop on failure
 
 # The tools' virtual environment, made again only when the pins change, and the
 # pinned wheels kept beside it for every run's fresh test environment.
+# Debian's own python3 makes virtual environments only with python3-venv.
+venv_support() {
+    "$python" -c 'import ensurepip' 2>/dev/null && return 0
+    apt-get install -y -q python3-venv >/dev/null
+}
+
 tools_venv() {
+    venv_support
     local stamp=$tools/.requirements
     local want
     want=$(cat "$here/requirements-dev.txt" "$here/requirements-test.txt" | sha256sum)
