@@ -13,11 +13,17 @@ python=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 
 step() { # step NAME COMMAND...: run it, print how long it took, stop on failure
-    local name=$1 begin=$SECONDS
+    local name=$1 begin=$SECONDS status
     shift
     echo "== python: $name"
-    if ! "$@"; then
-        echo "== python: $name FAILED after $((SECONDS - begin)) s" >&2
+    # In a subshell of its own with errexit, outside any `if`: bash ignores
+    # errexit in a condition, which would let a step fail half-way unnoticed.
+    set +e
+    (set -e; "$@")
+    status=$?
+    set -e
+    if ((status != 0)); then
+        echo "== python: $name FAILED ($status) after $((SECONDS - begin)) s" >&2
         exit 1
     fi
     echo "== python: $name: $((SECONDS - begin)) s"
@@ -35,13 +41,14 @@ tools_venv() {
     venv_support
     local stamp=$tools/.requirements
     local want
-    want=$(cat "$here/requirements-dev.txt" "$here/requirements-test.txt" | sha256sum)
-    if [[ -x $tools/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+    want=$(cat "$here"/requirements-*.txt | sha256sum)
+    if [[ -x $tools/bin/ruff && -x $tools/bin/mypy && -f $stamp && $(cat "$stamp") == "$want" ]]; then
         return 0
     fi
     rm -rf "$tools" "$wheels"
     "$python" -m venv "$tools"
     "$tools/bin/pip" download -q --no-deps -d "$wheels" -r "$here/requirements-dev.txt"
+    "$tools/bin/pip" download -q --no-deps -d "$wheels" -r "$here/requirements-oldest.txt"
     "$tools/bin/pip" install -q --no-deps --no-index --find-links "$wheels" \
         -r "$here/requirements-dev.txt"
     echo "$want" >"$stamp"
@@ -55,13 +62,14 @@ wheel() {
     ls "$dist"/pglock_client-*.whl >/dev/null
 }
 
-# fresh_env DIR: a new virtual environment with the wheel and the test pins.
+# fresh_env DIR [REQUIREMENTS]: a new virtual environment with the wheel and the
+# test pins (requirements-test.txt unless another file is given).
 fresh_env() {
-    local env=$1
+    local env=$1 pins=${2:-$here/requirements-test.txt}
     rm -rf "$env"
     "$python" -m venv "$env"
     "$env/bin/pip" install -q --no-deps --no-index --find-links "$wheels" \
-        -r "$here/requirements-test.txt" "$dist"/pglock_client-*.whl
+        -r "$pins" "$dist"/pglock_client-*.whl
     # The wheel declares its dependencies: check that they are met.
     "$env/bin/pip" check >/dev/null
 }

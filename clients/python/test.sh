@@ -9,12 +9,15 @@
 #
 # Tools live in ${CARGO_TARGET_DIR:-<repo>/target}/python-venv (made once, pinned
 # by requirements-dev.txt); the wheel is installed into a fresh virtual
-# environment there, and pytest runs against it, not against the source tree.
+# environment there, and pytest runs against it, not against the source tree:
+# once with the pinned psycopg (requirements-test.txt), once with the oldest one
+# the package declares (requirements-oldest.txt).
 # Extra arguments go to pytest (e.g. -k restart).
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 testenv=$target/python-test-venv
+oldenv=$target/python-test-venv-oldest
 
 for name in PGHOST PGPORT PGUSER PGLOCK_TEST_DB PGLOCK_PG_CONFIG; do
     if [[ -z ${!name:-} ]]; then
@@ -41,10 +44,12 @@ types() {
     "$tools/bin/mypy" --strict --cache-dir "$target/python-mypy-cache" src tests bench.py
 }
 
-tests() {
+tests() { # tests VENV [PYTEST ARGS]
+    local env=$1
+    shift
     # From a folder of its own, so that nothing but the installed wheel is importable.
     cd "$target"
-    "$testenv/bin/python" -m pytest -p no:cacheprovider --rootdir "$here" -c "$here/pyproject.toml" \
+    "$env/bin/python" -m pytest -p no:cacheprovider --rootdir "$here" -c "$here/pyproject.toml" \
         -q -ra --durations=10 "$here/tests" "$@"
 }
 
@@ -54,5 +59,8 @@ step "ruff check, ruff format --check" lint
 step "mypy --strict" types
 step "wheel" wheel
 step "wheel installed into a fresh venv" fresh_env "$testenv"
-step "pytest against the installed wheel" tests "$@"
+step "pytest against the installed wheel" tests "$testenv" "$@"
+step "the wheel with the oldest psycopg it declares (3.1), in a fresh venv" \
+    fresh_env "$oldenv" "$here/requirements-oldest.txt"
+step "pytest against it" tests "$oldenv" "$@"
 echo "== python: all steps passed in $((SECONDS - started)) s"

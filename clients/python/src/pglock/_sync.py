@@ -540,10 +540,16 @@ class _CallWatch:
 
 
 def _terminated(error: psycopg.Error) -> bool:
-    """The server ended the session (class 57P: an idle connection closed by a restart,
-    or a statement cut off, rolled back), so the statement did not take effect and
-    one more try on a new connection is safe."""
-    return (error.sqlstate or "").startswith("57P")
+    """Whether a call that failed with ``error`` is tried once more, on a new connection.
+
+    For a connection that broke (most often one that sat idle while its server
+    restarted: psycopg 3.1 reports it without a SQLSTATE, later ones as 57P01)
+    or a server that turned read-only (25006, a former primary). A statement cut
+    off that way did not commit; one whose commit went through but whose reply
+    was lost is, tried again, refused (an acquire: the lock lapses after its
+    lease) or answered ``false`` (a release: reported lost), never granted twice.
+    """
+    return is_connection_error(error)
 
 
 def _fire(held: Held) -> None:
