@@ -9,7 +9,8 @@
 //! `CONNINFO` reaches the cluster (e.g. `host=h1,h2,h3 port=... target_session_attrs=read-write`),
 //! `STORE_CONNINFO` the fenced store (a plain PostgreSQL with `fenced_write`),
 //! `LOCKS` is a comma-separated list of lock names. It runs for `RUN_MS` (or until
-//! SIGTERM), then releases what it holds and ends. `client-waits` makes the
+//! SIGTERM), then releases what it holds and ends. It holds each lock for
+//! 0.2 to 1.2 leases, or `PGLOCK_WORKER_HOLD=LOW,HIGH` leases. `client-waits` makes the
 //! client wait by polling and take over on its own watch (`WaitMode::Client`)
 //! rather than in the server.
 //!
@@ -142,6 +143,18 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// How long to hold a lock, in leases: `PGLOCK_WORKER_HOLD=LOW,HIGH` (0.2 to
+/// 1.2 by default).
+fn hold_range() -> (f64, f64) {
+    std::env::var("PGLOCK_WORKER_HOLD")
+        .ok()
+        .and_then(|text| {
+            let (low, high) = text.split_once(',')?;
+            Some((low.parse().ok()?, high.parse().ok()?))
+        })
+        .unwrap_or((0.2, 1.2))
+}
+
 /// The fenced store: one connection, opened again when it breaks.
 struct Store {
     conninfo: String,
@@ -243,7 +256,9 @@ async fn main() -> ExitCode {
         match acquired {
             Ok(lock) => {
                 history.emit("acquire", &fields("ok", format!(",\"rvn\":{}", lock.rvn())));
-                let hold_for = args.lease.as_secs_f64() * (0.2 + rng.below(1000) as f64 / 1000.0);
+                let (low, high) = hold_range();
+                let hold_for =
+                    args.lease.as_secs_f64() * (low + (high - low) * rng.below(1000) as f64 / 1000.0);
                 hold(&history, &mut store, lock, name, hold_for, &mut seq, &done).await;
             }
             Err(Error::Timeout { .. }) => history.emit("acquire", &fields("fail", String::new())),

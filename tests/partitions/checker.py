@@ -17,6 +17,9 @@ A history is one JSON object per line, in any order across sources:
   cluster's ledger after healing (written by the same statement as the write).
 * {"source": "final", "name", "owner", "rvn", "released"}: the lock table on the
   primary after healing.
+* {"source": "wire", "client", "server", "t", "call", "rvns"}: RVNs a reply
+  forwarded to the client acknowledged, seen by the fault proxy, with the
+  server's address: which node acknowledged what, for every client.
 * {"source": "harness", "op": "fault" | "heal", "t", "what", ...}: faults
   injected; a fault with "minority_primary": ADDRESS says that this primary was
   cut off from its standbys until the next heal.
@@ -41,7 +44,9 @@ rvn-backwards       an operation invoked after another one completed got a small
 ledger-lost         an acknowledged lock write is missing from the ledger after healing
 lock-back           after healing, a lock is at an RVN below one acknowledged for it
 isolated-ack        a primary cut off from its standbys acknowledged a lock write
-                    requested after the cut
+                    requested after the cut, or (seen on the wire) any lock write
+                    more than ACK_GRACE after the cut: a commit that its standby
+                    confirmed before the cut has answered by then
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from typing import Any
 # How late, past its deadline, a client may notice its loss: the time its loss
 # signal takes to reach the worker's recorder (a task, a thread) on a busy machine.
 SLACK = 0.2
+# How long after a cut an honest commit's answer may still arrive.
+ACK_GRACE = 1.0
 
 
 @dataclass
@@ -110,6 +117,7 @@ def check(events: list[dict[str, Any]]) -> Report:
     ledger: dict[tuple[str, int], dict[str, Any]] = {}
     final: dict[str, dict[str, Any]] = {}
     harness: list[dict[str, Any]] = []
+    wire: list[dict[str, Any]] = []
     for event in events:
         source = event.get("source")
         if source == "store":
@@ -118,6 +126,8 @@ def check(events: list[dict[str, Any]]) -> Report:
             ledger[(event["client"], int(event["seq"]))] = event
         elif source == "final":
             final[event["name"]] = event
+        elif source == "wire":
+            wire.append(event)
         elif source == "harness" or event.get("client") == "harness":
             harness.append(event)
         elif "client" in event and "op" in event:
@@ -134,7 +144,7 @@ def check(events: list[dict[str, Any]]) -> Report:
     issued = check_rvns(clients, report)
     check_ledger(clients, ledger, report)
     check_final(issued, final, report)
-    check_isolated(clients, harness, report)
+    check_isolated(clients, harness, wire, report)
 
     ops = Counter()
     outcomes = Counter()
@@ -156,6 +166,9 @@ def check(events: list[dict[str, Any]]) -> Report:
         "lost": sum(losses.values()),
         "store_writes_accepted": len(store),
         "ledger_rows": len(ledger),
+        "wire_acks": sum(len(e.get("rvns", [])) for e in wire),
+        "proxy_faults": {k: v for e in harness if e.get("op") == "proxy-faults"
+                         for k, v in e.get("counts", {}).items()},
         "faults": sum(1 for e in harness if e.get("op") == "fault"),
         "fault_list": [e.get("what", "?") for e in harness if e.get("op") == "fault"],
         "max_hold_end_past_deadline_s": round(max(lateness), 3) if lateness else None,
@@ -345,7 +358,7 @@ def check_final(largest: dict[str, int], final: dict[str, dict[str, Any]], repor
 
 
 def check_isolated(clients: dict[str, list[dict[str, Any]]], harness: list[dict[str, Any]],
-                   report: Report) -> None:
+                   wire: list[dict[str, Any]], report: Report) -> None:
     windows = []
     open_fault: dict[str, Any] | None = None
     for event in sorted(harness, key=lambda e: float(e.get("t", 0))):
@@ -358,15 +371,33 @@ def check_isolated(clients: dict[str, list[dict[str, Any]]], harness: list[dict[
     if open_fault is not None:
         windows.append((float(open_fault["t"]), float("inf"), open_fault["minority_primary"],
                         open_fault.get("what", "")))
+    reported: set[tuple[str, int]] = set()
+    # The RVNs each client took as acquired or renewed: an answer it threw away
+    # (a call it had given up on) tells it nothing.
+    taken = {(name, int(e["rvn"])) for name, history in clients.items() for e in history
+             if e["op"] == "renew" or (e["op"] in ("acquire", "heartbeat") and e.get("outcome") == "ok")}
     for name, history in clients.items():
         for event in history:
-            if event.get("outcome") != "ok" or "server" not in event:
+            if event.get("outcome") != "ok" or "server" not in event or "rvn" not in event:
                 continue
             for start, end, node, what in windows:
                 if event["server"] == node and float(event["invoke"]) >= start and float(event["complete"]) <= end:
+                    reported.add((name, int(event["rvn"])))
                     report.add("isolated-ack", f"{name} {event['op']} {event['lock']!r} rvn {event.get('rvn')} "
                                                f"acknowledged by {node} at {event['complete']:.3f}, while it was "
                                                f"cut off ({what}, from {start:.3f})")
+    for ack in sorted(wire, key=lambda e: float(e["t"])):
+        for start, end, node, what in windows:
+            if ack["server"] != node or not start + ACK_GRACE <= float(ack["t"]) <= end:
+                continue
+            fresh = [rvn for rvn in ack["rvns"]
+                     if (ack["client"], int(rvn)) in taken and (ack["client"], int(rvn)) not in reported]
+            if not fresh:
+                continue
+            reported.update((ack["client"], int(rvn)) for rvn in fresh)
+            report.add("isolated-ack", f"{ack['client']} was told by {node} at {float(ack['t']):.3f} "
+                                       f"({float(ack['t']) - start:.1f} s after the cut: {what}) that its "
+                                       f"{ack.get('call', 'call')} gave RVN(s) {fresh}")
 
 
 def load(path: str) -> list[dict[str, Any]]:
@@ -392,6 +423,8 @@ def summary(report: Report) -> str:
         f"ledger rows {s['ledger_rows']}; latest loss signal past its deadline: "
         f"{s['max_hold_end_past_deadline_s']} s",
         f"faults injected {s['faults']}: {'; '.join(s['fault_list']) or '-'}",
+        f"proxy faults applied: {', '.join(f'{k} {v}' for k, v in sorted(s['proxy_faults'].items())) or '-'}; "
+        f"RVNs seen acknowledged on the wire {s['wire_acks']}",
         f"violations {s['violations']}" + (f" {dict(report.counts())}" if report.violations else ""),
     ]
     lines += [f"  VIOLATION {kind}: {text}" for kind, text in report.violations[:50]]

@@ -42,7 +42,10 @@ The proxy reads the PostgreSQL protocol to know which call a reply answers:
 Parse gives a statement's text, Bind or Query names the call, each Sync or Query
 gets one ReadyForQuery. Cancel requests pass through like any connection.
 Every fault applied is logged (--log) as a JSON line with its CLOCK_MONOTONIC
-time. Only the standard library; Python 3.9 or later.
+time, and so is every RVN a reply forwarded to the client acknowledges (the
+first bigint column of a row whose first boolean column, if any, is not false, in text or
+binary), with the server it came from: the checker learns from them which node
+acknowledged each RVN of each client. Only the standard library; Python 3.9 or later.
 """
 
 from __future__ import annotations
@@ -66,7 +69,10 @@ KINDS = ("heartbeat_many", "heartbeat", "acquire_wait", "acquire", "release", "s
 
 
 def classify(query: str) -> str:
-    """The kind of pglock call a statement makes."""
+    """The kind of pglock call a statement makes: the first pglock function it
+    names (a statement may call a second one, as the Go client's acquire calls
+    pglock_heartbeat to store data)."""
+    found = []
     for kind, pattern in (
         ("heartbeat_many", r"pglock_heartbeat_many\s*\("),
         ("heartbeat", r"pglock_heartbeat\s*\("),
@@ -75,9 +81,77 @@ def classify(query: str) -> str:
         ("acquire", r"pglock_acquire\s*\("),
         ("release", r"pglock_release(_all)?\s*\("),
     ):
-        if re.search(pattern, query):
-            return kind
-    return "other"
+        match = re.search(pattern, query)
+        if match:
+            found.append((match.start(), kind))
+    return min(found)[1] if found else "other"
+
+
+ACKED_CALLS = ("heartbeat_many", "heartbeat", "acquire_wait", "acquire", "slot")
+INT8, BOOL = 20, 16
+
+
+def result_formats(bind_rest: bytes) -> list[int]:
+    """The result format codes at the end of a Bind message (after the names)."""
+    try:
+        offset = 0
+        (n,) = struct.unpack_from("!h", bind_rest, offset)
+        offset += 2 + 2 * n
+        (n,) = struct.unpack_from("!h", bind_rest, offset)
+        offset += 2
+        for _ in range(n):
+            (length,) = struct.unpack_from("!i", bind_rest, offset)
+            offset += 4 + max(length, 0)
+        (n,) = struct.unpack_from("!h", bind_rest, offset)
+        offset += 2
+        return list(struct.unpack_from(f"!{n}h", bind_rest, offset))
+    except struct.error:
+        return []
+
+
+def row_description(body: bytes) -> tuple[list[tuple[str, int]], list[int]]:
+    (n,) = struct.unpack_from("!h", body, 0)
+    offset, fields, formats = 2, [], []
+    for _ in range(n):
+        end = body.index(b"\0", offset)
+        name = body[offset:end].decode("utf-8", "replace")
+        _table, _column, oid, _len, _mod, fmt = struct.unpack_from("!ihihih", body, end + 1)
+        offset = end + 1 + 18
+        fields.append((name, oid))
+        formats.append(fmt)
+    return fields, formats
+
+
+def acked_rvn(body: bytes, fields: list[tuple[str, int]], formats: list[int]) -> int | None:
+    """The RVN a row acknowledges, unless the row says it was not acquired or not
+    renewed (a refusal shows the holder's RVN)."""
+    try:
+        (n,) = struct.unpack_from("!h", body, 0)
+        offset, values = 2, []
+        for _ in range(n):
+            (length,) = struct.unpack_from("!i", body, offset)
+            offset += 4
+            values.append(None if length < 0 else body[offset:offset + length])
+            offset += max(length, 0)
+    except struct.error:
+        return None
+
+    def fmt(index: int) -> int:
+        if not formats:
+            return 0
+        return formats[0] if len(formats) == 1 else formats[index]
+
+    # The first bigint column is the RVN (acquire, heartbeat, heartbeat_many and
+    # the clients' own statements around them all put it first); the first
+    # boolean, if any, says whether it was acquired or renewed.
+    rvn, said = None, None
+    for index, (_name, oid) in enumerate(fields[:len(values)]):
+        value = values[index]
+        if oid == BOOL and said is None:
+            said = value is not None and value not in (b"f", b"\x00")
+        elif oid == INT8 and rvn is None and value is not None:
+            rvn = struct.unpack("!q", value)[0] if fmt(index) == 1 else int(value)
+    return None if said is False else rvn
 
 
 def matches(spec: Any, kind: str) -> bool:
@@ -101,6 +175,11 @@ class Log:
         self.counts[key] = self.counts.get(key, 0) + 1
         if self.file:
             self.file.write(json.dumps({"t": round(now(), 6), "route": route, "fault": kind, **fields}) + "\n")
+
+    def ack(self, route: Route, call: str, rvns: list[int]) -> None:
+        if self.file:
+            self.file.write(json.dumps({"t": round(now(), 6), "route": route.name, "upstream": route.host,
+                                        "ack": call, "rvns": rvns}) + "\n")
 
 
 class Route:
@@ -197,10 +276,50 @@ class Conn:
         self.closed = False
         # Protocol state.
         self.statements: dict[bytes, str] = {}
+        self.fields: dict[bytes, list[tuple[str, int]]] = {}  # a statement's result columns
         self.batch: list[str] = []  # kinds of the calls since the last Sync
+        self.batch_ops: list[tuple[Any, ...]] = []  # ("describe", name) and ("bind", name, formats)
         self.pending: list[str] = ["startup"]  # one per ReadyForQuery to come
+        self.pending_ops: list[list[tuple[Any, ...]]] = [[]]
         self.startup_done = False
         self.server_single_byte = 0  # replies of one byte to SSL/GSS requests
+        # Decoding the reply being read, for the RVNs it acknowledges.
+        self.acks: list[int] = []
+        self.reply_fields: list[tuple[str, int]] | None = None
+        self.reply_formats: list[int] = []
+        self.binds_seen = 0
+        self.described = 0
+
+    def watch_reply(self, message: bytes, ops: list[tuple[Any, ...]], collect: bool) -> None:
+        """Follows a reply to a lock call: which columns its rows have (from the
+        statement's description, or the reply's own), in which formats (from the
+        Bind), and the RVNs of the rows that say acquired or renewed."""
+        kind, body = message[:1], message[5:]
+        if kind == b"T":
+            fields, formats = row_description(body)
+            describes = [op[1] for op in ops if op[0] == "describe"]
+            if self.described < len(describes):
+                self.fields[describes[self.described]] = fields
+                self.described += 1
+            else:
+                self.reply_fields, self.reply_formats = fields, formats
+        elif kind == b"2":  # BindComplete: the next Bind's statement runs
+            binds = [op for op in ops if op[0] == "bind"]
+            if self.binds_seen < len(binds):
+                _, name, formats = binds[self.binds_seen]
+                self.reply_fields = self.fields.get(name) if name else self.reply_fields
+                self.reply_formats = formats
+            self.binds_seen += 1
+        elif kind == b"n" and any(op[0] == "describe" for op in ops):
+            if self.described < sum(1 for op in ops if op[0] == "describe"):
+                self.described += 1  # NoData: a statement without rows
+        elif kind == b"D" and self.reply_fields and collect:
+            rvn = acked_rvn(body, self.reply_fields, self.reply_formats)
+            if rvn is not None:
+                self.acks.append(rvn)
+        elif kind == b"Z":
+            self.reply_fields, self.reply_formats, self.binds_seen = None, [], 0
+            self.described = 0
 
     def reset(self) -> None:
         """Ends the connection with a reset on both sides."""
@@ -240,7 +359,7 @@ class Conn:
                 if code in (SSL_REQUEST, GSS_REQUEST):
                     self.server_single_byte += 1
                 elif code == CANCEL_REQUEST:
-                    self.pending = []
+                    self.pending, self.pending_ops = [], []
                     self.startup_done = True
                 else:
                     self.startup_done = True
@@ -264,17 +383,23 @@ class Conn:
                     self.batch.append(classify(query))
             elif kind_byte == b"B":
                 _portal, rest = body.split(b"\0", 1)
-                name = rest.split(b"\0", 1)[0]
+                name, rest = rest.split(b"\0", 1)
                 if name != b"":
                     self.batch.append(classify(self.statements.get(name, "")))
+                self.batch_ops.append(("bind", name, result_formats(rest)))
+            elif kind_byte == b"D" and body[:1] == b"S":
+                self.batch_ops.append(("describe", body[1:].split(b"\0", 1)[0]))
             elif kind_byte == b"Q":
                 call = classify(body.split(b"\0", 1)[0].decode("utf-8", "replace"))
+                self.batch_ops = [("query",)]
             elif kind_byte == b"S":
                 kinds = [k for k in self.batch if k != "other"] or ["other"]
                 call = kinds[0]
                 self.batch = []
             if call is not None:
                 self.pending.append(call)
+                self.pending_ops.append(self.batch_ops)
+                self.batch_ops = []
             out.append((message, call))
 
     async def client_to_server(self, reader: asyncio.StreamReader, up: Direction) -> None:
@@ -336,8 +461,17 @@ class Conn:
                                 self.proxy.log.fault(self.route.name, "reply_delay", call=call,
                                                      delay=current["delay"])
                     ready = message[:1] == b"Z"
+                    if self.pending_ops:
+                        self.watch_reply(message, self.pending_ops[0], call in ACKED_CALLS)
                     if ready and self.pending:
                         self.pending.pop(0)
+                        if self.pending_ops:
+                            self.pending_ops.pop(0)
+                        if self.acks:
+                            acks, self.acks = self.acks, []
+                            if current is None or current["action"] == "delay":
+                                # Forwarded: the client is told of these RVNs.
+                                self.proxy.log.ack(self.route, call, acks)
                     if current is None:
                         down.put(message)
                         continue

@@ -200,6 +200,35 @@ class Failing(unittest.TestCase):
         self.assertEqual(h.kinds(), {"isolated-ack"})
 
 
+    def test_isolated_primary_acknowledged_on_the_wire(self) -> None:
+        h = History().start("a")
+        h.events.append({"source": "harness", "op": "fault", "t": 1.0, "what": "cut",
+                         "minority_primary": "n1"})
+        h.acquire("a", "L", 0.0, 0.1, 10).op("a", "renew", lock="L", t=4.0, rvn=11)
+        h.events.append({"source": "wire", "client": "a", "server": "n1", "t": 1.2, "call": "acquire",
+                         "rvns": [10]})  # an answer just after the cut: its commit was confirmed
+        h.events.append({"source": "wire", "client": "a", "server": "n1", "t": 3.9,
+                         "call": "heartbeat_many", "rvns": [11]})
+        h.op("a", "lost", lock="L", t=5.0)
+        h.events.append({"source": "harness", "op": "heal", "t": 9.0})
+        self.assertEqual(h.kinds(), {"isolated-ack"})
+        report = checker.check(h.events)
+        self.assertEqual(len(report.violations), 1)
+        self.assertIn("[11]", report.violations[0][1])
+
+    def test_an_answer_the_client_threw_away_is_no_acknowledgement(self) -> None:
+        h = History().start("a")
+        h.events.append({"source": "harness", "op": "fault", "t": 1.0, "what": "cut",
+                         "minority_primary": "n1"})
+        h.acquire("a", "L", 0.0, 0.1, 10)
+        # The reply to a renewal the client had abandoned: it never took RVN 11.
+        h.events.append({"source": "wire", "client": "a", "server": "n1", "t": 3.9,
+                         "call": "heartbeat_many", "rvns": [11]})
+        h.op("a", "lost", lock="L", t=4.0, reason="not held")
+        h.events.append({"source": "harness", "op": "heal", "t": 9.0})
+        self.assertEqual(h.kinds(), set())
+
+
 class Recorded(unittest.TestCase):
     """Histories recorded by real runs, kept as cases."""
 

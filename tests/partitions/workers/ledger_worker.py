@@ -158,6 +158,15 @@ class Store:
             return None
 
 
+def hold_factor(rng: random.Random) -> float:
+    """How long to hold a lock, in leases: PGLOCK_WORKER_HOLD=LOW,HIGH (0.2 to 1.2)."""
+    try:
+        low, high = (float(x) for x in os.environ.get("PGLOCK_WORKER_HOLD", "").split(","))
+    except ValueError:
+        low, high = 0.2, 1.2
+    return low + (high - low) * rng.random()
+
+
 def main() -> int:
     if len(sys.argv) != 9:
         print(__doc__, file=sys.stderr)
@@ -195,7 +204,7 @@ def main() -> int:
             emit(name, "acquire", lock=lock_name, invoke=invoke, complete=complete, outcome="ok",
                  rvn=row[1], server=row[2], seq=params["seq"])
             hold(name, cluster, store, lock_name, row[1], invoke, lease, period, margin,
-                 lease * (0.2 + rng.random()), next_seq, counter, done)
+                 lease * hold_factor(rng), next_seq, counter, done)
         else:
             fields: dict[str, Any] = {"lock": lock_name, "invoke": invoke, "complete": complete,
                                       "outcome": "fail" if outcome == "ok" else outcome}

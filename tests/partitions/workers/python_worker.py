@@ -12,6 +12,7 @@ package on the path (PYTHONPATH=clients/python/src).
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sys
@@ -54,6 +55,15 @@ class Store:
                 self.conn.close()
             self.conn = None
             return None
+
+
+def hold_factor(rng: random.Random) -> float:
+    """How long to hold a lock, in leases: PGLOCK_WORKER_HOLD=LOW,HIGH (0.2 to 1.2)."""
+    try:
+        low, high = (float(x) for x in os.environ.get("PGLOCK_WORKER_HOLD", "").split(","))
+    except ValueError:
+        low, high = 0.2, 1.2
+    return low + (high - low) * rng.random()
 
 
 def main() -> int:
@@ -104,7 +114,7 @@ def main() -> int:
             continue
         emit(name, "acquire", lock=lock_name, invoke=invoke, complete=time.monotonic(),
              outcome="ok", rvn=lock.rvn)
-        seq = hold(name, store, lock, lock_name, lease * (0.2 + rng.random()), seq, done, told)
+        seq = hold(name, store, lock, lock_name, lease * hold_factor(rng), seq, done, told)
         time.sleep(rng.random() * 0.2)
     emit(name, "stop", t=time.monotonic())
     client.close()

@@ -9,7 +9,8 @@
 // "host=h1,h2,h3 port=... target_session_attrs=read-write"), STORE_CONNINFO the
 // fenced store (a plain PostgreSQL with fenced_write), LOCKS is a
 // comma-separated list of lock names. It runs for RUN_MS (or until SIGTERM),
-// then releases what it holds and ends. The lines are those of the Rust worker
+// then releases what it holds and ends. It holds each lock for 0.2 to 1.2
+// leases, or PGLOCK_WORKER_HOLD=LOW,HIGH leases. The lines are those of the Rust worker
 // (client/examples/partition_worker.rs): start, acquire, renew, lost, write,
 // release, stop; times are CLOCK_MONOTONIC seconds.
 package main
@@ -123,7 +124,8 @@ func main() {
 		case err == nil:
 			fields["outcome"], fields["rvn"] = "ok", l.RecordVersionNumber()
 			h.emit("acquire", fields)
-			hold(h, c, store, l, lock, lease.Seconds()*(0.2+rng.Float64()), &seq, done)
+			low, high := holdRange()
+			hold(h, c, store, l, lock, lease.Seconds()*(low+(high-low)*rng.Float64()), &seq, done)
 		case errors.Is(err, pglock.ErrNotAcquired):
 			fields["outcome"] = "fail"
 			h.emit("acquire", fields)
@@ -135,6 +137,21 @@ func main() {
 		time.Sleep(time.Duration(rng.Intn(200)) * time.Millisecond)
 	}
 	h.emit("stop", map[string]any{"t": mono()})
+}
+
+// holdRange is how long to hold a lock, in leases: PGLOCK_WORKER_HOLD=LOW,HIGH
+// (0.2 to 1.2 by default).
+func holdRange() (float64, float64) {
+	low, high, ok := strings.Cut(os.Getenv("PGLOCK_WORKER_HOLD"), ",")
+	if !ok {
+		return 0.2, 1.2
+	}
+	l, err1 := strconv.ParseFloat(low, 64)
+	h, err2 := strconv.ParseFloat(high, 64)
+	if err1 != nil || err2 != nil {
+		return 0.2, 1.2
+	}
+	return l, h
 }
 
 // hold works under l for holdFor seconds (one fenced write every 100 to 300
