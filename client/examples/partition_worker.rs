@@ -3,7 +3,7 @@
 //! one JSON line on stdout, for the history checker.
 //!
 //! ```text
-//! partition_worker CLIENT CONNINFO STORE_CONNINFO LOCKS LEASE_MS PERIOD_MS RUN_MS SEED [client-waits]
+//! partition_worker CLIENT CONNINFO STORE_CONNINFO LOCKS LEASE_MS PERIOD_MS RUN_MS SEED [client-waits] [call-timeout=MS]
 //! ```
 //!
 //! `CONNINFO` reaches the cluster (e.g. `host=h1,h2,h3 port=... target_session_attrs=read-write`),
@@ -12,7 +12,8 @@
 //! SIGTERM), then releases what it holds and ends. It holds each lock for
 //! 0.2 to 1.2 leases, or `PGLOCK_WORKER_HOLD=LOW,HIGH` leases. `client-waits` makes the
 //! client wait by polling and take over on its own watch (`WaitMode::Client`)
-//! rather than in the server.
+//! rather than in the server; `call-timeout=MS` limits each call
+//! (`ClientConfig::with_call_timeout`).
 //!
 //! Times are CLOCK_MONOTONIC seconds, which every network namespace of the
 //! machine shares. Lines (every one has `client` and `op`):
@@ -112,13 +113,14 @@ struct Args {
     run: Duration,
     seed: u64,
     client_waits: bool,
+    call_timeout: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (fixed, rest) = args.split_at(args.len().min(8));
     let [client, conninfo, store, locks, lease_ms, period_ms, run_ms, seed] = fixed else {
-        return Err("usage: partition_worker CLIENT CONNINFO STORE_CONNINFO LOCKS LEASE_MS PERIOD_MS RUN_MS SEED [client-waits]".into());
+        return Err("usage: partition_worker CLIENT CONNINFO STORE_CONNINFO LOCKS LEASE_MS PERIOD_MS RUN_MS SEED [client-waits] [call-timeout=MS]".into());
     };
     let mut pg: tokio_postgres::Config = conninfo
         .parse()
@@ -140,6 +142,11 @@ fn parse_args() -> Result<Args, String> {
         run: Duration::from_millis(number("RUN_MS", run_ms)?),
         seed: number("SEED", seed)?.max(1),
         client_waits: rest.iter().any(|arg| arg == "client-waits"),
+        call_timeout: rest
+            .iter()
+            .find_map(|arg| arg.strip_prefix("call-timeout="))
+            .map(|ms| number("call-timeout", ms).map(Duration::from_millis))
+            .transpose()?,
     })
 }
 
@@ -221,6 +228,9 @@ async fn main() -> ExitCode {
     if args.client_waits {
         config = config.with_wait_mode(WaitMode::Client);
     }
+    if let Some(limit) = args.call_timeout {
+        config = config.with_call_timeout(limit);
+    }
     let client = loop {
         match timeout(Duration::from_secs(5), Client::connect(&args.pg, config.clone())).await {
             Ok(Ok(client)) => break client,
@@ -240,8 +250,20 @@ async fn main() -> ExitCode {
     let mut rng = Rng(args.seed);
     let mut seq: i64 = 0;
     let wait = (args.lease / 2).max(Duration::from_millis(500));
+    // PGLOCK_WORKER_FIRST=K: the first lock tried is the K-th (the harness lays
+    // out who holds what when its faults begin).
+    let mut first: Option<usize> = std::env::var("PGLOCK_WORKER_FIRST")
+        .ok()
+        .and_then(|k| k.parse().ok());
+    // After a failed acquire the worker asks for the same lock again (a job that
+    // needs that lock): rivals keep watching its holder.
+    let mut again: Option<usize> = None;
     while !done() {
-        let name = &args.locks[rng.below(args.locks.len() as u64) as usize];
+        let pick = first
+            .take()
+            .or(again.take())
+            .unwrap_or_else(|| rng.below(args.locks.len() as u64) as usize);
+        let name = &args.locks[pick % args.locks.len()];
         let invoke = mono();
         let acquired = client
             .acquire_with(name, &AcquireOptions::new().wait_at_most(wait))
@@ -261,8 +283,12 @@ async fn main() -> ExitCode {
                     args.lease.as_secs_f64() * (low + (high - low) * rng.below(1000) as f64 / 1000.0);
                 hold(&history, &mut store, lock, name, hold_for, &mut seq, &done).await;
             }
-            Err(Error::Timeout { .. }) => history.emit("acquire", &fields("fail", String::new())),
+            Err(Error::Timeout { .. }) => {
+                history.emit("acquire", &fields("fail", String::new()));
+                again = Some(pick);
+            }
             Err(error) => {
+                again = Some(pick);
                 history.emit(
                     "acquire",
                     &fields("unknown", format!(",\"error\":{}", quote(&error.to_string()))),

@@ -5,10 +5,13 @@ at the reply to one kind of call (the server ran and committed it; the client
 never hears of it, hears half of it, or hears it late).
 
     faultproxy.py --control SOCKET --route NAME:LISTEN_PORT:HOST:PORT [--route ...]
-                  [--log FILE] [--seed N]
+                  [--log FILE] [--seed N] [--connect-timeout SECONDS]
 
 Each route listens on 127.0.0.1:LISTEN_PORT (of the network namespace it runs in)
-and forwards every connection to HOST:PORT. Faults are set per route, by name
+and forwards every connection to HOST:PORT; a connection whose server cannot be
+reached within --connect-timeout (1 s) is reset, as a connect to a host cut off
+by a partition fails (without that, a cut-off server would look like one that
+accepts and then never answers, which some drivers wait for forever). Faults are set per route, by name
 (shell-style patterns), over the control socket: one JSON object per line, one
 JSON reply per line.
 
@@ -506,7 +509,8 @@ class Conn:
 
 
 class Proxy:
-    def __init__(self, routes: list[Route], log: Log, seed: int) -> None:
+    def __init__(self, routes: list[Route], log: Log, seed: int, connect_timeout: float = 1.0) -> None:
+        self.connect_timeout = connect_timeout
         self.routes = {route.name: route for route in routes}
         self.log = log
         self.rng = random.Random(seed)
@@ -523,10 +527,16 @@ class Proxy:
                 conn.reset()
                 return
             route.connections.add(conn)
+            # The client's TCP connect succeeded at once (we are local to it); a
+            # server that cannot be reached must not look like one that
+            # accepts and then says nothing: reset the client once the
+            # upstream connect has not completed within --connect-timeout, as
+            # a connect to an unreachable host with that connect_timeout ends.
             try:
                 server_reader, server_writer = await asyncio.wait_for(
-                    asyncio.open_connection(route.host, route.port), timeout=30)
+                    asyncio.open_connection(route.host, route.port), timeout=self.connect_timeout)
             except (OSError, asyncio.TimeoutError):
+                self.log.fault(route.name, "upstream_unreachable")
                 conn.reset()
                 return
             if conn.closed:
@@ -576,12 +586,13 @@ async def main() -> None:
     parser.add_argument("--route", action="append", default=[], required=True)
     parser.add_argument("--log")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--connect-timeout", type=float, default=1.0)
     args = parser.parse_args()
     routes = []
     for text in args.route:
         name, listen, host, port = text.rsplit(":", 3)
         routes.append(Route(name, int(listen), host, int(port)))
-    proxy = Proxy(routes, Log(args.log), args.seed)
+    proxy = Proxy(routes, Log(args.log), args.seed, args.connect_timeout)
     servers = [await proxy.serve(route) for route in routes]
 
     async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

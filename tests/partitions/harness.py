@@ -455,10 +455,14 @@ WORKERS = [
     Worker("py-a1", "python", "ca", 4),
     Worker("sql-a1", "sql", "ca", 5),
     Worker("rust-b1", "rust", "cb", 6),
-    Worker("go-b1", "go", "cb", 7),
     Worker("py-b1", "python", "cb", 8),
+    Worker("go-b1", "go", "cb", 7),
     Worker("sql-b1", "sql", "cb", 9),
 ]
+# With a layout (Scenario.holders), each worker first takes the lock of its
+# place among its host's workers: rust-a1 waits for rust-b1's lock, rust-a2
+# (which watches holders itself, and takes over on its own watch) for py-b1's,
+# go-a1 for go-b1's, py-a1 for sql-b1's.
 
 
 def start_proxies(procs: Processes) -> dict[str, str]:
@@ -511,13 +515,15 @@ def worker_command(worker: Worker, prefix: str, locks: list[str], lease_ms: int,
     hosts = ",".join(["127.0.0.1"] * 3)
     ports = ",".join(str(p) for p in worker.ports())
     conninfo = (f"host={hosts} port={ports} dbname=postgres user=app target_session_attrs=read-write "
-                f"connect_timeout=2 sslmode=disable application_name={prefix}{worker.name}")
+                f"connect_timeout=1 sslmode=disable application_name={prefix}{worker.name}")
     args = [f"{prefix}{worker.name}", conninfo, store, ",".join(locks), str(lease_ms), str(period_ms),
             str(run_ms), str(seed)]
     if worker.kind == "rust":
         return [RUST_WORKER, *args]
     if worker.kind == "rust-client-waits":
-        return [RUST_WORKER, *args, "client-waits"]
+        # A call timeout, as a client of a cluster whose hosts can vanish
+        # needs: without one a call on a dead connection waits for TCP.
+        return [RUST_WORKER, *args, "client-waits", f"call-timeout={2 * period_ms}"]
     if worker.kind == "go":
         return [GO_WORKER, *args]
     if worker.kind == "python":
@@ -542,6 +548,10 @@ class Scenario:
     after: float = 10.0  # the workers' run after the faults end
     expect: dict[str, Any] = field(default_factory=dict)  # e.g. {"max_lost": 0}
     hold: tuple[float, float] = (0.2, 1.2)  # how long a worker holds a lock, in leases
+    # "cb" (or "ca"): the workers of that host start first, each on a lock of
+    # its own; the others come 1.5 s later and wait for the same locks:
+    # holders on one side of the partition, rivals watching them on the other.
+    holders: str | None = None
 
 
 @dataclass
@@ -552,6 +562,23 @@ class Context:
     events: list[dict[str, Any]]
     scale: float  # 1 for the quick run, more with --long
     rng: random.Random
+    scenario: Scenario | None = None
+
+    def last_renewal(self, worker: str, limit: float = 10) -> float | None:
+        """Waits for the next renewal of `worker` that its proxy sees acknowledged;
+        returns when it was (None if none comes within `limit`)."""
+        host = next(w.host for w in WORKERS if w.name == worker)
+        path = os.path.join(RUN, f"proxy-{host}.faults.jsonl")
+        since, deadline = mono(), mono() + limit
+        while mono() < deadline:
+            with open(path) as file:
+                for line in file:
+                    event = json.loads(line)
+                    if (event.get("ack") == "heartbeat_many" and event["t"] > since
+                            and event["route"].startswith(f"{worker}-")):
+                        return float(event["t"])
+            time.sleep(0.05)
+        return None
 
     def fault(self, what: str, **fields: Any) -> None:
         self.events.append({"source": "harness", "op": "fault", "t": mono(), "what": what, **fields})
@@ -570,6 +597,12 @@ def leader_cut_from_cluster(c: Context) -> None:
     clients of ca on the other."""
     leader = c.cluster.leader() or "n1"
     others = [n for n in NODES if n != leader]
+    # Just before the Python holder's next renewal: most of its period is left
+    # when the cut comes (the worst moment for a client that believes a
+    # renewal the isolated primary acknowledges).
+    renewed = c.last_renewal("py-b1")
+    if renewed is not None and c.scenario is not None:
+        time.sleep(max(0.0, renewed + c.scenario.period_ms / 1000 - 0.1 - mono()))
     c.net.cut([leader, "cb"], ["etcd", *others, "ca"])
     c.fault(f"partition: {{{leader}, cb}} | {{etcd, {', '.join(others)}, ca}}",
             minority_primary=ip_of(leader))
@@ -579,7 +612,8 @@ def leader_cut_from_cluster(c: Context) -> None:
                                    if m.get("role") == "leader" and m.get("name") != leader
                                    and m.get("state") == "running"), None))
     say(f"    new leader {new} after {mono() - t0:.1f} s")
-    c.sleep(10)
+    # Past the lease since the cut: rivals take over on the majority side.
+    c.sleep(max(0.0, 20 - (mono() - t0)))
     c.net.heal()
     c.heal()
 
@@ -675,9 +709,10 @@ def reconnect_storm(c: Context) -> None:
 
 SCENARIOS = [
     Scenario("leader-isolated", "the leader cut off from etcd and its replicas, with the clients of cb",
-             leader_cut_from_cluster, after=14, hold=(1.0, 3.0), locks=6),
+             leader_cut_from_cluster, lease_ms=16000, period_ms=2000, after=20, hold=(1.0, 2.0), locks=4,
+             holders="cb"),
     Scenario("leader-from-clients", "the leader cut off from the clients of ca only",
-             leader_cut_from_clients, hold=(1.0, 3.0), locks=6),
+             leader_cut_from_clients, hold=(1.0, 3.0), locks=4, holders="ca"),
     Scenario("replica-isolated", "the synchronous standby isolated", replica_isolated, hold=(1.0, 3.0), locks=6),
     Scenario("lossy-links", "delay and loss on every client link", lossy_links),
     Scenario("replies-lost", "replies lost after commit, connections cut mid-reply", replies_lost),
@@ -700,18 +735,27 @@ def run_scenario(scenario: Scenario, procs: Processes, net: Net, cluster: Cluste
     out_dir = os.path.join(RUN, "scenarios", scenario.name)
     os.makedirs(out_dir)
     locks = [f"{prefix}L{k}" for k in range(1, scenario.locks + 1)]
-    context = Context(net, cluster, proxies, [], scale, random.Random(seed))
+    context = Context(net, cluster, proxies, [], scale, random.Random(seed), scenario)
     env = {"PYTHONPATH": PYTHON_CLIENT_SRC, "PGLOCK_WORKER_HOLD": f"{scenario.hold[0]},{scenario.hold[1]}"}
     with open(os.path.join(RUN, "password")) as file:
         env["PGPASSWORD"] = file.read().strip()
     # Long enough for the faults; stopped by SIGTERM once they are over.
     run_ms = int(600_000 * scale)
     workers = []
-    for k, worker in enumerate(WORKERS):
+    order = sorted(WORKERS, key=lambda w: w.host != scenario.holders) if scenario.holders else WORKERS
+    started_rivals = False
+    for k, worker in enumerate(order):
         command = worker_command(worker, prefix, locks, scenario.lease_ms, scenario.period_ms, run_ms,
-                                 seed * 100 + k + 1, store.conninfo())
+                                 seed * 100 + worker.index, store.conninfo())
+        worker_env = dict(env)
+        if scenario.holders:
+            same_host = [w for w in order if w.host == worker.host]
+            worker_env["PGLOCK_WORKER_FIRST"] = str(same_host.index(worker))
+            if worker.host != scenario.holders and not started_rivals:
+                time.sleep(1.5)
+                started_rivals = True
         workers.append(procs.start(f"{scenario.name}-{worker.name}", command, host=worker.host,
-                                   log=os.path.join(out_dir, f"{worker.name}.jsonl"), env=env))
+                                   log=os.path.join(out_dir, f"{worker.name}.jsonl"), env=worker_env))
     time.sleep(scenario.warmup)
     fault_started = mono()
     try:

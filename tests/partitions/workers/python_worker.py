@@ -96,8 +96,19 @@ def main() -> int:
     if client is None:
         emit(name, "stop", t=time.monotonic())
         return 0
+    # PGLOCK_WORKER_FIRST=K: the first lock tried is the K-th (the harness lays
+    # out who holds what when its faults begin).
+    first = os.environ.get("PGLOCK_WORKER_FIRST")
+    # After a failed acquire the worker asks for the same lock again (a job that
+    # needs that lock): rivals keep watching its holder.
+    again = None
     while not done():
         lock_name = rng.choice(locks)
+        if first is not None:
+            lock_name, first = locks[int(first) % len(locks)], None
+        elif again is not None:
+            lock_name = again
+        again = lock_name
         told: list[float] = []
         invoke = time.monotonic()
         try:
@@ -114,6 +125,7 @@ def main() -> int:
             continue
         emit(name, "acquire", lock=lock_name, invoke=invoke, complete=time.monotonic(),
              outcome="ok", rvn=lock.rvn)
+        again = None
         seq = hold(name, store, lock, lock_name, lease * hold_factor(rng), seq, done, told)
         time.sleep(rng.random() * 0.2)
     emit(name, "stop", t=time.monotonic())

@@ -111,8 +111,20 @@ func main() {
 	rng := rand.New(rand.NewSource(seed))
 	var seq int64
 	wait := max(lease/2, 500*time.Millisecond)
+	// PGLOCK_WORKER_FIRST=K: the first lock tried is the K-th (the harness
+	// lays out who holds what when its faults begin).
+	first, errFirst := strconv.Atoi(os.Getenv("PGLOCK_WORKER_FIRST"))
+	// After a failed acquire the worker asks for the same lock again (a job
+	// that needs that lock): rivals keep watching its holder.
+	again := ""
 	for !done() {
 		lock := locks[rng.Intn(len(locks))]
+		if errFirst == nil {
+			lock, errFirst = locks[first%len(locks)], errors.New("taken")
+		} else if again != "" {
+			lock = again
+		}
+		again = lock
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		invoke := mono()
 		l, err := c.AcquireContext(ctx, lock, pglock.KeepOnRelease(),
@@ -124,6 +136,7 @@ func main() {
 		case err == nil:
 			fields["outcome"], fields["rvn"] = "ok", l.RecordVersionNumber()
 			h.emit("acquire", fields)
+			again = ""
 			low, high := holdRange()
 			hold(h, c, store, l, lock, lease.Seconds()*(low+(high-low)*rng.Float64()), &seq, done)
 		case errors.Is(err, pglock.ErrNotAcquired):
