@@ -157,6 +157,7 @@ def check(events: list[dict[str, Any]]) -> Report:
             if event["op"] == "start":
                 langs[name] = event.get("lang", "?")
     losses = Counter(h.how for h in holds if h.how.startswith("lost"))
+    effects = fault_effects(holds, harness)
     lateness = [h.end - h.deadline_at(h.end) for h in holds if h.end is not None]
     report.stats = {
         "clients": dict(Counter(langs.values())),
@@ -172,9 +173,49 @@ def check(events: list[dict[str, Any]]) -> Report:
         "faults": sum(1 for e in harness if e.get("op") == "fault"),
         "fault_list": [e.get("what", "?") for e in harness if e.get("op") == "fault"],
         "max_hold_end_past_deadline_s": round(max(lateness), 3) if lateness else None,
+        "effects": effects,
         "violations": len(report.violations),
     }
     return report
+
+
+def fault_effects(holds: list[Hold], harness: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per fault: the holds lost after it (before the next fault), when each
+    holder was told (from the fault, and from its last confirmation), and how
+    long before the next holder of that lock got it."""
+    faults = sorted((e for e in harness if e.get("op") == "fault"), key=lambda e: float(e["t"]))
+    by_lock: dict[str, list[Hold]] = defaultdict(list)
+    for hold in holds:
+        by_lock[hold.lock].append(hold)
+    for lock_holds in by_lock.values():
+        lock_holds.sort(key=lambda h: h.start)
+    effects = []
+    for index, fault in enumerate(faults):
+        start = float(fault["t"])
+        until = float(faults[index + 1]["t"]) if index + 1 < len(faults) else float("inf")
+        told, margins, takeovers = [], [], []
+        for hold in holds:
+            if not hold.how.startswith("lost") or hold.end is None or not start <= hold.end < until:
+                continue
+            told.append((hold.end - start, hold.end - hold.confirms[-1]))
+            # The next holder may have come before this one was told (an overlap: negative).
+            later = [h for h in by_lock[hold.lock] if h.start > hold.start and h.client != hold.client]
+            if later:
+                margins.append(later[0].start - hold.end)
+                takeovers.append(later[0].start - start)
+        effects.append({"what": fault.get("what", "?"), "lost": len(told),
+                        "told_after_fault_s": span([t for t, _ in told]),
+                        "told_after_last_renewal_s": span([r for _, r in told]),
+                        "next_holder_after_fault_s": span(takeovers),
+                        "told_before_next_holder_s": span(margins)})
+    return effects
+
+
+def span(values: list[float]) -> str | None:
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    return f"{low:.1f}" if abs(high - low) < 0.05 else f"{low:.1f}-{high:.1f}"
 
 
 def build_holds(clients: dict[str, list[dict[str, Any]]],
@@ -427,6 +468,17 @@ def summary(report: Report) -> str:
         f"RVNs seen acknowledged on the wire {s['wire_acks']}",
         f"violations {s['violations']}" + (f" {dict(report.counts())}" if report.violations else ""),
     ]
+    for effect in s["effects"]:
+        if not effect["lost"]:
+            lines.insert(-1, f"after \"{effect['what']}\": no lock lost")
+            continue
+        text = (f"after \"{effect['what']}\": {effect['lost']} holder(s) told the lock was lost "
+                f"{effect['told_after_fault_s']} s later ({effect['told_after_last_renewal_s']} s after "
+                f"their last renewal)")
+        if effect["next_holder_after_fault_s"]:
+            text += (f"; the next holder got it {effect['next_holder_after_fault_s']} s after the fault, "
+                     f"{effect['told_before_next_holder_s']} s after they were told")
+        lines.insert(-1, text)
     lines += [f"  VIOLATION {kind}: {text}" for kind, text in report.violations[:50]]
     if len(report.violations) > 50:
         lines.append(f"  ... and {len(report.violations) - 50} more")

@@ -552,6 +552,8 @@ class Scenario:
     # its own; the others come 1.5 s later and wait for the same locks:
     # holders on one side of the partition, rivals watching them on the other.
     holders: str | None = None
+    # More to check than the checker does: the history's events in, failures out.
+    verify: Callable[[list[dict[str, Any]]], list[str]] | None = None
 
 
 @dataclass
@@ -679,17 +681,41 @@ def slow_heartbeats(c: Context) -> None:
 
 
 def stalls(c: Context) -> None:
-    lease, margin = 8.0, 2.0
-    for round_ in range(int(3 * c.scale)):
-        host = "ca" if round_ % 2 == 0 else "cb"
-        stall = c.rng.uniform(lease - margin - 2.5, lease + 1.0)
+    """The holders' host (ca) stalls past its locks' deadlines: they must be lost
+    in time, and rivals on cb take over after the lease. Then short stalls, under
+    a heartbeat period, on each side: those must cost no lock (the renewal in
+    flight arrives late but within its call's limit)."""
+    lease, period = 8.0, 2.0
+    rounds = [("ca", lease + 1.0, False)]
+    for k in range(int(2 * c.scale)):
+        rounds.append(("cb" if k % 2 == 0 else "ca", period * 0.75, True))
+    for host, stall, kept in rounds:
         c.proxies.command({"cmd": "set", "routes": "*", "faults": {"stall": True}}, hosts=(host,))
-        c.fault(f"every link of {host} stalled for {stall:.1f} s (lease {lease:.0f} s, lost at "
-                f"{lease - margin:.0f} s without a renewal)")
+        c.fault(f"every link of {host} stalled for {stall:.1f} s (lease {lease:.0f} s, heartbeat "
+                f"period {period:.0f} s: {'no lock may be lost' if kept else 'its locks must be lost in time'})",
+                host=host, expect_kept=kept)
         time.sleep(stall)
         c.proxies.command({"cmd": "clear", "routes": "*"}, hosts=(host,))
         c.heal(f"{host} flowing again")
-        time.sleep(3)
+        time.sleep(4)
+
+
+def no_loss_in_short_stalls(events: list[dict[str, Any]]) -> list[str]:
+    """No worker of a host is told a lock is lost during a short stall of that
+    host's links, or within a period after it."""
+    failures = []
+    hosts = {w.name: w.host for w in WORKERS}
+    harness = sorted((e for e in events if e.get("source") == "harness"), key=lambda e: e["t"])
+    for index, fault in enumerate(harness):
+        if fault.get("op") != "fault" or not fault.get("expect_kept"):
+            continue
+        healed = next((e["t"] for e in harness[index + 1:] if e.get("op") == "heal"), fault["t"])
+        for e in events:
+            if e.get("op") != "lost" or "client" not in e:
+                continue
+            if hosts.get(e["client"].split(".", 1)[-1]) == fault["host"] and fault["t"] <= e["t"] <= healed + 2.0:
+                failures.append(f"{e['client']} lost {e['lock']} during a short stall ({e.get('reason', '')})")
+    return failures
 
 
 def reconnect_storm(c: Context) -> None:
@@ -717,7 +743,8 @@ SCENARIOS = [
     Scenario("lossy-links", "delay and loss on every client link", lossy_links),
     Scenario("replies-lost", "replies lost after commit, connections cut mid-reply", replies_lost),
     Scenario("slow-heartbeats", "heartbeats delayed near the lease's end", slow_heartbeats),
-    Scenario("stalls", "links stalled around the lease's end", stalls, after=6),
+    Scenario("stalls", "links stalled past the lease's deadline, and for less than a period", stalls,
+             after=6, hold=(1.5, 3.0), locks=4, holders="ca", verify=no_loss_in_short_stalls),
     Scenario("reconnect-storm", "every connection reset, again and again", reconnect_storm, after=8),
 ]
 
@@ -811,6 +838,13 @@ def run_scenario(scenario: Scenario, procs: Processes, net: Net, cluster: Cluste
         failures.append(f"{report['lost']} locks lost (at most {scenario.expect['max_lost']} expected)")
     if report["holds"] == 0:
         failures.append("no lock was held at all")
+    if scenario.verify is not None:
+        sys.path.insert(0, HERE)
+        import checker
+
+        for failure in scenario.verify(checker.load(history)):
+            say(f"    EXPECTATION FAILED: {failure}")
+            failures.append(failure)
     seconds = mono() - started
     say(f"    {scenario.name}: {seconds:.0f} s (faults {fault_seconds:.0f} s) -- "
         f"{'ok' if not failures else 'FAILED: ' + '; '.join(failures)}")
