@@ -215,7 +215,7 @@ def span(values: list[float]) -> str | None:
     if not values:
         return None
     low, high = min(values), max(values)
-    return f"{low:.1f}" if abs(high - low) < 0.05 else f"{low:.1f}-{high:.1f}"
+    return f"{low:.1f}" if abs(high - low) < 0.05 else f"{low:.1f} to {high:.1f}"
 
 
 def build_holds(clients: dict[str, list[dict[str, Any]]],
