@@ -173,7 +173,11 @@ impl Store {
     /// None no answer (unknown).
     async fn write(&mut self, resource: &str, token: i64, writer: &str, seq: i64) -> Option<bool> {
         if self.client.as_ref().is_none_or(|client| client.is_closed()) {
-            let connected = timeout(Duration::from_secs(2), tokio_postgres::connect(&self.conninfo, NoTls)).await;
+            let connected = timeout(
+                Duration::from_secs(2),
+                tokio_postgres::connect(&self.conninfo, NoTls),
+            )
+            .await;
             let Ok(Ok((client, connection))) = connected else {
                 return None;
             };
@@ -232,7 +236,12 @@ async fn main() -> ExitCode {
         config = config.with_call_timeout(limit);
     }
     let client = loop {
-        match timeout(Duration::from_secs(5), Client::connect(&args.pg, config.clone())).await {
+        match timeout(
+            Duration::from_secs(5),
+            Client::connect(&args.pg, config.clone()),
+        )
+        .await
+        {
             Ok(Ok(client)) => break client,
             Ok(Err(error)) => eprintln!("connect: {error}"),
             Err(_) => eprintln!("connect: timed out"),
@@ -279,8 +288,8 @@ async fn main() -> ExitCode {
             Ok(lock) => {
                 history.emit("acquire", &fields("ok", format!(",\"rvn\":{}", lock.rvn())));
                 let (low, high) = hold_range();
-                let hold_for =
-                    args.lease.as_secs_f64() * (low + (high - low) * rng.below(1000) as f64 / 1000.0);
+                let hold_for = args.lease.as_secs_f64()
+                    * (low + (high - low) * rng.below(1000) as f64 / 1000.0);
                 hold(&history, &mut store, lock, name, hold_for, &mut seq, &done).await;
             }
             Err(Error::Timeout { .. }) => {
@@ -291,7 +300,10 @@ async fn main() -> ExitCode {
                 again = Some(pick);
                 history.emit(
                     "acquire",
-                    &fields("unknown", format!(",\"error\":{}", quote(&error.to_string()))),
+                    &fields(
+                        "unknown",
+                        format!(",\"error\":{}", quote(&error.to_string())),
+                    ),
                 );
                 sleep(Duration::from_millis(100)).await;
             }
@@ -329,17 +341,29 @@ async fn hold(
     loop {
         let now = mono();
         if lock.is_lost() {
-            let at = fired.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(now);
-            let reason = lock.lost_reason().map_or_else(String::new, |r| r.to_string());
+            let at = fired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or(now);
+            let reason = lock
+                .lost_reason()
+                .map_or_else(String::new, |r| r.to_string());
             history.emit(
                 "lost",
-                &format!("\"lock\":{},\"t\":{at:.6},\"reason\":{}", quote(name), quote(&reason)),
+                &format!(
+                    "\"lock\":{},\"t\":{at:.6},\"reason\":{}",
+                    quote(name),
+                    quote(&reason)
+                ),
             );
             return;
         }
         if lock.rvn() != rvn {
             rvn = lock.rvn();
-            history.emit("renew", &format!("\"lock\":{},\"t\":{now:.6},\"rvn\":{rvn}", quote(name)));
+            history.emit(
+                "renew",
+                &format!("\"lock\":{},\"t\":{now:.6},\"rvn\":{rvn}", quote(name)),
+            );
         }
         if now - start >= hold_for || done() {
             break;
@@ -361,7 +385,9 @@ async fn hold(
                 *seq
             ),
         );
-        step = step.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        step = step
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let pause = Duration::from_millis(100 + (step >> 33) % 200);
         tokio::select! {
             _ = lock.lost() => {}
@@ -374,7 +400,10 @@ async fn hold(
     let (outcome, error) = match &released {
         Ok(()) => ("ok", String::new()),
         Err(Error::LockLost { .. }) => ("fail", String::new()),
-        Err(error) => ("unknown", format!(",\"error\":{}", quote(&error.to_string()))),
+        Err(error) => (
+            "unknown",
+            format!(",\"error\":{}", quote(&error.to_string())),
+        ),
     };
     history.emit(
         "release",
