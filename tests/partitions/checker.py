@@ -157,7 +157,10 @@ def check(events: list[dict[str, Any]]) -> Report:
             if event["op"] == "start":
                 langs[name] = event.get("lang", "?")
     losses = Counter(h.how for h in holds if h.how.startswith("lost"))
-    effects = fault_effects(holds, harness)
+    acks = sorted({float(e["t"]) for e in wire} | {
+        float(e.get("complete", e.get("t", 0))) for h in clients.values() for e in h
+        if e["op"] == "renew" or (e["op"] in ("acquire", "heartbeat", "release") and e.get("outcome") == "ok")})
+    effects = fault_effects(holds, harness, acks)
     lateness = [h.end - h.deadline_at(h.end) for h in holds if h.end is not None]
     report.stats = {
         "clients": dict(Counter(langs.values())),
@@ -179,10 +182,11 @@ def check(events: list[dict[str, Any]]) -> Report:
     return report
 
 
-def fault_effects(holds: list[Hold], harness: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def fault_effects(holds: list[Hold], harness: list[dict[str, Any]], acks: list[float]) -> list[dict[str, Any]]:
     """Per fault: the holds lost after it (before the next fault), when each
-    holder was told (from the fault, and from its last confirmation), and how
-    long before the next holder of that lock got it."""
+    holder was told (from the fault, and from its last confirmation), how long
+    before the next holder of that lock got it, and the longest time in which
+    no client was told of any lock write (acks: when each was)."""
     faults = sorted((e for e in harness if e.get("op") == "fault"), key=lambda e: float(e["t"]))
     by_lock: dict[str, list[Hold]] = defaultdict(list)
     for hold in holds:
@@ -203,7 +207,15 @@ def fault_effects(holds: list[Hold], harness: list[dict[str, Any]]) -> list[dict
             if later:
                 margins.append(later[0].start - hold.end)
                 takeovers.append(later[0].start - start)
+        heal = next((float(e["t"]) for e in sorted(harness, key=lambda e: float(e["t"]))
+                     if e.get("op") == "heal" and float(e["t"]) >= start), start)
+        # From the fault until the first acknowledgement after the heal.
+        window = [start] + [t for t in acks if start < t <= max(heal, start)]
+        after = [t for t in acks if t > max(heal, start)]
+        window.append(after[0] if after else window[-1])
+        silence = max((b - a for a, b in zip(window, window[1:])), default=0.0)
         effects.append({"what": fault.get("what", "?"), "lost": len(told),
+                        "longest_without_a_write_s": round(silence, 1),
                         "told_after_fault_s": span([t for t, _ in told]),
                         "told_after_last_renewal_s": span([r for _, r in told]),
                         "next_holder_after_fault_s": span(takeovers),
@@ -469,10 +481,11 @@ def summary(report: Report) -> str:
         f"violations {s['violations']}" + (f" {dict(report.counts())}" if report.violations else ""),
     ]
     for effect in s["effects"]:
+        quiet = f"no lock write acknowledged for {effect['longest_without_a_write_s']} s at most"
         if not effect["lost"]:
-            lines.insert(-1, f"after \"{effect['what']}\": no lock lost")
+            lines.insert(-1, f"after \"{effect['what']}\": no lock lost; {quiet}")
             continue
-        text = (f"after \"{effect['what']}\": {effect['lost']} holder(s) told the lock was lost "
+        text = (f"after \"{effect['what']}\": {quiet}; {effect['lost']} holder(s) told the lock was lost "
                 f"{effect['told_after_fault_s']} s later ({effect['told_after_last_renewal_s']} s after "
                 f"their last renewal)")
         if effect["next_holder_after_fault_s"]:
