@@ -178,6 +178,7 @@ def check(events: list[dict[str, Any]]) -> Report:
         "max_hold_end_past_deadline_s": round(max(lateness), 3) if lateness else None,
         "effects": effects,
         "violations": len(report.violations),
+        "violation_kinds": sorted(report.counts()),
     }
     return report
 

@@ -10,7 +10,9 @@ scenario runs the workers, injects its faults, heals, stops the workers and
 checks the history (checker.py): the recorded operations of every worker, what
 the fenced store accepted, the ledger and the lock table after healing.
 
-    harness.py [--long] [--only NAME[,NAME]] [--list]
+    harness.py [--long] [--only NAME[,NAME]] [--list] [--keep DIR] [--seed N]
+
+(--only also runs the opt-in negative control, naive-sql.)
 
 Run as root (run.sh does the set-up and builds the workers). Everything it
 makes is removed at the end, on failure and on SIGINT/SIGTERM too: namespaces
@@ -153,7 +155,7 @@ class Processes:
         self.procs = [(n, p) for n, p in self.procs if p not in procs]
 
     def stop_all(self) -> None:
-        self.stop([p for _, p in reversed(self.procs)], grace=20)
+        self.stop([p for _, p in reversed(self.procs)], grace=5)
 
 
 # --- the network ----------------------------------------------------------------
@@ -394,7 +396,9 @@ postgresql:
         wait_until("a leader, two streaming replicas and synchronous replication", limit, self.healthy, 0.5)
 
     def stop(self) -> None:
-        self.procs.stop(list(self.patroni.values()), grace=30)
+        # Patroni stops its PostgreSQL when terminated; what is left is stopped
+        # at once (nothing of the cluster is kept).
+        self.procs.stop(list(self.patroni.values()), grace=8)
         for node in NODES:
             data = os.path.join(self.node_dir(node), "data")
             if os.path.exists(os.path.join(data, "postmaster.pid")):
@@ -425,6 +429,12 @@ class Store:
         self.sql("CREATE DATABASE store", db="postgres")
         run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.dir, "-p",
              str(STORE_PORT), "-U", "postgres", "-d", "store", "-f", STORE_SQL])
+
+    def stop(self) -> None:
+        data = os.path.join(self.dir, "data")
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            run([AS_POSTGRES, os.path.join(PG_BIN, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
+                check=False)
 
     def sql(self, query: str, db: str = "store") -> str:
         return run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.dir,
@@ -554,6 +564,10 @@ class Scenario:
     holders: str | None = None
     # More to check than the checker does: the history's events in, failures out.
     verify: Callable[[list[dict[str, Any]]], list[str]] | None = None
+    # Environment for some workers (by name), e.g. a naive client.
+    worker_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # A negative control: the checker must report each of these kinds.
+    expect_violations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -576,7 +590,7 @@ class Context:
             with open(path) as file:
                 for line in file:
                     event = json.loads(line)
-                    if (event.get("ack") == "heartbeat_many" and event["t"] > since
+                    if (event.get("ack") in ("heartbeat_many", "heartbeat") and event["t"] > since
                             and event["route"].startswith(f"{worker}-")):
                         return float(event["t"])
             time.sleep(0.05)
@@ -602,7 +616,7 @@ def leader_cut_from_cluster(c: Context) -> None:
     # Just before the Python holder's next renewal: most of its period is left
     # when the cut comes (the worst moment for a client that believes a
     # renewal the isolated primary acknowledges).
-    renewed = c.last_renewal("py-b1")
+    renewed = c.last_renewal("sql-b1" if c.scenario and c.scenario.worker_env else "py-b1")
     if renewed is not None and c.scenario is not None:
         time.sleep(max(0.0, renewed + c.scenario.period_ms / 1000 - 0.1 - mono()))
     c.net.cut([leader, "cb"], ["etcd", *others, "ca"])
@@ -748,6 +762,17 @@ SCENARIOS = [
     Scenario("reconnect-storm", "every connection reset, again and again", reconnect_storm, after=8),
 ]
 
+# Not in the default run (--only NAME): a negative control. sql-b1, on the
+# leader's side, cancels its calls at their limit and believes the answer; the
+# checker must find the renewals the cut-off primary acknowledged, and their
+# ledger rows missing after the failover.
+OPT_IN = [
+    Scenario("naive-sql", "leader-isolated with a SQL worker that believes cancelled calls (must fail)",
+             leader_cut_from_cluster, lease_ms=16000, period_ms=2000, after=20, hold=(1.0, 2.0), locks=4,
+             holders="cb", worker_env={"sql-b1": {"TRUST_CANCELLED": "1"}},
+             expect_violations=("isolated-ack", "ledger-lost")),
+]
+
 
 # --- one scenario, end to end ---------------------------------------------------------
 
@@ -774,7 +799,7 @@ def run_scenario(scenario: Scenario, procs: Processes, net: Net, cluster: Cluste
     for k, worker in enumerate(order):
         command = worker_command(worker, prefix, locks, scenario.lease_ms, scenario.period_ms, run_ms,
                                  seed * 100 + worker.index, store.conninfo())
-        worker_env = dict(env)
+        worker_env = {**env, **scenario.worker_env.get(worker.name, {})}
         if scenario.holders:
             same_host = [w for w in order if w.host == worker.host]
             worker_env["PGLOCK_WORKER_FIRST"] = str(same_host.index(worker))
@@ -832,7 +857,12 @@ def run_scenario(scenario: Scenario, procs: Processes, net: Net, cluster: Cluste
         "import json, sys; sys.path.insert(0, sys.argv[1]); import checker; "
         "r = checker.check(checker.load(sys.argv[2])); print(json.dumps(r.stats))"), HERE, history]).stdout)
     failures = []
-    if result.returncode != 0:
+    found = set(report.get("violation_kinds", []))
+    if scenario.expect_violations:
+        missing = [kind for kind in scenario.expect_violations if kind not in found]
+        if missing:
+            failures.append(f"a negative control: the checker did not report {', '.join(missing)}")
+    elif result.returncode != 0:
         failures.append("violations")
     if "max_lost" in scenario.expect and report["lost"] > scenario.expect["max_lost"]:
         failures.append(f"{report['lost']} locks lost (at most {scenario.expect['max_lost']} expected)")
@@ -882,11 +912,19 @@ def proxy_log(since: float, until: float, prefix: str) -> tuple[dict[str, int], 
 # --- main -------------------------------------------------------------------------------
 
 
-def cleanup(procs: Processes, cluster: Cluster | None, keep: str | None) -> None:
+def cleanup(procs: Processes, cluster: Cluster | None, store: Store | None, keep: str | None) -> None:
+    """Everything stopped and removed, within about 25 s (the test command gives
+    a part it stops 30 s before it kills it); a second signal does not cut it
+    short."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     try:
-        procs.stop([p for n, p in procs.procs if not n.endswith("-patroni") and n != "etcd"], grace=10)
+        procs.stop([p for n, p in procs.procs if not n.endswith("-patroni") and n not in ("etcd", "store")],
+                   grace=5)
         if cluster is not None:
             cluster.stop()
+        if store is not None:
+            store.stop()
         procs.stop_all()
     finally:
         Net.destroy()
@@ -908,15 +946,18 @@ def main() -> int:
     if args.list:
         for scenario in SCENARIOS:
             say(f"{scenario.name:22} {scenario.title}")
+        for scenario in OPT_IN:
+            say(f"{scenario.name:22} {scenario.title} [only with --only]")
         return 0
     chosen = SCENARIOS
     if args.only:
         names = args.only.split(",")
-        unknown = [n for n in names if n not in {s.name for s in SCENARIOS}]
+        known = {s.name: s for s in SCENARIOS + OPT_IN}
+        unknown = [n for n in names if n not in known]
         if unknown:
             say(f"unknown scenario(s): {', '.join(unknown)}")
             return 2
-        chosen = [s for s in SCENARIOS if s.name in names]
+        chosen = [known[n] for n in names]
     why = Net.available()
     if why is not None:
         say(f"SKIP: network namespaces are not available here ({why})")
@@ -929,6 +970,7 @@ def main() -> int:
     scale = 4.0 if args.long else 1.0
     procs = Processes()
     cluster: Cluster | None = None
+    store: Store | None = None
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
@@ -974,7 +1016,7 @@ def main() -> int:
         results.append({"name": "(run)", "seconds": 0, "failures": [str(error)], "stats": {}})
     finally:
         signal.alarm(0)
-        cleanup(procs, cluster, args.keep)
+        cleanup(procs, cluster, store, args.keep)
     say("")
     say(f"{'scenario':22} {'time':>6} {'ops':>6} {'holds':>6} {'lost':>5} {'faults':>6} {'violations':>10}  result")
     for r in results:
