@@ -268,6 +268,10 @@ for major in "${majors[@]}"; do
     if member "$major" "${FULL_MAJORS[@]}"; then
         part "pg$major: client library (pglock-client)" 10m client_tests
         part "pg$major: Go client (clients/go)" 10m bash clients/go/test.sh
+        # The oldest psycopg the package declares, on one version only.
+        oldest=$([[ $major == "${FULL_MAJORS[0]}" ]] && echo 1 || echo 0)
+        part "pg$major: Python client (clients/python)" 15m \
+            env PGLOCK_PYTHON_OLDEST="$oldest" bash clients/python/test.sh
         part "pg$major: Prometheus rules and postgres_exporter" 5m \
             bash packaging/prometheus/test.sh "$PG_CONFIG"
     fi
