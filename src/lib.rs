@@ -4,16 +4,18 @@
 //! The lease protocol itself (decisions, steps, the waiting rule, limits) is the
 //! crate `pglock-protocol` in `protocol/`; this crate runs it inside the server:
 //!
-//! - `functions`: the SQL functions
-//! - `store`: `pglock.locks` through SPI, the protocol's store for this backend
+//! - `functions`: the SQL functions (`functions::rows`: those returning a lock's row)
+//! - `store`: the protocol's store for this backend, over the table and name locks
+//! - `locks_table`: `pglock.locks`, its objects, rows and heap writes
 //! - `name_lock`: the per-name lock every write takes
 //! - `waiting`: how a backend waits: the monotonic clock, asleep on its latch
 //! - `shared_memory`: the region pglock reserves when preloaded, holding
 //!   `counters` (operators' counters), `observed` (each lock's last write, as
 //!   the server saw it) and `waiters` (the queues, and who to wake)
-//! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
+//! - `input`, `error`: arguments as the protocol's rules check them, and the
+//!   errors (with SQLSTATEs) pglock raises
+//! - `session`: the backend's role, transaction and server state
 //! - `interval`: PostgreSQL intervals as the protocol's leases
-//! - `ffi`: direct calls into PostgreSQL's C API for the table and the backend
 //! - `sql/`: the schema and tables, the committing procedure, the monitoring view
 //!   and the grants
 
@@ -21,12 +23,13 @@
 
 mod counters;
 mod error;
-mod ffi;
 mod functions;
 mod input;
 mod interval;
+mod locks_table;
 mod name_lock;
 mod observed;
+mod session;
 mod shared_memory;
 mod store;
 mod waiters;

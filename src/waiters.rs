@@ -525,7 +525,7 @@ fn register_callbacks() {
 /// After a top-level transaction released its locks: wake the waiters of the
 /// locks it touched.  Must not raise: it runs after the commit.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn transaction_ended(
+extern "C-unwind" fn transaction_ended(
     phase: pg_sys::ResourceReleasePhase::Type,
     _is_commit: bool,
     is_top_level: bool,
@@ -543,7 +543,7 @@ unsafe extern "C-unwind" fn transaction_ended(
 /// The backend exits (a `pg_terminate_backend` included): leave any queue and
 /// free the seat.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn backend_exits(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+extern "C-unwind" fn backend_exits(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
     if let Some(shared) = shared_memory::get() {
         shared.waiters.free_mine();
     }

@@ -33,7 +33,7 @@ mod tests;
 
 pub use arguments::ArgumentError;
 pub use error::{NotHeldReason, ProtocolError};
-pub use lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
+pub use lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Recorded, Released, RoleId};
 pub use steps::{AcquireOutcome, AcquireRequest, FenceRequest, HeartbeatRequest, ReleaseRequest};
 pub use store::{Fencing, Fields, Queue, Store};
 pub use waiting::{Clock, Next, Seen, Wait, Watch};

@@ -220,13 +220,13 @@ fn handed(
     request: &AcquireRequest<'_>,
     current: Option<&Lock>,
 ) -> Option<AcquireOutcome> {
-    let rvn = store.handed_to_me(request.name)?;
-    let lock = current.filter(|lock| {
-        lock.rvn == rvn
-            && !lock.released
-            && lock.owner == request.owner
-            && lock.holder_role == store.caller()
-    })?;
+    let me = Holder {
+        name: request.name,
+        owner: request.owner,
+        rvn: store.handed_to_me(request.name)?,
+        role: store.caller(),
+    };
+    let lock = current.filter(|lock| me.is(lock.recorded()))?;
     // The data as stored (polls read none).
     let data = store
         .read(request.name, Fields::WithData)

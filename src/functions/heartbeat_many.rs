@@ -6,8 +6,8 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use crate::counters;
-use crate::ffi;
 use crate::input;
+use crate::session;
 use crate::store::{Access, Backend};
 
 /// Renews each lock of `names` (with its RVN from `rvns`) that `owner` holds for
@@ -33,7 +33,7 @@ fn pglock_heartbeat_many(
     >,
     ErrorReport,
 > {
-    ffi::refuse_if_read_only(c"pglock_heartbeat_many");
+    session::refuse_if_read_only(c"pglock_heartbeat_many");
     let owner = input::label("owner", owner)?;
     let locks = input::renewals(
         names.as_ref().map(|names| names.iter().collect()),

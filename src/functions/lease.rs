@@ -1,5 +1,9 @@
 //! The lease functions: acquire, heartbeat, release (one or all of an owner's),
 //! get, and the operators' forced release and counters.
+//!
+//! Each SQL function is a wrapper that raises what its body ends with: the body
+//! is plain Rust over `PglockError`, and the wrapper's `?` is the one place its
+//! errors become PostgreSQL's.
 
 use std::sync::atomic::Ordering;
 
@@ -8,32 +12,25 @@ use pglock_protocol::{Fields, Queue, Store};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire, AcquireRow};
+use super::rows::{AcquireArguments, AcquireRow, LockRow};
+use super::{acquire_request, count_acquire};
 use crate::counters;
 use crate::error::PglockError;
-use crate::ffi;
 use crate::input;
-use crate::interval::interval_of;
+use crate::session;
 use crate::shared_memory;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
 
-/// `pglock_acquire` (its C entry point is in `ffi::entry`, its declaration in
-/// sql/lease_functions.sql): the caller's new lock, or the holder's.
-pub(crate) fn acquire(
-    name: Option<&str>,
-    owner: Option<&str>,
-    lease: Option<Interval>,
-    data: Option<&[u8]>,
-    replace_data: Option<bool>,
-    observed_rvn: Option<i64>,
-) -> Result<AcquireRow, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_acquire");
-    let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
+/// `pglock_acquire` (its C entry point and row are in `rows`, its declaration
+/// in sql/lease_functions.sql): the caller's new lock, or the holder's.
+pub(super) fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, PglockError> {
+    session::refuse_if_read_only(c"pglock_acquire");
+    let request = acquire_request(&arguments, arguments.last)?;
     let mut backend = Backend::for_current_user(Access::Write)?;
-    let outcome = steps::acquire(&mut backend, &request).map_err(PglockError::Protocol)?;
+    let outcome = steps::acquire(&mut backend, &request)?;
     count_acquire(outcome.as_ref());
-    Ok(acquire_row(outcome))
+    Ok(outcome.into())
 }
 
 #[pg_extern(volatile, parallel_unsafe)]
@@ -45,7 +42,18 @@ fn pglock_heartbeat(
     replace_data: default!(Option<bool>, false),
     lease: default!(Option<Interval>, "NULL"),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_heartbeat");
+    Ok(heartbeat(name, owner, rvn, data, replace_data, lease)?)
+}
+
+fn heartbeat(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    data: Option<&[u8]>,
+    replace_data: Option<bool>,
+    lease: Option<Interval>,
+) -> Result<i64, PglockError> {
+    session::refuse_if_read_only(c"pglock_heartbeat");
     let request = HeartbeatRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -59,7 +67,7 @@ fn pglock_heartbeat(
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
     });
-    Ok(renewed.map_err(PglockError::Protocol)?)
+    Ok(renewed?)
 }
 
 #[pg_extern(volatile, parallel_unsafe)]
@@ -70,7 +78,17 @@ fn pglock_release(
     keep: default!(Option<bool>, false),
     data: default!(Option<&[u8]>, "NULL"),
 ) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_release");
+    Ok(release(name, owner, rvn, keep, data)?)
+}
+
+fn release(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    keep: Option<bool>,
+    data: Option<&[u8]>,
+) -> Result<bool, PglockError> {
+    session::refuse_if_read_only(c"pglock_release");
     let request = ReleaseRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -78,8 +96,7 @@ fn pglock_release(
         keep: input::flag("keep", keep)?,
         data: input::data(data)?,
     };
-    let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)
-        .map_err(PglockError::Protocol)?;
+    let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)?;
     if released {
         counters::count(|c| &c.released);
     }
@@ -91,7 +108,7 @@ fn pglock_release_all(
     owner: Option<&str>,
     keep: default!(Option<bool>, false),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_release_all");
+    session::refuse_if_read_only(c"pglock_release_all");
     let owner = input::label("owner", owner)?;
     let keep = input::flag("keep", keep)?;
     let released = steps::release_all(&mut Backend::for_current_user(Access::Write)?, owner, keep);
@@ -103,7 +120,7 @@ fn pglock_release_all(
 /// role may have been dropped).  For `pglock_admin` and superusers.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_force_release");
+    session::refuse_if_read_only(c"pglock_force_release");
     let name = input::label("name", name)?;
     let released = steps::force_release(&mut Backend::for_current_user(Access::Write)?, name);
     if released {
@@ -163,31 +180,21 @@ fn pglock_preloaded() -> bool {
     shared_memory::get().is_some()
 }
 
-/// `pglock_get` (its C entry point is in `ffi::entry`): the lock as it is now,
-/// its data only for the holder's own role.
-pub(crate) fn get(name: Option<&str>) -> Result<Option<LockRow>, ErrorReport> {
+/// `pglock_get` (its C entry point is in `rows`): the lock as it is now, its
+/// data only for the holder's own role.
+pub(super) fn get(name: Option<&str>) -> Result<Option<LockRow>, PglockError> {
     let name = input::label("name", name)?;
     let mut backend = Backend::for_current_user(Access::Read)?;
     Ok(lock_row(&mut backend, name))
 }
 
 /// The lock `name` as `pglock_get` shows it to the caller.
-pub(crate) fn lock_row(backend: &mut Backend, name: &str) -> Option<LockRow> {
+pub(super) fn lock_row(backend: &mut Backend, name: &str) -> Option<LockRow> {
     let caller = backend.caller_role();
-    backend.read(name, Fields::WithData).map(|lock| {
-        (
-            name.to_owned(),
-            lock.owner.clone(),
-            lock.rvn,
-            interval_of(&lock.lease),
-            lock.data_for(caller).map(<[u8]>::to_vec),
-            lock.released,
-        )
-    })
+    backend
+        .read(name, Fields::WithData)
+        .map(|lock| LockRow::of(name, &lock, caller))
 }
-
-/// The row `pglock_get` returns: `(name, owner, rvn, lease, data, released)`.
-pub(crate) type LockRow = (String, String, i64, Interval, Option<Vec<u8>>, bool);
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
 #[pg_schema]

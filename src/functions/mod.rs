@@ -14,20 +14,21 @@
 mod fence;
 mod heartbeat_many;
 pub(crate) mod lease;
+mod rows;
 mod semaphore;
 pub mod wait;
-pub(crate) mod watch;
+mod watch;
 
 use std::time::Duration;
 
 use pglock_protocol::{AcquireOutcome, AcquireRequest, Queue};
 use pgrx::prelude::Interval;
 
+use self::rows::AcquireArguments;
 use crate::counters;
 use crate::error::PglockError;
-use crate::ffi;
 use crate::input;
-use crate::interval::interval_of;
+use crate::session;
 use crate::shared_memory;
 use crate::store::Backend;
 use crate::waiters::{Asking, Kind, Seated};
@@ -44,21 +45,17 @@ fn count_acquire(outcome: Option<&AcquireOutcome>) {
 }
 
 /// The checked arguments of an acquire, as `pglock_acquire` and the waiting
-/// acquires share them.
-fn acquire_request<'a>(
-    name: Option<&'a str>,
-    owner: Option<&'a str>,
-    lease: Option<Interval>,
-    data: Option<&'a [u8]>,
-    replace_data: Option<bool>,
+/// acquires share them, with `observed_rvn`.
+fn acquire_request<'a, Last>(
+    arguments: &AcquireArguments<'a, Last>,
     observed_rvn: Option<i64>,
 ) -> Result<AcquireRequest<'a>, PglockError> {
     Ok(AcquireRequest {
-        name: input::label("name", name)?,
-        owner: input::label("owner", owner)?,
-        lease: input::lease("lease", lease)?,
-        data: input::data(data)?,
-        replace_data: input::flag("replace_data", replace_data)?,
+        name: input::label("name", arguments.name)?,
+        owner: input::label("owner", arguments.owner)?,
+        lease: input::lease("lease", arguments.lease)?,
+        data: input::data(arguments.data)?,
+        replace_data: input::flag("replace_data", arguments.replace_data)?,
         observed_rvn: input::optional_rvn("observed_rvn", observed_rvn)?,
     })
 }
@@ -74,7 +71,7 @@ fn checked_wait_timeout(wait_timeout: Option<Interval>) -> Result<Option<Duratio
 
 /// Refuses REPEATABLE READ and SERIALIZABLE for a call that waits.
 fn refuse_transaction_snapshot() -> Result<(), PglockError> {
-    if ffi::snapshot_per_transaction() {
+    if session::snapshot_per_transaction() {
         return Err(PglockError::WaitNeedsReadCommitted);
     }
     Ok(())
@@ -135,28 +132,5 @@ fn seat_asking(
 fn count_wait(slept: bool, start: Duration, acquired: bool) {
     if slept {
         counters::waited(clock::now().saturating_sub(start), acquired);
-    }
-}
-
-/// The row every acquire returns: `(acquired, rvn, owner, lease, data)`, with
-/// NULLs where it was refused with no holder to show.
-pub(crate) type AcquireRow = (
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<Interval>,
-    Option<Vec<u8>>,
-);
-
-fn acquire_row(outcome: Option<AcquireOutcome>) -> AcquireRow {
-    match outcome {
-        Some(outcome) => (
-            outcome.acquired,
-            Some(outcome.rvn),
-            Some(outcome.owner),
-            Some(interval_of(&outcome.lease)),
-            outcome.data,
-        ),
-        None => (false, None, None, None, None),
     }
 }

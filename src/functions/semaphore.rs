@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pglock_protocol::semaphore::{self, SlotRequest};
+use pglock_protocol::semaphore::{self, Slot, SlotRequest};
 use pglock_protocol::Queue;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -14,7 +14,7 @@ use crate::error::PglockError;
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
-use crate::{ffi, waiting as clock};
+use crate::{session, waiting as clock};
 
 /// Takes a free slot of semaphore `name` (of `slots`, by this caller's count),
 /// lowest first; with a `wait_timeout` above zero it waits for one as
@@ -41,8 +41,23 @@ fn pglock_acquire_slot(
     >,
     ErrorReport,
 > {
+    let slot = acquire_slot(name, owner, slots, lease, data, wait_timeout)?;
+    Ok(TableIterator::once(match slot {
+        Some(slot) => (true, Some(slot.slot_name), Some(slot.rvn)),
+        None => (false, None, None),
+    }))
+}
+
+fn acquire_slot(
+    name: Option<&str>,
+    owner: Option<&str>,
+    slots: Option<i32>,
+    lease: Option<Interval>,
+    data: Option<&[u8]>,
+    wait_timeout: Option<Interval>,
+) -> Result<Option<Slot>, PglockError> {
     let start = clock::now();
-    ffi::refuse_if_read_only(c"pglock_acquire_slot");
+    session::refuse_if_read_only(c"pglock_acquire_slot");
     let request = SlotRequest {
         name: input::semaphore_name("name", name)?,
         owner: input::label("owner", owner)?,
@@ -60,8 +75,7 @@ fn pglock_acquire_slot(
     let mut backend = Backend::for_current_user(Access::Write)?;
     let queue = Queue::Slots(request.name);
     let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false);
-    let slot =
-        semaphore::acquire_slot(&mut backend, &request, deadline).map_err(PglockError::Protocol)?;
+    let slot = semaphore::acquire_slot(&mut backend, &request, deadline)?;
     drop(seat);
     count_wait(backend.slept, start, slot.is_some());
     counters::count(|c| match &slot {
@@ -69,8 +83,5 @@ fn pglock_acquire_slot(
         Some(_) => &c.acquired,
         None => &c.refused,
     });
-    Ok(TableIterator::once(match slot {
-        Some(slot) => (true, Some(slot.slot_name), Some(slot.rvn)),
-        None => (false, None, None),
-    }))
+    Ok(slot)
 }

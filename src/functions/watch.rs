@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use pglock_protocol::waiting::{Clock, MAX_SERVER_POLL};
 use pglock_protocol::{Fields, Queue, Store};
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::lease::{lock_row, LockRow};
+use super::lease::lock_row;
+use super::rows::LockRow;
 use super::{deadline_after, refuse_transaction_snapshot, seat_for};
+use crate::error::PglockError;
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
@@ -20,15 +21,15 @@ use crate::waiting as clock;
 /// writes without waking anyone) it looks every [`MAX_SERVER_POLL`].
 const POLL_WHEN_WOKEN: Duration = Duration::from_secs(1);
 
-/// `pglock_watch` (its C entry point is in `ffi::entry`, its declaration in
+/// `pglock_watch` (its C entry point and row are in `rows`, its declaration in
 /// sql/lease_functions.sql): the lock `name` as soon as its RVN is no longer
 /// `rvn` (NULL: as soon as the lock exists), or when `timeout` passes (NULL: no
 /// limit), as `pglock_get` shows it; no row if there is no such lock then.
-pub(crate) fn watch(
+pub(super) fn watch(
     name: Option<&str>,
     rvn: Option<i64>,
     timeout: Option<Interval>,
-) -> Result<Option<LockRow>, ErrorReport> {
+) -> Result<Option<LockRow>, PglockError> {
     let start = clock::now();
     let name = input::label("name", name)?;
     let watched = input::optional_rvn("rvn", rvn)?;
@@ -44,7 +45,7 @@ pub(crate) fn watch(
         deadline,
         false,
     );
-    let poll = if seat.is_some() && !crate::ffi::in_recovery() {
+    let poll = if seat.is_some() && !crate::session::in_recovery() {
         POLL_WHEN_WOKEN
     } else {
         MAX_SERVER_POLL

@@ -3,11 +3,14 @@ mod tests {
     use pgrx::pg_sys::panic::ErrorReport;
     use pgrx::prelude::*;
 
+    use pglock_protocol::ArgumentError;
+
     use crate::error::PglockError;
 
     #[allow(clippy::result_large_err)]
     fn failing_call() -> Result<(), ErrorReport> {
-        Err(PglockError::DataTooLarge { bytes: 7 })?;
+        let too_large = PglockError::Argument(ArgumentError::DataTooLarge { bytes: 7 });
+        Err(too_large)?;
         Ok(())
     }
 
@@ -44,7 +47,84 @@ mod tests {
         .unwrap();
         assert_eq!(
             message.as_deref(),
-            Some("pglock: the function's row type has 6 columns, not 5")
+            Some(
+                "pglock: the function's row has columns [\"acquired\", \"rvn\", \"owner\", \
+                 \"lease\", \"data\", \"extra\"], not [\"acquired\", \"rvn\", \"owner\", \
+                 \"lease\", \"data\"]"
+            )
         );
+    }
+
+    /// Rows are filled by name: a row type of the right width whose columns
+    /// are named otherwise (here `holder` where `owner` belongs) is refused.
+    #[pg_test]
+    fn a_row_type_with_other_column_names_is_refused() {
+        Spi::run(
+            "CREATE TYPE tests.renamed AS (acquired boolean, rvn bigint, holder text, \
+                 lease interval, data bytea); \
+             CREATE FUNCTION tests.renamed_acquire(name text, owner text, \
+                 lease interval DEFAULT '20 seconds', data bytea DEFAULT NULL, \
+                 replace_data boolean DEFAULT false, observed_rvn bigint DEFAULT NULL) \
+             RETURNS SETOF tests.renamed LANGUAGE c \
+             AS '$libdir/pglock', 'pglock_acquire_wrapper'",
+        )
+        .unwrap();
+        let message = message_of("SELECT * FROM tests.renamed_acquire('renamed', 'o')");
+        assert!(
+            message.contains("row has columns") && message.contains("\"holder\""),
+            "{message}"
+        );
+    }
+
+    /// Arguments are read by position, checked by name: a declaration that
+    /// swaps two arguments of one type (name and owner) is refused.
+    #[pg_test]
+    fn a_declaration_with_swapped_arguments_is_refused() {
+        Spi::run(
+            "CREATE FUNCTION tests.swapped_acquire(owner text, name text, \
+                 lease interval DEFAULT '20 seconds', data bytea DEFAULT NULL, \
+                 replace_data boolean DEFAULT false, observed_rvn bigint DEFAULT NULL) \
+             RETURNS SETOF pglock_acquire_result LANGUAGE c \
+             AS '$libdir/pglock', 'pglock_acquire_wrapper'",
+        )
+        .unwrap();
+        let message = message_of("SELECT * FROM tests.swapped_acquire('o', 'swapped')");
+        assert!(
+            message.starts_with("pglock: the function's arguments are [\"owner\", \"name\""),
+            "{message}"
+        );
+        assert!(
+            Spi::get_one::<bool>("SELECT NOT EXISTS (SELECT FROM pglock_get('swapped'))")
+                .unwrap()
+                .unwrap(),
+            "nothing was written"
+        );
+    }
+
+    /// The hot path reads the table column by column: a table whose columns
+    /// differ in anything but their order (here a NOT NULL dropped) is refused
+    /// before any row is read.
+    #[pg_test]
+    fn a_locks_table_with_other_columns_is_refused() {
+        Spi::run("ALTER TABLE pglock.locks ALTER COLUMN owner DROP NOT NULL").unwrap();
+        let message = message_of("SELECT * FROM pglock_get('any')");
+        assert!(
+            message.starts_with("pglock: pglock.locks has columns"),
+            "{message}"
+        );
+    }
+
+    /// What `statement` raised (its message), or "" if it raised nothing.
+    fn message_of(statement: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION tests.raised_by(statement text) RETURNS text \
+             LANGUAGE plpgsql AS $$ \
+             BEGIN EXECUTE statement; RETURN ''; \
+             EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT tests.raised_by($1)", &[statement.into()])
+            .unwrap()
+            .unwrap_or_default()
     }
 }

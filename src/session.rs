@@ -1,15 +1,10 @@
-//! Every call into PostgreSQL's C API that Rust cannot check, in one place.
-//!
-//! Each function here is safe to call from a backend running pglock's SQL
-//! functions; each `unsafe` block says why it is sound.  The rest of pglock
-//! reaches PostgreSQL through pgrx's safe wrappers (SPI, datums, errors).
+//! The backend this call runs in: who it acts as, the transaction it is in, the
+//! server it belongs to.  Each function reads or sets backend state through
+//! PostgreSQL's C API; each `unsafe` block says why that is sound here.
 
-use pgrx::pg_sys::{self, Oid};
-use pgrx::prelude::*;
 use std::ffi::{c_int, CStr};
 
-pub mod entry;
-pub mod table;
+use pgrx::pg_sys::{self, Oid};
 
 /// The role whose privileges the current statement runs with: `current_user`
 /// (the owner of a SECURITY DEFINER function that called us, `SET ROLE`'s role).
@@ -89,59 +84,6 @@ impl Drop for PlannerSettings {
     }
 }
 
-/// The OID of the table `schema.name`, if it exists.
-pub fn relation_id(schema: &CStr, name: &CStr) -> Option<Oid> {
-    // SAFETY: both take NUL-terminated names and, with missing_ok, return
-    // InvalidOid instead of raising when nothing matches.
-    let relid = unsafe {
-        let namespace = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        if namespace == Oid::INVALID {
-            return None;
-        }
-        pg_sys::get_relname_relid(name.as_ptr(), namespace)
-    };
-    (relid != Oid::INVALID).then_some(relid)
-}
-
-/// The role that owns the relation `relid`, if it exists.
-pub fn relation_owner(relid: Oid) -> Option<Oid> {
-    // SAFETY: a syscache lookup by OID; the tuple, if any, is a pg_class row
-    // that stays valid until ReleaseSysCache, and only its owner is copied out.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as c_int,
-            pg_sys::Datum::from(relid),
-        );
-        if tuple.is_null() {
-            return None;
-        }
-        let class = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
-        let owner = (*class).relowner;
-        pg_sys::ReleaseSysCache(tuple);
-        Some(owner)
-    }
-}
-
-/// The next value of the sequence `sequence`, as `nextval` draws it (checking
-/// the current user's rights on it).
-pub fn next_value(sequence: Oid) -> i64 {
-    // pgrx's bindings wrap server functions; fmgr needs the C function itself.
-    unsafe extern "C-unwind" {
-        fn nextval_oid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
-    }
-    // SAFETY: calls nextval's C implementation (a V1 fmgr function of the
-    // server) with the OID of an existing sequence; it raises an ERROR rather
-    // than return on failure.
-    let value = unsafe {
-        pg_sys::DirectFunctionCall1Coll(
-            Some(nextval_oid),
-            Oid::INVALID,
-            pg_sys::Datum::from(sequence),
-        )
-    };
-    value.value() as i64
-}
-
 /// Whether the current statement runs inside an explicit transaction block
 /// (`BEGIN` ... `COMMIT`, or a procedure's transaction), which may go on after it.
 pub fn in_transaction_block() -> bool {
@@ -211,73 +153,4 @@ pub fn snapshot_per_transaction() -> bool {
 pub fn preloading_libraries() -> bool {
     // SAFETY: a plain boolean of the process, read in `_PG_init`.
     unsafe { pg_sys::process_shared_preload_libraries_in_progress }
-}
-
-/// Take an exclusive lock on `tag` for the rest of the transaction, waiting for
-/// it like any heavyweight lock (`lock_timeout`, cancel, deadlock detection).
-pub fn lock_exclusive(tag: &pg_sys::LOCKTAG) {
-    // SAFETY: `tag` is a fully initialised LOCKTAG of a user lock method; a
-    // transaction lock (sessionLock = false) is released by the lock manager at
-    // transaction end, also on error.
-    unsafe {
-        pg_sys::LockAcquire(tag, EXCLUSIVE, false, false);
-    }
-}
-
-/// [`lock_exclusive`] if no other transaction holds `tag`; false instead of waiting.
-pub fn try_lock_exclusive(tag: &pg_sys::LOCKTAG) -> bool {
-    // SAFETY: as for `lock_exclusive`; with dontWait the call returns
-    // LOCKACQUIRE_NOT_AVAIL instead of sleeping.
-    let result = unsafe { pg_sys::LockAcquire(tag, EXCLUSIVE, false, true) };
-    result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
-}
-
-/// Give back one [`lock_exclusive`] of `tag` taken by this transaction.
-pub fn unlock_exclusive(tag: &pg_sys::LOCKTAG) {
-    // SAFETY: as above; releasing a lock held once drops its local count by one.
-    unsafe {
-        pg_sys::LockRelease(tag, EXCLUSIVE, false);
-    }
-}
-
-const EXCLUSIVE: pg_sys::LOCKMODE = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
-
-/// Take a shared lock on `tag` for the rest of the transaction: it conflicts
-/// with [`lock_exclusive`] of other transactions, not with other shared locks,
-/// and waits like any heavyweight lock (behind exclusive requests already queued).
-pub fn lock_shared(tag: &pg_sys::LOCKTAG) {
-    // SAFETY: as for `lock_exclusive`, in share mode.
-    unsafe {
-        pg_sys::LockAcquire(tag, SHARE, false, false);
-    }
-}
-
-/// Give back one [`lock_shared`] of `tag` taken by this transaction.
-pub fn unlock_shared(tag: &pg_sys::LOCKTAG) {
-    // SAFETY: as for `unlock_exclusive`.
-    unsafe {
-        pg_sys::LockRelease(tag, SHARE, false);
-    }
-}
-
-const SHARE: pg_sys::LOCKMODE = pg_sys::ShareLock as pg_sys::LOCKMODE;
-
-/// An `interval` from its three fields, whatever their signs: PostgreSQL allows
-/// mixed signs (`1 mon -29 days`), which `Interval::new` refuses.
-pub fn interval(months: i32, days: i32, micros: i64) -> Interval {
-    let raw = pg_sys::Interval {
-        time: micros,
-        day: days,
-        month: months,
-    };
-    // SAFETY: an interval datum is a pointer to a pg_sys::Interval; pgrx copies
-    // the struct out of it, and `raw` outlives the call.
-    unsafe {
-        Interval::from_polymorphic_datum(
-            pg_sys::Datum::from(&raw as *const pg_sys::Interval),
-            false,
-            pg_sys::INTERVALOID,
-        )
-    }
-    .expect("a non-null datum gives an interval")
 }
