@@ -8,7 +8,7 @@
 //! - `store`: the protocol's store for this backend, over the table and name locks
 //! - `locks_table`: `pglock.locks`, its objects, rows and heap writes
 //! - `name_lock`: the per-name lock every write takes
-//! - `waiting`: how a backend waits: the monotonic clock, asleep on its latch
+//! - `clock`: the monotonic clock waits run by, and sleeping on the latch
 //! - `shared_memory`: the region pglock reserves when preloaded, holding
 //!   `counters` (operators' counters), `observed` (each lock's last write, as
 //!   the server saw it) and `waiters` (the queues, and who to wake)
@@ -21,6 +21,7 @@
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod clock;
 mod counters;
 mod error;
 mod functions;
@@ -33,7 +34,6 @@ mod session;
 mod shared_memory;
 mod store;
 mod waiters;
-mod waiting;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!(

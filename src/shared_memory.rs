@@ -52,7 +52,7 @@ struct Header {
 pub struct Shared {
     pub counters: &'static Counters,
     pub observations: Observations<'static>,
-    pub waiters: Waiters<'static>,
+    pub waiters: Waiters,
 }
 
 static REGION: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());

@@ -23,6 +23,7 @@ use std::cell::{Cell, OnceCell};
 use std::time::Duration;
 
 use pglock_protocol::semaphore::semaphore_of;
+use pglock_protocol::waiting::Clock;
 use pglock_protocol::{
     Claim, DataChange, Fencing, Fields, Heir, Holder, Lease, Lock, Queue, Recorded, Released,
     RoleId, Store,
@@ -37,11 +38,11 @@ use crate::interval::{interval_of, lease_of};
 use crate::locks_table::{Changes, LocksTable, NewRow, Objects, Row};
 use crate::observed::LockKey;
 use crate::waiters::{Kind, Place};
-use crate::{name_lock, session, shared_memory, waiting};
+use crate::{clock, name_lock, session, shared_memory};
 
 /// This backend, as the protocol sees it, for one call: who calls, the table,
 /// the name locks, what the server observed of locks and who waits for them
-/// (in shared memory), and, in `waiting`, its monotonic clock.
+/// (in shared memory), and its monotonic clock (`clock`).
 pub struct Backend {
     caller: RoleId,
     objects: Objects,
@@ -104,8 +105,8 @@ impl Backend {
         if let Some(shared) = shared_memory::get() {
             let lock = self.lock_key(name);
             match rvn {
-                Some(rvn) => shared.observations.written(lock, rvn, waiting::now()),
-                None => shared.observations.deleted(lock, waiting::now()),
+                Some(rvn) => shared.observations.written(lock, rvn, clock::now()),
+                None => shared.observations.deleted(lock, clock::now()),
             }
         }
     }
@@ -113,11 +114,18 @@ impl Backend {
     /// This transaction takes `name`'s lock: wake its waiters (and, for a
     /// semaphore's slot, the semaphore's) when it ends.
     fn touch(&self, name: &str) {
+        let Some(shared) = shared_memory::get() else {
+            return;
+        };
         let database = session::database_id().to_u32();
         let secret = self.name_lock_secret();
-        crate::waiters::touched(database, name_lock::key(&secret, name));
+        shared
+            .waiters
+            .touched(database, name_lock::key(&secret, name));
         if let Some((semaphore, _)) = semaphore_of(name) {
-            crate::waiters::touched(database, name_lock::slots_key(&secret, semaphore));
+            shared
+                .waiters
+                .touched(database, name_lock::slots_key(&secret, semaphore));
         }
     }
 
@@ -274,7 +282,7 @@ impl Store for Backend {
 
     fn stood_still(&mut self, name: &str, rvn: i64) -> Option<Duration> {
         let shared = shared_memory::get()?;
-        let now = waiting::now();
+        let now = clock::now();
         // A standby watches nothing (it writes nothing, and its callers only read).
         if !session::in_recovery() {
             shared.observations.start_watching(now);
@@ -536,6 +544,23 @@ impl Store for Backend {
 
     fn name_lock_key(&mut self, name: &str) -> u64 {
         name_lock::key(&self.name_lock_secret(), name)
+    }
+}
+
+/// Waits run on the backend's monotonic clock, asleep on its latch.
+impl Clock for Backend {
+    fn now(&mut self) -> Duration {
+        clock::now()
+    }
+
+    fn sleep_until(&mut self, wake: Duration) {
+        pgrx::check_for_interrupts!();
+        let now = clock::now();
+        if now < wake {
+            self.slept = true;
+            clock::sleep(wake - now);
+            pgrx::check_for_interrupts!();
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`waiting`]: the one waiting loop, as a state machine the server and the
 //!   client drive: when a holder's RVN has stood still long enough to take its
 //!   lock over, when to try again, when to give up
-//! - [`semaphore`]: at most so many holders of one name, each holding a slot
+//! - [`semaphore`]: at most so many holders of one name, each holding a slot,
+//!   named as [`slot_names`] says
 //! - [`limits`], [`arguments`]: what the server accepts, and the rule of each
 //!   argument, written once for the server and the clients
 //!
@@ -24,6 +25,7 @@ pub mod error;
 pub mod limits;
 pub mod lock;
 pub mod semaphore;
+pub mod slot_names;
 pub mod steps;
 pub mod store;
 pub mod waiting;

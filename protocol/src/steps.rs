@@ -16,7 +16,7 @@
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
 use crate::lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
-use crate::semaphore::semaphore_of;
+use crate::slot_names::semaphore_of;
 use crate::store::{Fencing, Fields, Queue, Store};
 
 #[derive(Debug, Clone, Copy)]

@@ -5,7 +5,7 @@ use pglock_protocol::steps;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::counters;
+use super::count_many;
 use crate::input;
 use crate::session;
 use crate::store::{Access, Backend};
@@ -47,8 +47,8 @@ fn pglock_heartbeat_many(
         lease.as_ref(),
     );
     let kept = renewed.iter().filter(|rvn| rvn.is_some()).count() as u64;
-    counters::add(|c| &c.heartbeats, kept);
-    counters::add(|c| &c.failed_heartbeats, renewed.len() as u64 - kept);
+    count_many(|c| &c.heartbeats, kept);
+    count_many(|c| &c.failed_heartbeats, renewed.len() as u64 - kept);
     let rows: Vec<_> = locks
         .iter()
         .zip(renewed)

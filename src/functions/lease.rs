@@ -9,22 +9,35 @@ use std::sync::atomic::Ordering;
 
 use pglock_protocol::steps::{self, HeartbeatRequest, ReleaseRequest};
 use pglock_protocol::{Fields, Queue, Store};
+use pgrx::fcinfo::pg_getarg;
 use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
 
-use super::rows::{AcquireArguments, AcquireRow, LockRow};
-use super::{acquire_request, count_acquire};
-use crate::counters;
-use crate::error::PglockError;
+use super::rows::{self, AcquireArguments, AcquireRow, LockRow};
+use super::{acquire_request, count, count_acquire, count_many};
+use crate::error::{raise, PglockError};
 use crate::input;
 use crate::session;
 use crate::shared_memory;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
 
-/// `pglock_acquire` (its C entry point and row are in `rows`, its declaration
-/// in sql/lease_functions.sql): the caller's new lock, or the holder's.
-pub(super) fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, PglockError> {
+/// `pglock_acquire(name, owner, lease, data, replace_data, observed_rvn)`'s C
+/// entry point (declared in sql/lease_functions.sql).
+///
+/// # Safety
+/// Called by fmgr only, for that declaration.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    // SAFETY: as the caller guarantees.
+    unsafe { rows::acquire_entry(fcinfo, "observed_rvn", acquire) }
+}
+rows::finfo_v1!(pg_finfo_pglock_acquire_wrapper);
+
+/// `pglock_acquire`: the caller's new lock, or the holder's.
+fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, PglockError> {
     session::refuse_if_read_only(c"pglock_acquire");
     let request = acquire_request(&arguments, arguments.last)?;
     let mut backend = Backend::for_current_user(Access::Write)?;
@@ -63,7 +76,7 @@ fn heartbeat(
         lease: input::optional_lease("lease", lease)?,
     };
     let renewed = steps::heartbeat(&mut Backend::for_current_user(Access::Write)?, &request);
-    counters::count(|c| match renewed {
+    count(|c| match renewed {
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
     });
@@ -98,7 +111,7 @@ fn release(
     };
     let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)?;
     if released {
-        counters::count(|c| &c.released);
+        count(|c| &c.released);
     }
     Ok(released)
 }
@@ -112,7 +125,7 @@ fn pglock_release_all(
     let owner = input::label("owner", owner)?;
     let keep = input::flag("keep", keep)?;
     let released = steps::release_all(&mut Backend::for_current_user(Access::Write)?, owner, keep);
-    counters::add(|c| &c.released, released as u64);
+    count_many(|c| &c.released, released as u64);
     Ok(released)
 }
 
@@ -124,7 +137,7 @@ fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
     let name = input::label("name", name)?;
     let released = steps::force_release(&mut Backend::for_current_user(Access::Write)?, name);
     if released {
-        counters::count(|c| &c.force_released);
+        count(|c| &c.force_released);
     }
     Ok(released)
 }
@@ -180,9 +193,26 @@ fn pglock_preloaded() -> bool {
     shared_memory::get().is_some()
 }
 
-/// `pglock_get` (its C entry point is in `rows`): the lock as it is now, its
-/// data only for the holder's own role.
-pub(super) fn get(name: Option<&str>) -> Result<Option<LockRow>, PglockError> {
+/// `pglock_get(name)`'s C entry point: one row, or none.
+///
+/// # Safety
+/// Called by fmgr only, for the declaration in sql/lease_functions.sql.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_get_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    // SAFETY: as the caller guarantees; the one argument is checked by name.
+    let name = unsafe {
+        rows::check_arguments(fcinfo, &["name"]);
+        pg_getarg(fcinfo, 0)
+    };
+    let row = get(name).unwrap_or_else(|error| raise(error));
+    // SAFETY: a set-returning function returning pglock_get_result.
+    unsafe { rows::one_row_or_none(fcinfo, row) }
+}
+rows::finfo_v1!(pg_finfo_pglock_get_wrapper);
+
+/// `pglock_get`: the lock as it is now, its data only for the holder's own role.
+fn get(name: Option<&str>) -> Result<Option<LockRow>, PglockError> {
     let name = input::label("name", name)?;
     let mut backend = Backend::for_current_user(Access::Read)?;
     Ok(lock_row(&mut backend, name))
@@ -222,7 +252,7 @@ pub mod pglock {
         _trigger: &'a PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
         if let Some(shared) = shared_memory::get() {
-            shared.observations.unseen_writes(crate::waiting::now());
+            shared.observations.unseen_writes(crate::clock::now());
         }
         Ok(None)
     }

@@ -19,25 +19,39 @@ mod semaphore;
 pub mod wait;
 mod watch;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use pglock_protocol::{AcquireOutcome, AcquireRequest, Queue};
 use pgrx::prelude::Interval;
 
 use self::rows::AcquireArguments;
-use crate::counters;
+use crate::clock;
+use crate::counters::Counters;
 use crate::error::PglockError;
 use crate::input;
 use crate::session;
 use crate::shared_memory;
 use crate::store::Backend;
 use crate::waiters::{Asking, Kind, Seated};
-use crate::waiting as clock;
+
+/// Add one to the operators' counter `pick` chooses, if there are counters
+/// (pglock preloaded).
+fn count(pick: impl FnOnce(&Counters) -> &AtomicU64) {
+    count_many(pick, 1);
+}
+
+/// Add `amount` to the counter `pick` chooses, if there are counters.
+fn count_many(pick: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
+    if let Some(shared) = shared_memory::get() {
+        shared.counters.add(pick, amount);
+    }
+}
 
 /// Count how an acquire ended (a waiting acquire counts once, when it ends;
 /// `None`: it ended without a holder to show, still refused).
 fn count_acquire(outcome: Option<&AcquireOutcome>) {
-    counters::count(|c| match outcome.map(|o| (o.acquired, o.taken_over)) {
+    count(|c| match outcome.map(|o| (o.acquired, o.taken_over)) {
         Some((true, true)) => &c.taken_over,
         Some((true, false)) => &c.acquired,
         _ => &c.refused,
@@ -130,7 +144,9 @@ fn seat_asking(
 
 /// Count a wait that began at `start`, when it ends, if it slept.
 fn count_wait(slept: bool, start: Duration, acquired: bool) {
-    if slept {
-        counters::waited(clock::now().saturating_sub(start), acquired);
+    if let (true, Some(shared)) = (slept, shared_memory::get()) {
+        shared
+            .counters
+            .waited(clock::now().saturating_sub(start), acquired);
     }
 }

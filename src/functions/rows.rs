@@ -1,6 +1,7 @@
-//! The functions that return a lock's row: `pglock_acquire`,
-//! `pglock_acquire_wait`, `pglock_get` and `pglock_watch` (declared in
-//! sql/lease_functions.sql), their C entry points, arguments and rows.
+//! What the functions that return a lock's row share (`pglock_acquire`,
+//! `pglock_acquire_wait`, `pglock_get` and `pglock_watch`, declared in
+//! sql/lease_functions.sql, their C entry points beside their bodies): their
+//! arguments and rows, and returning a row in one call.
 //!
 //! pgrx returns a table function's rows one call at a time, setting up a
 //! multi-call context and building the row's descriptor from the catalog on
@@ -8,8 +9,7 @@
 //! descriptor built once per backend: the executor accepts a single result from
 //! a set-returning function and stops there.  Arguments and rows are named
 //! structs, checked once per backend and function against the names the SQL
-//! declaration gives, so two columns of one type cannot trade places.  The
-//! functions' logic is plain Rust in `lease`, `wait` and `watch`.
+//! declaration gives, so two columns of one type cannot trade places.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,8 +20,7 @@ use pgrx::fcinfo::pg_getarg;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use super::{lease, wait, watch};
-use crate::error::{bug, raise};
+use crate::error::{bug, raise, PglockError};
 use crate::interval::interval_of;
 
 /// The arguments both acquires take, in the order they are declared; `last`
@@ -117,7 +116,7 @@ impl LockRow {
 
 /// A row type's values, in the order of its attributes, which are named
 /// `COLUMNS`.
-trait ResultRow<const N: usize> {
+pub(super) trait ResultRow<const N: usize> {
     const COLUMNS: [&'static str; N];
     fn into_values(self) -> [Option<Datum>; N];
 }
@@ -149,93 +148,44 @@ impl ResultRow<6> for LockRow {
     }
 }
 
-/// `pglock_acquire(name, owner, lease, data, replace_data, observed_rvn)`.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    // SAFETY: fmgr's call of pglock_acquire.
-    let arguments = unsafe { AcquireArguments::of_call(fcinfo, "observed_rvn") };
-    let row = lease::acquire(arguments).unwrap_or_else(|error| raise(error));
-    // SAFETY: a call of a function returning pglock_acquire_result.
-    unsafe { one_row(fcinfo, row) }
-}
-
-/// `pglock_acquire_wait(name, owner, lease, data, replace_data, wait_timeout)`:
-/// the row of `pglock_acquire`, with NULLs where the wait ended with no holder
-/// to show.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    // SAFETY: fmgr's call of pglock_acquire_wait.
-    let arguments = unsafe { AcquireArguments::of_call(fcinfo, "wait_timeout") };
-    let row = wait::acquire_wait(arguments).unwrap_or_else(|error| raise(error));
-    // SAFETY: a call of a function returning pglock_acquire_result.
-    unsafe { one_row(fcinfo, row) }
-}
-
-/// `pglock_get(name)`: one row, or none.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn pglock_get_wrapper(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    // SAFETY: fmgr passes the one argument the SQL declaration names.
-    let name = unsafe {
-        check_arguments(fcinfo, &["name"]);
-        pg_getarg(fcinfo, 0)
-    };
-    let row = lease::get(name).unwrap_or_else(|error| raise(error));
-    // SAFETY: a call of a set-returning function returning pglock_get_result.
-    unsafe { one_row_or_none(fcinfo, row) }
-}
-
-/// `pglock_watch(name, rvn, timeout)`: one row, or none, as `pglock_get`.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn pglock_watch_wrapper(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    // SAFETY: fmgr passes the three arguments the SQL declaration names.
-    let row = unsafe {
-        check_arguments(fcinfo, &["name", "rvn", "timeout"]);
-        watch::watch(
-            pg_getarg(fcinfo, 0),
-            pg_getarg(fcinfo, 1),
-            pg_getarg(fcinfo, 2),
-        )
-    };
-    let row = row.unwrap_or_else(|error| raise(error));
-    // SAFETY: a call of a set-returning function returning pglock_get_result.
-    unsafe { one_row_or_none(fcinfo, row) }
-}
-
-/// The version-1 calling convention, which fmgr looks for as `pg_finfo_<name>`.
+/// The version-1 calling convention, which fmgr looks for as `pg_finfo_<name>`
+/// beside each C entry point `<name>`.
 macro_rules! finfo_v1 {
-    ($($name:ident),*) => {$(
+    ($name:ident) => {
         #[no_mangle]
-        pub extern "C" fn $name() -> &'static pg_sys::Pg_finfo_record {
-            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+        pub extern "C" fn $name() -> &'static pgrx::pg_sys::Pg_finfo_record {
+            const V1: pgrx::pg_sys::Pg_finfo_record =
+                pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
             &V1
         }
-    )*};
+    };
 }
-finfo_v1!(
-    pg_finfo_pglock_acquire_wrapper,
-    pg_finfo_pglock_acquire_wait_wrapper,
-    pg_finfo_pglock_get_wrapper,
-    pg_finfo_pglock_watch_wrapper
-);
+pub(super) use finfo_v1;
+
+/// An acquire's C entry point: its arguments, `last` named `last_name`, given
+/// to `acquire`, whose row it returns (or whose error it raises).
+///
+/// # Safety
+/// `fcinfo` is fmgr's call of a function declared with an acquire's arguments
+/// and returning `pglock_acquire_result`.
+pub(super) unsafe fn acquire_entry<Last: FromDatum>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    last_name: &str,
+    acquire: impl FnOnce(AcquireArguments<'_, Last>) -> Result<AcquireRow, PglockError>,
+) -> Datum {
+    // SAFETY: as the caller guarantees.
+    let arguments = unsafe { AcquireArguments::of_call(fcinfo, last_name) };
+    let row = acquire(arguments).unwrap_or_else(|error| raise(error));
+    // SAFETY: as the caller guarantees.
+    unsafe { one_row(fcinfo, row) }
+}
 
 /// Return `row`, or no row.
 ///
 /// # Safety
 /// `fcinfo` is fmgr's call of a set-returning function whose row type has the
 /// attributes `R::COLUMNS`.
-unsafe fn one_row_or_none<const N: usize, R: ResultRow<N>>(
+pub(super) unsafe fn one_row_or_none<const N: usize, R: ResultRow<N>>(
     fcinfo: pg_sys::FunctionCallInfo,
     row: Option<R>,
 ) -> Datum {
@@ -344,7 +294,7 @@ unsafe fn result_descriptor(
 ///
 /// # Safety
 /// `fcinfo` is fmgr's call of a function.
-unsafe fn check_arguments(fcinfo: pg_sys::FunctionCallInfo, expected: &[&str]) {
+pub(super) unsafe fn check_arguments(fcinfo: pg_sys::FunctionCallInfo, expected: &[&str]) {
     // SAFETY: as the caller guarantees.
     let function = unsafe { called_function(fcinfo) };
     if ARGUMENTS_CHECKED.with(|checked| checked.borrow().contains(&function)) {

@@ -8,13 +8,12 @@ use pglock_protocol::Queue;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
-use crate::counters;
+use super::{count, count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
 use crate::error::PglockError;
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
-use crate::{session, waiting as clock};
+use crate::{clock, session};
 
 /// Takes a free slot of semaphore `name` (of `slots`, by this caller's count),
 /// lowest first; with a `wait_timeout` above zero it waits for one as
@@ -78,7 +77,7 @@ fn acquire_slot(
     let slot = semaphore::acquire_slot(&mut backend, &request, deadline)?;
     drop(seat);
     count_wait(backend.slept, start, slot.is_some());
-    counters::count(|c| match &slot {
+    count(|c| match &slot {
         Some(slot) if slot.taken_over => &c.taken_over,
         Some(_) => &c.acquired,
         None => &c.refused,

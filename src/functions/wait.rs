@@ -6,16 +6,17 @@ use std::time::Duration;
 use pglock_protocol::waiting::{self, Watch};
 use pglock_protocol::{AcquireRequest, Fields};
 use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
 
-use super::rows::{AcquireArguments, AcquireRow};
+use super::rows::{self, AcquireArguments, AcquireRow};
 use super::{
     acquire_request, checked_wait_timeout, count_acquire, count_wait, deadline_after, seat_asking,
 };
 use crate::error::PglockError;
 use crate::interval::lease_of;
 use crate::store::{Access, Backend};
-use crate::{session, waiting as clock};
+use crate::{clock, session};
 
 /// How long one step of the committing procedure may wait: the longest its
 /// snapshot holds back vacuum.
@@ -31,12 +32,24 @@ fn wait_request<'a>(
     Ok((request, wait))
 }
 
-/// `pglock_acquire_wait` (its C entry point and row are in `rows`, its
-/// declaration in sql/lease_functions.sql): the lock taken, or the holder when
-/// the wait ended.
-pub(super) fn acquire_wait(
-    arguments: AcquireArguments<'_, Interval>,
-) -> Result<AcquireRow, PglockError> {
+/// `pglock_acquire_wait(name, owner, lease, data, replace_data, wait_timeout)`'s
+/// C entry point (declared in sql/lease_functions.sql): the row of
+/// `pglock_acquire`, with NULLs where the wait ended with no holder to show.
+///
+/// # Safety
+/// Called by fmgr only, for that declaration.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Datum {
+    // SAFETY: as the caller guarantees.
+    unsafe { rows::acquire_entry(fcinfo, "wait_timeout", acquire_wait) }
+}
+rows::finfo_v1!(pg_finfo_pglock_acquire_wait_wrapper);
+
+/// `pglock_acquire_wait`: the lock taken, or the holder when the wait ended.
+fn acquire_wait(arguments: AcquireArguments<'_, Interval>) -> Result<AcquireRow, PglockError> {
     let start = clock::now();
     session::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(&arguments)?;
@@ -60,7 +73,7 @@ pub mod pglock {
     /// `wait_timeout`, counted from `started`, runs out first), resuming the watch
     /// of `watched_rvn` (first seen at `watched_since`, with lease `watched_lease`).
     /// `started` and `watched_since` are readings of this backend's monotonic clock
-    /// (`waiting::reading`), so a wall-clock jump between steps cannot shorten a
+    /// (`clock::reading`), so a wall-clock jump between steps cannot shorten a
     /// wait.  `timed_out` says the whole wait is over; the other outputs are what
     /// the next step needs.  Only the procedure may call it: it refuses to start
     /// a wait that the procedure could not commit.

@@ -1,4 +1,5 @@
-//! How a backend waits: on the system's monotonic clock, asleep on its latch.
+//! The clock a backend waits by, the system's monotonic clock, and its sleep
+//! until a time, on its latch.
 //!
 //! Time is `CLOCK_MONOTONIC`, which one machine's processes share and which no
 //! wall-clock step (an NTP step, a VM resumed, `date -s`) moves: the server's
@@ -15,10 +16,7 @@
 use std::ffi::c_long;
 use std::time::Duration;
 
-use pglock_protocol::waiting::Clock;
 use pgrx::pg_sys;
-
-use crate::store::Backend;
 
 /// The system's monotonic clock now: the time since an origin shared by every
 /// process of the machine (its boot).
@@ -48,26 +46,10 @@ pub fn time_of(reading: i64) -> Duration {
     Duration::from_micros(u64::try_from(reading).unwrap_or(0)).min(now())
 }
 
-impl Clock for Backend {
-    fn now(&mut self) -> Duration {
-        now()
-    }
-
-    fn sleep_until(&mut self, wake: Duration) {
-        pgrx::check_for_interrupts!();
-        let now = now();
-        if now < wake {
-            self.slept = true;
-            sleep_on_latch(wake - now);
-            pgrx::check_for_interrupts!();
-        }
-    }
-}
-
 /// Sleep on the backend's latch for up to `timeout`: a wake-up, a cancel,
 /// `statement_timeout` or termination sets the latch and ends it early.  The
 /// latch is reset on the way out, so whatever set it is looked at next.
-fn sleep_on_latch(timeout: Duration) {
+pub fn sleep(timeout: Duration) {
     let millis = timeout.as_millis().clamp(1, 60_000) as c_long;
     let event = wait_event();
     // SAFETY: MyLatch is this process's own latch, valid for its whole life;
