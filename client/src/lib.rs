@@ -281,5 +281,6 @@ pub use config::{
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;
+pub use pglock_protocol::ArgumentError;
 pub use sql::LockInfo;
 pub use tokio_util::sync::CancellationToken;

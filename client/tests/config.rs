@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{client, client_with, ms, pg_config, pg_config_for, superuser, unique};
-use pglock_client::{Client, ClientConfig, ConfigError, Error, StatementMode, MAX_LEASE};
+use pglock_client::{
+    ArgumentError, Client, ClientConfig, ConfigError, Error, StatementMode, MAX_LEASE,
+};
 use tokio_postgres::error::SqlState;
 
 /// A server that does not exist: a config error must come before any connecting.
@@ -36,19 +38,28 @@ async fn connect_refuses_bad_configurations_before_connecting() {
         ),
         (
             ClientConfig::new("w", Duration::ZERO, Duration::ZERO),
-            ConfigError::LeaseTooShort,
+            ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: 0,
+            }),
         ),
         (
             ClientConfig::new("w", MAX_LEASE + second, second),
-            ConfigError::LeaseTooLong(MAX_LEASE + second),
+            ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: (MAX_LEASE + second).as_micros() as i128,
+            }),
         ),
         (
             ClientConfig::new("", second, ms(100)),
-            ConfigError::EmptyOwner,
+            ConfigError::Argument(ArgumentError::EmptyLabel { argument: "owner" }),
         ),
         (
             ClientConfig::new("x".repeat(256), second, ms(100)),
-            ConfigError::OwnerTooLong(256),
+            ConfigError::Argument(ArgumentError::LabelTooLong {
+                argument: "owner",
+                chars: 256,
+            }),
         ),
         (
             ClientConfig::new("w", second, ms(100)).with_poll_interval(Duration::ZERO),
