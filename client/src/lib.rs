@@ -263,6 +263,7 @@ mod config;
 mod connection;
 mod error;
 mod heartbeat;
+mod held;
 mod lock;
 mod observe;
 mod options;
