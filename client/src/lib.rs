@@ -249,9 +249,9 @@
 //!
 //! With the optional `serde` feature (`pglock-client = { ..., features =
 //! ["serde"] }`), a lock's data can be any `serde` value, kept as JSON text in
-//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and a refused attempt's
-//! `Holder`) reads it, `AcquireOptions::data_value(&value)` stores one at acquire,
-//! and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
+//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and the `HeldBy` of a
+//! refused try) reads it, `AcquireOptions::data_value(&value)` stores one at
+//! acquire, and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
 //! reads the same checkpoint with `convert_from(data, 'UTF8')::jsonb` and writes
 //! one with `convert_to(checkpoint::text, 'UTF8')`, so a PL/pgSQL job and a Rust
 //! worker can take turns on one lock. Data that is not the JSON of the type asked
@@ -274,7 +274,7 @@ mod sql;
 mod typed;
 mod waits;
 
-pub use acquire::{Attempt, Holder};
+pub use acquire::{HeldBy, TryAcquireOutcome};
 pub use client::Client;
 pub use config::{
     ClientConfig, ConfigError, StatementMode, WaitMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS,
