@@ -11,24 +11,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pglock_client::{Client, ClientConfig};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run these tests through scripts/test.sh, which starts the server"
-        )
-    })
-}
+pub use pglock_tests::WAIT_LIMIT;
+use pglock_tests::{server_port, server_socket_dir, test_database};
 
 /// The test database, as the superuser, with `application_name` set to `app`.
 pub fn pg_config(app: &str) -> tokio_postgres::Config {
-    pg_config_for(&env("PGLOCK_TEST_DB"), app)
+    pg_config_for(&test_database(), app)
 }
 
 /// Database `dbname` of the test server, as the superuser.
 pub fn pg_config_for(dbname: &str, app: &str) -> tokio_postgres::Config {
-    let port = env("PGPORT").parse().expect("PGPORT is a port number");
-    superuser_config(env("PGHOST"), port, dbname, app)
+    superuser_config(server_socket_dir(), server_port(), dbname, app)
 }
 
 /// Database `dbname` as the superuser, at the server (or pooler) whose socket
@@ -83,14 +76,10 @@ pub async fn client_without_reconnect(owner: &str, lease: Duration, period: Dura
         .expect("a pglock client on its own connection")
 }
 
-/// A name no other test (or earlier run) uses: tests run side by side.
+/// A name no other test (or earlier run) uses: tests run side by side. The
+/// extension's tests' names, marked as the client's.
 pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "client-{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    pglock_tests::unique_name(&format!("client-{prefix}"))
 }
 
 /// Ends the server session of the client whose `application_name` is `app`, as if
@@ -126,9 +115,6 @@ pub async fn bump_rvn(name: &str) {
 pub fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
-
-/// The longest a test waits for something that takes a moment when all is well.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// `future`'s output, or a panic naming `what` if it takes longer than `limit`:
 /// a wait that goes wrong fails its test instead of hanging it.

@@ -10,10 +10,11 @@ use std::process::Output;
 use std::time::Duration;
 
 use pglock_tests::server::{chown_postgres, pg_bin, postgres_command};
+use pglock_tests::{server_port, server_socket_dir, test_database};
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
-use super::{env, superuser_config};
+use super::superuser_config;
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 
@@ -49,7 +50,7 @@ impl PgBouncer {
     }
 
     fn write_config(&self) {
-        let database = env("PGLOCK_TEST_DB");
+        let database = test_database();
         let ini = format!(
             "[databases]\n\
              {database} = host={server_socket} port={server_port} dbname={database}\n\
@@ -66,8 +67,8 @@ impl PgBouncer {
              admin_users = postgres\n\
              logfile = {dir}/pgbouncer.log\n\
              pidfile = {dir}/pgbouncer.pid\n",
-            server_socket = env("PGHOST"),
-            server_port = env("PGPORT"),
+            server_socket = server_socket_dir().display(),
+            server_port = server_port(),
             port = self.port,
             socket = self.socket_dir().display(),
             dir = self.dir.display(),
@@ -114,14 +115,14 @@ impl PgBouncer {
 
     /// The test database through PgBouncer, as the superuser, `application_name` = `app`.
     pub fn pg_config(&self, app: &str) -> tokio_postgres::Config {
-        superuser_config(self.socket_dir(), self.port, &env("PGLOCK_TEST_DB"), app)
+        superuser_config(self.socket_dir(), self.port, &test_database(), app)
     }
 
     /// Runs `commands` with psql through PgBouncer, each in autocommit (one `-c`
     /// each), stopping at the first error.
     pub async fn psql(&self, commands: &[&str]) -> Output {
         let port = self.port.to_string();
-        let database = env("PGLOCK_TEST_DB");
+        let database = test_database();
         Command::new(pg_bin().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", path(&self.socket_dir()), "-p", &port])
