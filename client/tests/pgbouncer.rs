@@ -186,6 +186,9 @@ async fn psql_calls_and_the_committing_procedure_work_through_pgbouncer() {
             stdout_of(pgbouncer.psql(&commands).await, what)
         }
     };
+    // PgBouncer's server connections run under the tests' guard.
+    let guard = psql(vec!["SHOW statement_timeout".to_owned()], "the guard").await;
+    assert_eq!(guard, "1min");
     let acquire = format!("SELECT rvn FROM pglock_acquire('{name}', 'psql-1', '30 seconds')");
     let rvn: i64 = psql(vec![acquire], "acquire").await.parse().unwrap();
     let heartbeat = format!("SELECT pglock_heartbeat('{name}', 'psql-1', {rvn})");

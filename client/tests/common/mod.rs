@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pglock_client::{Client, ClientConfig};
 pub use pglock_tests::WAIT_LIMIT;
-use pglock_tests::{server_port, server_socket_dir, test_database};
+use pglock_tests::{server_port, server_socket_dir, test_database, STATEMENT_TIMEOUT};
 
 /// The test database, as the superuser, with `application_name` set to `app`.
 pub fn pg_config(app: &str) -> tokio_postgres::Config {
@@ -24,9 +24,24 @@ pub fn pg_config_for(dbname: &str, app: &str) -> tokio_postgres::Config {
     superuser_config(server_socket_dir(), server_port(), dbname, app)
 }
 
-/// Database `dbname` as the superuser, at the server (or pooler) whose socket
-/// folder is `socket_dir` and port `port`, with `application_name` = `app`.
+/// Database `dbname` as the superuser, at the server whose socket folder is
+/// `socket_dir` and port `port`, with `application_name` = `app`, under the
+/// extension's tests' guard ([`STATEMENT_TIMEOUT`]): a statement that hangs is
+/// cancelled after a minute instead of holding its test.
 pub fn superuser_config(
+    socket_dir: impl AsRef<Path>,
+    port: u16,
+    dbname: &str,
+    app: &str,
+) -> tokio_postgres::Config {
+    let mut config = superuser_config_unguarded(socket_dir, port, dbname, app);
+    config.options(STATEMENT_TIMEOUT);
+    config
+}
+
+/// [`superuser_config`] without the guard, for a pooler: PgBouncer refuses an
+/// `options` parameter, and sets the guard on its server connections instead.
+pub fn superuser_config_unguarded(
     socket_dir: impl AsRef<Path>,
     port: u16,
     dbname: &str,
