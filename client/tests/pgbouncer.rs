@@ -3,16 +3,18 @@
 //! and a lease is not a session.
 
 mod common;
+#[path = "common/counter.rs"]
+mod counter;
+#[path = "common/pgbouncer.rs"]
+mod pgbouncer;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pgbouncer::{PgBouncer, POOL_SIZE};
-use common::{
-    assert_each_count_read_once, increment_counter, join_failing_fast, ms, superuser, unique,
-    within, WAIT_LIMIT,
-};
+use common::{join_failing_fast, ms, superuser, unique, within, WAIT_LIMIT};
+use counter::{assert_each_count_read_once, increment_counter};
+use pgbouncer::{PgBouncer, POOL_SIZE};
 use pglock_client::{Client, ClientConfig, Error, StatementMode};
 use tokio::time::{sleep, Instant};
 use tokio_postgres::error::SqlState;

@@ -6,14 +6,16 @@
 //! it over; timing margins are wide, and every wait has a deadline.
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
 use std::time::Duration;
 
-use common::server::Server;
 use common::{kill_connection, ms, unique};
 use pglock_client::{
     AcquireOptions, Client, ClientConfig, Error, Lock, LostReason, TryAcquireOutcome,
 };
+use server::Server;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 
 fn secs(seconds: u64) -> Duration {

@@ -14,7 +14,7 @@ use pglock_tests::{server_port, server_socket_dir, test_database, STATEMENT_TIME
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
-use super::superuser_config_unguarded;
+use crate::common::superuser_config_unguarded;
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 

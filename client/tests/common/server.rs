@@ -14,7 +14,7 @@ use pglock_tests::STATEMENT_TIMEOUT;
 use tokio::time::{sleep, Instant};
 use tokio_postgres::config::TargetSessionAttrs;
 
-use super::superuser_config;
+use crate::common::superuser_config;
 
 pub struct Server {
     // Shared with the blocking thread of an operation under way.
