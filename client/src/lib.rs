@@ -207,7 +207,8 @@
 //! hands each transaction whichever server connection is free, where
 //! the client's statements may be missing (`26000`, `prepared statement "s0" does
 //! not exist`) or another client's may be in the way (`42P05`): calls fail as
-//! soon as several clients share the pool. Behind such a pooler, use unnamed
+//! soon as several clients share the pool, with [`Error::StatementsNotKept`],
+//! whose message says what to set. Behind such a pooler, use unnamed
 //! statements:
 //!
 //! ```no_run
