@@ -11,35 +11,38 @@ use tokio::time::{sleep_until, Instant};
 use crate::client::Client;
 use crate::connection::Failure;
 use crate::error::Error;
-use crate::lock::{Acquired, Held, Lock};
+use crate::held::Held;
+use crate::lock::{Acquired, Lock};
 use crate::options::AcquireOptions;
 use crate::sql::{AcquireCall, AcquireRow};
 use crate::waits::Waits;
 
-/// The outcome of [`Client::try_acquire`].
+/// The outcome of [`Client::try_acquire`]: the lock taken, or who holds it, or
+/// that others wait for it first.
 #[derive(Debug)]
-pub enum Attempt {
+pub enum TryAcquireOutcome {
     Acquired(Lock),
     /// Someone else holds the lock (or this owner does, through another `Lock`).
-    Held(Holder),
+    Held(HeldBy),
     /// Nobody holds the lock, but others wait for it in the server's queue and
     /// get it first: an attempt does not jump the queue.
     Queued,
 }
 
-impl Attempt {
+impl TryAcquireOutcome {
     /// The lock, if acquired.
     pub fn into_lock(self) -> Option<Lock> {
         match self {
-            Attempt::Acquired(lock) => Some(lock),
-            Attempt::Held(_) | Attempt::Queued => None,
+            TryAcquireOutcome::Acquired(lock) => Some(lock),
+            TryAcquireOutcome::Held(_) | TryAcquireOutcome::Queued => None,
         }
     }
 }
 
-/// The holder of a lock, as a refused acquire shows it.
+/// Who holds a lock, as a refused acquire shows it: the lock is held by this
+/// owner, at this RVN, for this lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
+pub struct HeldBy {
     pub owner: String,
     pub rvn: i64,
     /// The holder's lease: how long its RVN must stand still before a takeover.
@@ -85,7 +88,7 @@ impl Client {
             .map(|limit| (Instant::now() + limit, limit));
         // One plain try first, on the client's own connection: a free lock needs
         // no wait, nor a connection to wait on.
-        if let Attempt::Acquired(lock) = self.try_acquire_with(name, options).await? {
+        if let TryAcquireOutcome::Acquired(lock) = self.try_acquire_with(name, options).await? {
             return Ok(lock);
         }
         if let Some(waits) = self.server_waits().await {
@@ -177,14 +180,15 @@ impl Client {
     }
 
     /// One try at the lock `name`, without waiting; see [`Client::try_acquire_with`].
-    pub async fn try_acquire(&self, name: &str) -> Result<Attempt, Error> {
+    pub async fn try_acquire(&self, name: &str) -> Result<TryAcquireOutcome, Error> {
         self.try_acquire_with(name, &AcquireOptions::default())
             .await
     }
 
-    /// One try at the lock `name`: [`Attempt::Acquired`] if it was free (or its
-    /// holder's RVN stood still for its lease), [`Attempt::Held`] with its
-    /// holder, or [`Attempt::Queued`] if others wait for it in the server first,
+    /// One try at the lock `name`: [`TryAcquireOutcome::Acquired`] if it was
+    /// free (or its holder's RVN stood still for its lease),
+    /// [`TryAcquireOutcome::Held`] with who holds it, or
+    /// [`TryAcquireOutcome::Queued`] if others wait for it in the server first,
     /// at once.
     ///
     /// The client remembers, per lock name, the holder's RVN and when it first saw
@@ -198,20 +202,22 @@ impl Client {
         &self,
         name: &str,
         options: &AcquireOptions,
-    ) -> Result<Attempt, Error> {
+    ) -> Result<TryAcquireOutcome, Error> {
         let presented = self.seen().takeover_rvn(name, Instant::now());
         let (row, sent) = self.attempt(name, options, presented).await?;
         if row.acquired {
             self.seen().forget(name);
             let rvn = row.holder.as_ref().map_or(0, |holder| holder.rvn);
-            return Ok(Attempt::Acquired(self.hold(name, rvn, row.data, sent)));
+            return Ok(TryAcquireOutcome::Acquired(
+                self.hold(name, rvn, row.data, sent),
+            ));
         }
         let Some(holder) = row.holder else {
-            return Ok(Attempt::Queued);
+            return Ok(TryAcquireOutcome::Queued);
         };
         self.seen()
             .refused(name, holder.rvn, holder.lease, Instant::now(), presented);
-        Ok(Attempt::Held(Holder {
+        Ok(TryAcquireOutcome::Held(HeldBy {
             owner: holder.owner,
             rvn: holder.rvn,
             lease: holder.lease,

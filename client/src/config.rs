@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use pglock_protocol::{arguments, ArgumentError, Lease};
+
 /// The longest lease the server accepts (`pglock_acquire` raises `22023` above
 /// it), and the longest owner label, in characters: the protocol's limits.
 pub use pglock_protocol::limits::{MAX_LABEL_CHARS as MAX_OWNER_CHARS, MAX_LEASE};
@@ -73,16 +75,11 @@ pub enum StatementMode {
 /// semaphore's slot count), was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("the owner must not be empty")]
-    EmptyOwner,
-    #[error("the owner has {0} characters; at most {MAX_OWNER_CHARS} are allowed")]
-    OwnerTooLong(usize),
-    #[error("the owner must not contain a NUL character")]
-    OwnerContainsNul,
-    #[error("the lease must be at least one microsecond (the server's resolution)")]
-    LeaseTooShort,
-    #[error("the lease {0:?} is longer than one day, the server's limit")]
-    LeaseTooLong(Duration),
+    /// An argument the server checks too (the owner label, the lease, a
+    /// semaphore's slot count), checked by the same rule and refused with the
+    /// server's message, e.g. `pglock: owner must not be empty`.
+    #[error(transparent)]
+    Argument(#[from] ArgumentError),
     #[error("the heartbeat period must be more than zero")]
     HeartbeatPeriodZero,
     #[error("the heartbeat period {period:?} is more than half the lease {lease:?}")]
@@ -91,11 +88,6 @@ pub enum ConfigError {
     PollIntervalZero,
     #[error("the call timeout must be more than zero")]
     CallTimeoutZero,
-    /// [`Client::acquire_slot`](crate::Client::acquire_slot) and
-    /// [`Client::try_acquire_slot`](crate::Client::try_acquire_slot) take 1 to
-    /// [`MAX_SLOTS`] slots, as the server does (it raises `22023` otherwise).
-    #[error("a semaphore has 1 to {MAX_SLOTS} slots, not {0}")]
-    SlotsOutOfRange(u32),
 }
 
 impl ClientConfig {
@@ -148,23 +140,15 @@ impl ClientConfig {
 
     /// Checks every rule; [`Client::new`](crate::Client::new) and
     /// [`Client::connect`](crate::Client::connect) call it first.
+    ///
+    /// The owner and the lease meet the server's own rules (the protocol's
+    /// `arguments`), refused with its messages as [`ConfigError::Argument`]:
+    /// an owner of 1 to [`MAX_OWNER_CHARS`] characters without NUL, a lease
+    /// of at most [`MAX_LEASE`] and, counted in whole microseconds as the
+    /// server keeps it, more than zero. The rest are the client's own.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let owner_chars = self.owner.chars().count();
-        if owner_chars == 0 {
-            return Err(ConfigError::EmptyOwner);
-        }
-        if owner_chars > MAX_OWNER_CHARS {
-            return Err(ConfigError::OwnerTooLong(owner_chars));
-        }
-        if self.owner.contains('\0') {
-            return Err(ConfigError::OwnerContainsNul);
-        }
-        if self.lease < Duration::from_micros(1) {
-            return Err(ConfigError::LeaseTooShort);
-        }
-        if self.lease > MAX_LEASE {
-            return Err(ConfigError::LeaseTooLong(self.lease));
-        }
+        arguments::label("owner", &self.owner)?;
+        arguments::lease("lease", Lease::from_duration(self.lease))?;
         if self.heartbeat_period.is_zero() {
             return Err(ConfigError::HeartbeatPeriodZero);
         }
@@ -255,7 +239,10 @@ mod tests {
         );
         assert_eq!(
             config(Duration::from_nanos(999), Duration::from_nanos(1)).validate(),
-            Err(ConfigError::LeaseTooShort)
+            Err(ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: 0
+            }))
         );
         let zero_poll = config(SECOND, SECOND / 4).with_poll_interval(Duration::ZERO);
         assert_eq!(zero_poll.validate(), Err(ConfigError::PollIntervalZero));
@@ -268,7 +255,10 @@ mod tests {
         let lease = MAX_LEASE + SECOND;
         assert_eq!(
             config(lease, SECOND).validate(),
-            Err(ConfigError::LeaseTooLong(lease))
+            Err(ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: lease.as_micros() as i128
+            }))
         );
         assert_eq!(config(MAX_LEASE, SECOND).validate(), Ok(()));
     }
@@ -283,15 +273,35 @@ mod tests {
         let over = "é".repeat(MAX_OWNER_CHARS + 1);
         assert_eq!(
             ClientConfig::new(over, SECOND, SECOND / 4).validate(),
-            Err(ConfigError::OwnerTooLong(MAX_OWNER_CHARS + 1))
+            Err(ConfigError::Argument(ArgumentError::LabelTooLong {
+                argument: "owner",
+                chars: MAX_OWNER_CHARS + 1
+            }))
         );
         assert_eq!(
             ClientConfig::new("", SECOND, SECOND / 4).validate(),
-            Err(ConfigError::EmptyOwner)
+            Err(ConfigError::Argument(ArgumentError::EmptyLabel {
+                argument: "owner"
+            }))
         );
         assert_eq!(
             ClientConfig::new("a\0b", SECOND, SECOND / 4).validate(),
-            Err(ConfigError::OwnerContainsNul)
+            Err(ConfigError::Argument(ArgumentError::LabelContainsNul {
+                argument: "owner"
+            }))
+        );
+    }
+
+    #[test]
+    fn the_servers_rules_refuse_with_the_servers_messages() {
+        let refused = |config: ClientConfig| config.validate().unwrap_err().to_string();
+        assert_eq!(
+            refused(ClientConfig::new("", SECOND, SECOND / 4)),
+            "pglock: owner must not be empty"
+        );
+        assert_eq!(
+            refused(config(MAX_LEASE + SECOND, SECOND)),
+            "pglock: lease must be greater than 0 and at most 1 day, got 86401 seconds"
         );
     }
 

@@ -22,6 +22,26 @@ pub enum Error {
     /// connecting to server: Connection refused (os error 111)`.
     #[error("database error: {}", DatabaseError(.0))]
     Database(tokio_postgres::Error),
+    /// A call over named prepared statements
+    /// ([`StatementMode::Prepared`](crate::StatementMode::Prepared), the
+    /// default) found the server connection without the client's statement
+    /// (`26000`, `prepared statement "s11" does not exist`) or with another of
+    /// its name (`42P05`, `prepared statement "s0" already exists`), and did
+    /// not run. The connection does not keep the client's statements: it goes
+    /// through a pooler in transaction mode (PgBouncer's `pool_mode =
+    /// transaction` before 1.21, or with `max_prepared_statements = 0`), which
+    /// hands each transaction any server connection. Behind such a pooler,
+    /// configure the client with `ClientConfig::with_statements(StatementMode::Unnamed)`
+    /// (see [`StatementMode::Unnamed`](crate::StatementMode::Unnamed) and
+    /// [Connection poolers](crate#connection-poolers)). [`Error::code`] and
+    /// [`Error::as_db_error`] give the server's error.
+    #[error(
+        "database error: {} (this connection does not keep the client's prepared statements, \
+         as behind a pooler in transaction mode such as PgBouncer with pool_mode = transaction: \
+         configure the client with ClientConfig::with_statements(StatementMode::Unnamed))",
+        DatabaseError(.0)
+    )]
+    StatementsNotKept(tokio_postgres::Error),
     /// The lock is no longer held by this client: work done under it may overlap
     /// with its next holder's.
     #[error("lock {name:?} lost: {reason}")]
@@ -49,19 +69,21 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 impl Error {
-    /// The SQLSTATE the server raised, if this is a [`Error::Database`] from the server.
+    /// The SQLSTATE the server raised, if this is a [`Error::Database`] from the
+    /// server (or an [`Error::StatementsNotKept`]).
     pub fn code(&self) -> Option<&SqlState> {
         match self {
-            Error::Database(error) => error.code(),
+            Error::Database(error) | Error::StatementsNotKept(error) => error.code(),
             _ => None,
         }
     }
 
-    /// What the server said, if this is a [`Error::Database`] the server raised:
-    /// message, SQLSTATE, detail, hint, and where.
+    /// What the server said, if this is a [`Error::Database`] the server raised
+    /// (or an [`Error::StatementsNotKept`]): message, SQLSTATE, detail, hint,
+    /// and where.
     pub fn as_db_error(&self) -> Option<&DbError> {
         match self {
-            Error::Database(error) => error.as_db_error(),
+            Error::Database(error) | Error::StatementsNotKept(error) => error.as_db_error(),
             _ => None,
         }
     }

@@ -207,7 +207,8 @@
 //! hands each transaction whichever server connection is free, where
 //! the client's statements may be missing (`26000`, `prepared statement "s0" does
 //! not exist`) or another client's may be in the way (`42P05`): calls fail as
-//! soon as several clients share the pool. Behind such a pooler, use unnamed
+//! soon as several clients share the pool, with [`Error::StatementsNotKept`],
+//! whose message says what to set. Behind such a pooler, use unnamed
 //! statements:
 //!
 //! ```no_run
@@ -249,9 +250,9 @@
 //!
 //! With the optional `serde` feature (`pglock-client = { ..., features =
 //! ["serde"] }`), a lock's data can be any `serde` value, kept as JSON text in
-//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and a refused attempt's
-//! `Holder`) reads it, `AcquireOptions::data_value(&value)` stores one at acquire,
-//! and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
+//! UTF-8: `Lock::data_as::<T>()` (also on `LockInfo` and the `HeldBy` of a
+//! refused try) reads it, `AcquireOptions::data_value(&value)` stores one at
+//! acquire, and `Lock::release_keeping_value(&value)` leaves one for the next holder. SQL
 //! reads the same checkpoint with `convert_from(data, 'UTF8')::jsonb` and writes
 //! one with `convert_to(checkpoint::text, 'UTF8')`, so a PL/pgSQL job and a Rust
 //! worker can take turns on one lock. Data that is not the JSON of the type asked
@@ -263,6 +264,7 @@ mod config;
 mod connection;
 mod error;
 mod heartbeat;
+mod held;
 mod lock;
 mod observe;
 mod options;
@@ -273,7 +275,7 @@ mod sql;
 mod typed;
 mod waits;
 
-pub use acquire::{Attempt, Holder};
+pub use acquire::{HeldBy, TryAcquireOutcome};
 pub use client::Client;
 pub use config::{
     ClientConfig, ConfigError, StatementMode, WaitMode, MAX_LEASE, MAX_OWNER_CHARS, MAX_SLOTS,
@@ -281,5 +283,6 @@ pub use config::{
 pub use error::{Error, LostReason};
 pub use lock::Lock;
 pub use options::AcquireOptions;
+pub use pglock_protocol::ArgumentError;
 pub use sql::LockInfo;
 pub use tokio_util::sync::CancellationToken;

@@ -28,7 +28,7 @@ use crate::config::ClientConfig;
 use crate::connection::Connection;
 use crate::error::LostReason;
 use crate::heartbeat::Timing;
-use crate::lock::Held;
+use crate::held::Held;
 use crate::sql::Renewal;
 
 /// A client's renewer: the locks it holds and the task that renews them.

@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use pglock_protocol::semaphore::slot_name;
-use pglock_protocol::{Fields, Next, Wait};
+use pglock_protocol::{arguments, Fields, Next, Wait};
 use tokio::time::{sleep_until, Instant};
 
 use crate::client::Client;
-use crate::config::{ConfigError, MAX_SLOTS};
+use crate::config::ConfigError;
 use crate::error::Error;
 use crate::lock::Lock;
 use crate::options::AcquireOptions;
@@ -32,8 +32,9 @@ impl Client {
     }
 
     /// One try at a slot of semaphore `name`, which has `slots` slots (1 to
-    /// [`MAX_SLOTS`]): the [`Lock`] of the slot taken, named `name#k`, or `None`
-    /// if every slot is held (or others wait for them in the server first).
+    /// [`MAX_SLOTS`](crate::MAX_SLOTS)): the [`Lock`] of the slot taken, named
+    /// `name#k`, or `None` if every slot is held (or others wait for them in
+    /// the server first).
     ///
     /// The slots are tried in order, lowest first, one `pglock_acquire` each,
     /// until one is taken: a free one, one whose holder the server saw fall
@@ -63,8 +64,9 @@ impl Client {
             .await
     }
 
-    /// A slot of semaphore `name`, which has `slots` slots (1 to [`MAX_SLOTS`]),
-    /// waiting while all are held: the [`Lock`] of the slot taken, named `name#k`.
+    /// A slot of semaphore `name`, which has `slots` slots (1 to
+    /// [`MAX_SLOTS`](crate::MAX_SLOTS)), waiting while all are held: the
+    /// [`Lock`] of the slot taken, named `name#k`.
     ///
     /// In the server, where it waits for the client: a slot freed is handed to
     /// the first waiter at once. Elsewhere, each pass is
@@ -197,12 +199,11 @@ impl Client {
     }
 }
 
-/// `slots` as the server's `integer`, if within the server's limits.
+/// `slots` as the server's `integer`, if the server's rule allows it.
 fn slot_count(slots: u32) -> Result<i32, Error> {
-    match i32::try_from(slots) {
-        Ok(count) if (1..=MAX_SLOTS).contains(&slots) => Ok(count),
-        _ => Err(Error::Config(ConfigError::SlotsOutOfRange(slots))),
-    }
+    let count = arguments::slots("slots", i64::from(slots)).map_err(ConfigError::from)?;
+    // 1 to MAX_SLOTS, a thousand: an `integer` for sure.
+    Ok(count as i32)
 }
 
 fn slot_names(name: &str, slots: u32) -> Vec<String> {
@@ -211,7 +212,10 @@ fn slot_names(name: &str, slots: u32) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use pglock_protocol::ArgumentError;
+
     use super::*;
+    use crate::config::MAX_SLOTS;
 
     #[test]
     fn slot_counts_outside_the_servers_limits_are_refused() {
@@ -219,7 +223,10 @@ mod tests {
             assert!(
                 matches!(
                     slot_count(slots),
-                    Err(Error::Config(ConfigError::SlotsOutOfRange(refused))) if refused == slots
+                    Err(Error::Config(ConfigError::Argument(ArgumentError::SlotsOutOfRange {
+                        argument: "slots",
+                        slots: refused
+                    }))) if refused == i64::from(slots)
                 ),
                 "{slots}"
             );

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client as PgClient, Row, Statement};
 
@@ -216,7 +217,8 @@ impl Sql {
             StatementMode::Prepared => {
                 let mut statements = Vec::with_capacity(calls.calls().len());
                 for &call in calls.calls() {
-                    statements.push((call, pg.prepare_typed(call.sql(), call.types()).await?));
+                    let statement = pg.prepare_typed(call.sql(), call.types()).await;
+                    statements.push((call, statement.map_err(named)?));
                 }
                 Some(statements)
             }
@@ -246,7 +248,7 @@ impl Sql {
     /// Runs `call` with `params`; every row that comes back.
     async fn query(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
         let rows = match self.statement(call) {
-            Some(statement) => self.pg.query(statement, params).await?,
+            Some(statement) => self.pg.query(statement, params).await.map_err(named)?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed(call.sql(), &typed).await?
@@ -262,7 +264,7 @@ impl Sql {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, Error> {
         let row = match self.statement(call) {
-            Some(statement) => self.pg.query_opt(statement, params).await?,
+            Some(statement) => self.pg.query_opt(statement, params).await.map_err(named)?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed_opt(call.sql(), &typed).await?
@@ -274,7 +276,7 @@ impl Sql {
     /// Runs `call` with `params`; exactly one row comes back.
     async fn query_one(&self, call: Call, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
         let row = match self.statement(call) {
-            Some(statement) => self.pg.query_one(statement, params).await?,
+            Some(statement) => self.pg.query_one(statement, params).await.map_err(named)?,
             None => {
                 let typed = typed(call, params);
                 self.pg.query_typed_one(call.sql(), &typed).await?
@@ -428,6 +430,21 @@ impl Sql {
             data: row.try_get(4)?,
             released: row.try_get(5)?,
         }))
+    }
+}
+
+/// An error of one of this connection's named statements, from its Parse (when
+/// prepared) or its Bind (when run): there, `26000` (no statement of that
+/// name) and `42P05` (one already) can only be about the client's own
+/// statement, which the server connection does not keep, as behind a pooler
+/// in transaction mode; they become [`Error::StatementsNotKept`], which says
+/// what to set. Any other stays an [`Error::Database`].
+fn named(error: tokio_postgres::Error) -> Error {
+    match error.code() {
+        Some(&SqlState::INVALID_SQL_STATEMENT_NAME) | Some(&SqlState::DUPLICATE_PSTATEMENT) => {
+            Error::StatementsNotKept(error)
+        }
+        _ => Error::Database(error),
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::acquire::Holder;
+use crate::acquire::HeldBy;
 use crate::error::Error;
 use crate::lock::Lock;
 use crate::options::AcquireOptions;
@@ -74,7 +74,7 @@ impl AcquireOptions {
     }
 }
 
-impl Holder {
+impl HeldBy {
     /// The holder's data read as the JSON of a `T`, as [`Lock::data_as`] does.
     /// Another role's lock shows no data.
     pub fn data_as<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {

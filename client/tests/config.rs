@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{client, client_with, ms, pg_config, pg_config_for, superuser, unique};
-use pglock_client::{Client, ClientConfig, ConfigError, Error, StatementMode, MAX_LEASE};
+use pglock_client::{
+    ArgumentError, Client, ClientConfig, ConfigError, Error, StatementMode, MAX_LEASE,
+};
 use tokio_postgres::error::SqlState;
 
 /// A server that does not exist: a config error must come before any connecting.
@@ -36,19 +39,28 @@ async fn connect_refuses_bad_configurations_before_connecting() {
         ),
         (
             ClientConfig::new("w", Duration::ZERO, Duration::ZERO),
-            ConfigError::LeaseTooShort,
+            ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: 0,
+            }),
         ),
         (
             ClientConfig::new("w", MAX_LEASE + second, second),
-            ConfigError::LeaseTooLong(MAX_LEASE + second),
+            ConfigError::Argument(ArgumentError::LeaseOutOfRange {
+                argument: "lease",
+                micros: (MAX_LEASE + second).as_micros() as i128,
+            }),
         ),
         (
             ClientConfig::new("", second, ms(100)),
-            ConfigError::EmptyOwner,
+            ConfigError::Argument(ArgumentError::EmptyLabel { argument: "owner" }),
         ),
         (
             ClientConfig::new("x".repeat(256), second, ms(100)),
-            ConfigError::OwnerTooLong(256),
+            ConfigError::Argument(ArgumentError::LabelTooLong {
+                argument: "owner",
+                chars: 256,
+            }),
         ),
         (
             ClientConfig::new("w", second, ms(100)).with_poll_interval(Duration::ZERO),
@@ -179,5 +191,39 @@ async fn errors_read_with_the_servers_detail_and_hint_and_a_connections_cause() 
         text.starts_with("database error: error connecting to server: ")
             && text.contains("No such file or directory"),
         "{text}"
+    );
+}
+
+/// A connection that lost the client's statements (here `DEALLOCATE ALL` run
+/// on it behind the client's back; behind a pooler in transaction mode, a call
+/// sent to another server connection) fails the next call with an error that
+/// says so and names the setting for poolers.
+#[tokio::test]
+async fn a_connection_without_the_clients_statements_says_what_to_set() {
+    let (pg, connection) = pg_config("config-test")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let pg = Arc::new(pg);
+    let config = ClientConfig::new(unique("w"), ms(1_000), ms(250));
+    let client = Client::new(Arc::clone(&pg), config).await.unwrap();
+    pg.batch_execute("DEALLOCATE ALL").await.unwrap();
+    let error = client
+        .get(&unique("deallocated"))
+        .await
+        .expect_err("its statement is gone");
+    assert!(matches!(error, Error::StatementsNotKept(_)), "{error:?}");
+    assert_eq!(error.code(), Some(&SqlState::INVALID_SQL_STATEMENT_NAME));
+    let db = error.as_db_error().expect("the server's error");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "database error: ERROR 26000: {} (this connection does not keep the client's \
+             prepared statements, as behind a pooler in transaction mode such as PgBouncer \
+             with pool_mode = transaction: configure the client with \
+             ClientConfig::with_statements(StatementMode::Unnamed))",
+            db.message()
+        )
     );
 }

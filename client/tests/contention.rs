@@ -1,14 +1,14 @@
 //! Many clients, each on its own connection, contending for one lock.
 
 mod common;
+#[path = "common/counter.rs"]
+mod counter;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{
-    assert_each_count_read_once, client_with, increment_counter, join_failing_fast, ms, unique,
-    within, WAIT_LIMIT,
-};
+use common::{client_with, join_failing_fast, ms, unique, within, WAIT_LIMIT};
+use counter::{assert_each_count_read_once, increment_counter};
 use pglock_client::ClientConfig;
 
 const CLIENTS: usize = 20;

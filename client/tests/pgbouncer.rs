@@ -1,18 +1,21 @@
 //! The client behind PgBouncer 1.18 in transaction pooling mode, with fewer server
 //! connections than clients: each call may run on a different server connection,
-//! and a lease is not a session.
+//! and a lease is not a session. Configured for it (unnamed statements), all
+//! works; left at the default, a client fails with an error that says why.
 
 mod common;
+#[path = "common/counter.rs"]
+mod counter;
+#[path = "common/pgbouncer.rs"]
+mod pgbouncer;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pgbouncer::{PgBouncer, POOL_SIZE};
-use common::{
-    assert_each_count_read_once, increment_counter, join_failing_fast, ms, superuser, unique,
-    within, WAIT_LIMIT,
-};
+use common::{join_failing_fast, ms, superuser, unique, within, WAIT_LIMIT};
+use counter::{assert_each_count_read_once, increment_counter};
+use pgbouncer::{PgBouncer, POOL_SIZE};
 use pglock_client::{Client, ClientConfig, Error, StatementMode};
 use tokio::time::{sleep, Instant};
 use tokio_postgres::error::SqlState;
@@ -186,6 +189,9 @@ async fn psql_calls_and_the_committing_procedure_work_through_pgbouncer() {
             stdout_of(pgbouncer.psql(&commands).await, what)
         }
     };
+    // PgBouncer's server connections run under the tests' guard.
+    let guard = psql(vec!["SHOW statement_timeout".to_owned()], "the guard").await;
+    assert_eq!(guard, "1min");
     let acquire = format!("SELECT rvn FROM pglock_acquire('{name}', 'psql-1', '30 seconds')");
     let rvn: i64 = psql(vec![acquire], "acquire").await.parse().unwrap();
     let heartbeat = format!("SELECT pglock_heartbeat('{name}', 'psql-1', {rvn})");
@@ -257,4 +263,65 @@ async fn errors_through_pgbouncer_carry_the_servers_message_and_sqlstate() {
         text.starts_with("database error: FATAL 08P01: ") && text.contains("no_such_database"),
         "{text}"
     );
+}
+
+/// Twelve clients left at the default, named prepared statements, through the
+/// pool of four: PgBouncer 1.18 in transaction mode hands each call any server
+/// connection, where a client's statement is missing (or another's is in the
+/// way), and the error a client gets says so and names the setting to use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn named_statements_through_pgbouncer_fail_naming_the_setting_to_use() {
+    const DEFAULT_CLIENTS: usize = 12;
+    const ROUNDS: usize = 20;
+    let pgbouncer = Arc::new(PgBouncer::start("named", 55470).await);
+    let mut workers = Vec::new();
+    for worker in 0..DEFAULT_CLIENTS {
+        let pgbouncer = Arc::clone(&pgbouncer);
+        workers.push(tokio::spawn(async move {
+            let owner = unique(&format!("named-{worker}"));
+            let config = ClientConfig::new(owner.as_str(), ms(5_000), ms(1_000));
+            // The client's first error, connecting or calling; its lock is its own.
+            let client = match Client::connect(&pgbouncer.pg_config(&owner), config).await {
+                Ok(client) => client,
+                Err(error) => return Some(error),
+            };
+            for _ in 0..ROUNDS {
+                let released = match client.acquire(&owner).await {
+                    Ok(lock) => lock.release().await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = released {
+                    return Some(error);
+                }
+            }
+            None
+        }));
+    }
+    let errors: Vec<Error> = join_failing_fast(workers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "{DEFAULT_CLIENTS} clients, {ROUNDS} rounds each, and none failed"
+    );
+    for error in &errors {
+        assert!(matches!(error, Error::StatementsNotKept(_)), "{error:?}");
+        let code = error.code().expect("the server's SQLSTATE");
+        assert!(
+            [
+                SqlState::INVALID_SQL_STATEMENT_NAME,
+                SqlState::DUPLICATE_PSTATEMENT
+            ]
+            .contains(code),
+            "{error}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("PgBouncer with pool_mode = transaction")
+                && text.contains("ClientConfig::with_statements(StatementMode::Unnamed)"),
+            "{text}"
+        );
+    }
 }

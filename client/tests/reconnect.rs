@@ -6,12 +6,16 @@
 //! it over; timing margins are wide, and every wait has a deadline.
 
 mod common;
+#[path = "common/server.rs"]
+mod server;
 
 use std::time::Duration;
 
-use common::server::Server;
 use common::{kill_connection, ms, unique};
-use pglock_client::{AcquireOptions, Attempt, Client, ClientConfig, Error, Lock, LostReason};
+use pglock_client::{
+    AcquireOptions, Client, ClientConfig, Error, Lock, LostReason, TryAcquireOutcome,
+};
+use server::Server;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 
 fn secs(seconds: u64) -> Duration {
@@ -154,7 +158,7 @@ async fn a_restart_longer_than_the_lease_signals_the_loss_in_time() {
         .expect("the lock's row survived the restart");
     assert_eq!((info.owner.as_str(), info.rvn), ("holder", lock.rvn()));
     let fresh = client.try_acquire("after-outage").await.unwrap();
-    assert!(matches!(fresh, Attempt::Acquired(_)), "{fresh:?}");
+    assert!(matches!(fresh, TryAcquireOutcome::Acquired(_)), "{fresh:?}");
 
     let lost_rvn = lock.rvn();
     drop(lock);

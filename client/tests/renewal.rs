@@ -3,11 +3,14 @@
 //! lock still keeps, loses and releases on its own.
 
 mod common;
+#[path = "common/database.rs"]
+mod database;
 
 use common::{
-    bump_rvn, client, client_without_reconnect, fresh_database, ms, pg_config_for, superuser,
-    unique, within, WAIT_LIMIT,
+    bump_rvn, client, client_without_reconnect, ms, pg_config_for, superuser, unique, within,
+    WAIT_LIMIT,
 };
+use database::fresh_database;
 use pglock_client::{Client, ClientConfig, Error, Lock, LostReason};
 use tokio::time::{sleep, Instant};
 use tokio_postgres::error::SqlState;

@@ -13,7 +13,9 @@ use common::{
     client, client_with, client_without_reconnect, join_failing_fast, kill_connection, ms,
     superuser, unique, within, WAIT_LIMIT,
 };
-use pglock_client::{AcquireOptions, ClientConfig, ConfigError, Error, StatementMode, MAX_SLOTS};
+use pglock_client::{
+    AcquireOptions, ArgumentError, ClientConfig, ConfigError, Error, StatementMode, MAX_SLOTS,
+};
 use tokio::time::{sleep, Instant};
 
 /// Who holds which slot, as the test's clients report it, and the most
@@ -233,17 +235,20 @@ async fn a_slot_is_renewed_and_released_like_any_lock() {
 async fn slot_counts_outside_one_to_a_thousand_are_refused() {
     let client = client(&unique("counts"), ms(2_000), ms(200)).await;
     let name = unique("counts");
+    fn refused<T>(result: &Result<T, Error>, slots: u32) -> bool {
+        matches!(
+            result,
+            Err(Error::Config(ConfigError::Argument(ArgumentError::SlotsOutOfRange {
+                argument: "slots",
+                slots: n,
+            }))) if *n == i64::from(slots)
+        )
+    }
     for slots in [0, MAX_SLOTS + 1] {
         let tried = client.try_acquire_slot(&name, slots).await;
-        assert!(
-            matches!(tried, Err(Error::Config(ConfigError::SlotsOutOfRange(n))) if n == slots),
-            "{tried:?}"
-        );
+        assert!(refused(&tried, slots), "{tried:?}");
         let waited = client.acquire_slot(&name, slots).await;
-        assert!(
-            matches!(waited, Err(Error::Config(ConfigError::SlotsOutOfRange(n))) if n == slots),
-            "{waited:?}"
-        );
+        assert!(refused(&waited, slots), "{waited:?}");
     }
     assert_eq!(client.get(&format!("{name}#1")).await.unwrap(), None);
     let most = client.try_acquire_slot(&name, MAX_SLOTS).await.unwrap();

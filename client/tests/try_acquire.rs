@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{client, ms, superuser, unique};
-use pglock_client::{AcquireOptions, Attempt};
+use pglock_client::{AcquireOptions, TryAcquireOutcome};
 use tokio::time::{sleep, Instant};
 
 /// Heartbeats every tenth of the lease: one may come late by most of a lease on a
@@ -37,14 +37,14 @@ async fn try_acquire_fails_fast_then_takes_over_a_dead_holder() {
     let started = Instant::now();
     while started.elapsed() < 2 * HOLDER_LEASE {
         match rival.try_acquire(&name).await.unwrap() {
-            Attempt::Held(holder_row) => {
+            TryAcquireOutcome::Held(holder_row) => {
                 assert_eq!(holder_row.owner, "holder");
                 assert_eq!(holder_row.lease, HOLDER_LEASE);
                 assert_eq!(holder_row.data.as_deref(), Some(&b"holder's"[..]));
                 assert!(holder_row.rvn >= first_rvn);
             }
-            Attempt::Acquired(_) => panic!("took a live holder's lock"),
-            Attempt::Queued => panic!("nobody waits for it"),
+            TryAcquireOutcome::Acquired(_) => panic!("took a live holder's lock"),
+            TryAcquireOutcome::Queued => panic!("nobody waits for it"),
         }
         sleep(ms(25)).await;
         if last_sent.elapsed() >= HOLDER_LEASE / 10 {
@@ -61,9 +61,9 @@ async fn try_acquire_fails_fast_then_takes_over_a_dead_holder() {
     // Silent now.  Tries every 25 ms for up to ten leases.
     for _ in 0..(10 * HOLDER_LEASE.as_millis() / 25) {
         match rival.try_acquire(&name).await.unwrap() {
-            Attempt::Held(holder_row) => assert_eq!(holder_row.rvn, rvn),
-            Attempt::Queued => panic!("nobody waits for it"),
-            Attempt::Acquired(taken) => {
+            TryAcquireOutcome::Held(holder_row) => assert_eq!(holder_row.rvn, rvn),
+            TryAcquireOutcome::Queued => panic!("nobody waits for it"),
+            TryAcquireOutcome::Acquired(taken) => {
                 let stood_still = last_sent.elapsed();
                 assert!(
                     stood_still >= HOLDER_LEASE,

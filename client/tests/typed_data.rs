@@ -6,7 +6,7 @@
 mod common;
 
 use common::{client, ms, superuser, unique};
-use pglock_client::{AcquireOptions, Attempt, Error};
+use pglock_client::{AcquireOptions, Error, TryAcquireOutcome};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,11 +91,11 @@ async fn a_checkpoint_goes_from_rust_to_plpgsql_and_back() {
     // A rival is refused and sees the same checkpoint typed.
     let rival = common::client(&unique("rival"), ms(10_000), ms(2_000)).await;
     match rival.try_acquire(&name).await.unwrap() {
-        Attempt::Held(holder) => {
+        TryAcquireOutcome::Held(holder) => {
             assert_eq!(holder.data_as::<Checkpoint>().unwrap(), Some(next));
         }
-        Attempt::Acquired(lock) => panic!("acquired a held lock: {lock:?}"),
-        Attempt::Queued => panic!("nobody waits for it"),
+        TryAcquireOutcome::Acquired(lock) => panic!("acquired a held lock: {lock:?}"),
+        TryAcquireOutcome::Queued => panic!("nobody waits for it"),
     }
     lock.release().await.unwrap();
 }

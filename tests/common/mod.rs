@@ -7,6 +7,7 @@ pub mod proxy;
 pub mod server;
 pub mod wait;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,6 +41,22 @@ pub fn config_as(role: &str) -> postgres::Config {
         .application_name("pglock-tests")
         .options(STATEMENT_TIMEOUT);
     config
+}
+
+/// The test server's socket folder (`PGHOST`): for connections made with
+/// another driver (the Rust client's tests, on tokio-postgres).
+pub fn server_socket_dir() -> PathBuf {
+    PathBuf::from(env("PGHOST"))
+}
+
+/// The test server's port (`PGPORT`).
+pub fn server_port() -> u16 {
+    env("PGPORT").parse().expect("PGPORT is a port number")
+}
+
+/// The database with pglock installed (`PGLOCK_TEST_DB`).
+pub fn test_database() -> String {
+    env("PGLOCK_TEST_DB")
 }
 
 /// A new connection as `role`.

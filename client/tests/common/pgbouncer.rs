@@ -10,10 +10,11 @@ use std::process::Output;
 use std::time::Duration;
 
 use pglock_tests::server::{chown_postgres, pg_bin, postgres_command};
+use pglock_tests::{server_port, server_socket_dir, test_database, STATEMENT_TIMEOUT};
 use tokio::process::Command;
 use tokio::time::{sleep, Instant};
 
-use super::{env, superuser_config};
+use crate::common::superuser_config_unguarded;
 
 const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
 
@@ -49,10 +50,11 @@ impl PgBouncer {
     }
 
     fn write_config(&self) {
-        let database = env("PGLOCK_TEST_DB");
+        let database = test_database();
         let ini = format!(
             "[databases]\n\
-             {database} = host={server_socket} port={server_port} dbname={database}\n\
+             {database} = host={server_socket} port={server_port} dbname={database} \
+             connect_query='{guard}'\n\
              \n\
              [pgbouncer]\n\
              pool_mode = transaction\n\
@@ -66,11 +68,12 @@ impl PgBouncer {
              admin_users = postgres\n\
              logfile = {dir}/pgbouncer.log\n\
              pidfile = {dir}/pgbouncer.pid\n",
-            server_socket = env("PGHOST"),
-            server_port = env("PGPORT"),
+            server_socket = server_socket_dir().display(),
+            server_port = server_port(),
             port = self.port,
             socket = self.socket_dir().display(),
             dir = self.dir.display(),
+            guard = guard_query().replace('\'', "''"),
         );
         fs::write(self.dir.join("pgbouncer.ini"), ini).expect("write pgbouncer.ini");
         // `trust` still wants the user listed.
@@ -112,16 +115,18 @@ impl PgBouncer {
         self.dir.join("socket")
     }
 
-    /// The test database through PgBouncer, as the superuser, `application_name` = `app`.
+    /// The test database through PgBouncer, as the superuser, `application_name` =
+    /// `app`. Without the tests' guard, which PgBouncer refuses from a client:
+    /// it sets it on each server connection it opens ([`guard_query`]).
     pub fn pg_config(&self, app: &str) -> tokio_postgres::Config {
-        superuser_config(self.socket_dir(), self.port, &env("PGLOCK_TEST_DB"), app)
+        superuser_config_unguarded(self.socket_dir(), self.port, &test_database(), app)
     }
 
     /// Runs `commands` with psql through PgBouncer, each in autocommit (one `-c`
     /// each), stopping at the first error.
     pub async fn psql(&self, commands: &[&str]) -> Output {
         let port = self.port.to_string();
-        let database = env("PGLOCK_TEST_DB");
+        let database = test_database();
         Command::new(pg_bin().join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", path(&self.socket_dir()), "-p", &port])
@@ -176,6 +181,16 @@ impl Drop for PgBouncer {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// The tests' guard ([`STATEMENT_TIMEOUT`], `-c name=value`) as the statement
+/// PgBouncer runs on each server connection it opens (its `connect_query`).
+fn guard_query() -> String {
+    let setting = STATEMENT_TIMEOUT
+        .strip_prefix("-c ")
+        .and_then(|setting| setting.split_once('='));
+    let (name, value) = setting.expect("STATEMENT_TIMEOUT is `-c name=value`");
+    format!("SET {name} = '{value}'")
 }
 
 fn path(path: &Path) -> &str {

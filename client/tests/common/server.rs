@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pglock_tests::server::Server as BlockingServer;
+use pglock_tests::STATEMENT_TIMEOUT;
 use tokio::time::{sleep, Instant};
 use tokio_postgres::config::TargetSessionAttrs;
 
-use super::superuser_config;
+use crate::common::superuser_config;
 
 pub struct Server {
     // Shared with the blocking thread of an operation under way.
@@ -65,7 +66,8 @@ impl Server {
     }
 
     /// One connection string for several servers, as for a cluster: the first
-    /// that accepts writes is used (`target_session_attrs=read-write`).
+    /// that accepts writes is used (`target_session_attrs=read-write`), under
+    /// the tests' guard.
     pub fn cluster_config(servers: &[&Server], app: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         for server in servers {
@@ -77,6 +79,7 @@ impl Server {
             .user("postgres")
             .dbname("postgres")
             .application_name(app)
+            .options(STATEMENT_TIMEOUT)
             .target_session_attrs(TargetSessionAttrs::ReadWrite);
         config
     }
