@@ -6,7 +6,6 @@ use std::ffi::{c_int, CStr};
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use super::row::{COLUMNS, COUNT};
 use crate::error::bug;
 
 /// The objects of one installation of pglock, as this backend found them.
@@ -65,22 +64,12 @@ impl Objects {
     }
 
     /// The hot path reads and writes tuples column by column: make sure the
-    /// table has exactly the columns (names, types, NOT NULL) it was written for.
+    /// table has exactly the columns it was written for.
     fn check_columns(&self) {
         let table = super::LocksTable::open(self, false);
-        let found: Vec<(String, Oid, bool)> = table
-            .descriptor()
-            .iter()
-            .map(|a| (a.name().to_owned(), a.atttypid, a.attnotnull))
-            .collect();
-        let expected: Vec<(String, Oid, bool)> = COLUMNS
-            .iter()
-            .map(|c| (c.name.to_owned(), c.type_id, c.not_null))
-            .collect();
-        if found.len() != COUNT || found != expected {
-            bug(format_args!(
-                "pglock.locks has columns {found:?}, not {expected:?}"
-            ));
+        let checked = super::row::check_columns(&table.descriptor());
+        if let Err(difference) = checked {
+            bug(format_args!("pglock.locks {difference}"));
         }
     }
 

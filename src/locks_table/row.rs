@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use crate::error::bug;
 
 /// A column as sql/schema.sql declares it.
-pub(super) struct Column {
+struct Column {
     pub name: &'static str,
     pub type_id: Oid,
     pub not_null: bool,
@@ -17,7 +17,7 @@ pub(super) struct Column {
 /// The columns of `pglock.locks`, in attribute order: the one list the row
 /// code is written against (positions below are found in it by name), checked
 /// whole against the table when its objects are found.
-pub(super) const COLUMNS: [Column; COUNT] = [
+const COLUMNS: [Column; COUNT] = [
     column("name", pg_sys::TEXTOID, true),
     column("owner", pg_sys::TEXTOID, true),
     column("rvn", pg_sys::INT8OID, true),
@@ -37,6 +37,23 @@ const DATA: usize = position("data");
 const RELEASED: usize = position("released");
 const HOLDER_ROLE: usize = position("holder_role");
 const UPDATED_AT: usize = position("updated_at");
+
+/// Whether a table's `descriptor` has exactly [`COLUMNS`] (names, types, NOT
+/// NULL, in order); if not, what it has instead.
+pub fn check_columns(descriptor: &pgrx::PgTupleDesc<'_>) -> Result<(), String> {
+    let found: Vec<(String, Oid, bool)> = descriptor
+        .iter()
+        .map(|a| (a.name().to_owned(), a.atttypid, a.attnotnull))
+        .collect();
+    let expected: Vec<(String, Oid, bool)> = COLUMNS
+        .iter()
+        .map(|c| (c.name.to_owned(), c.type_id, c.not_null))
+        .collect();
+    if found == expected {
+        return Ok(());
+    }
+    Err(format!("has columns {found:?}, not {expected:?}"))
+}
 
 const fn column(name: &'static str, type_id: Oid, not_null: bool) -> Column {
     Column {

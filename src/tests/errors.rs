@@ -102,16 +102,31 @@ mod tests {
     }
 
     /// The hot path reads the table column by column: a table whose columns
-    /// differ in anything but their order (here a NOT NULL dropped) is refused
-    /// before any row is read.
+    /// differ in anything (here a NOT NULL dropped, or a type that is not
+    /// regrole) is refused, checked as the locks table is when first found.
     #[pg_test]
-    fn a_locks_table_with_other_columns_is_refused() {
-        Spi::run("ALTER TABLE pglock.locks ALTER COLUMN owner DROP NOT NULL").unwrap();
-        let message = message_of("SELECT * FROM pglock_get('any')");
-        assert!(
-            message.starts_with("pglock: pglock.locks has columns"),
-            "{message}"
-        );
+    fn a_table_with_other_columns_is_not_the_locks_table() {
+        Spi::run(
+            "CREATE TABLE tests.same (LIKE pglock.locks); \
+             CREATE TABLE tests.nullable (LIKE pglock.locks); \
+             ALTER TABLE tests.nullable ALTER COLUMN owner DROP NOT NULL; \
+             CREATE TABLE tests.retyped (LIKE pglock.locks); \
+             ALTER TABLE tests.retyped ALTER COLUMN holder_role TYPE oid",
+        )
+        .unwrap();
+        let checked = |table: &str| {
+            let relation = pgrx::PgRelation::open_with_name_and_share_lock(table).unwrap();
+            let checked = crate::locks_table::check_columns(&relation.tuple_desc());
+            checked
+        };
+        assert_eq!(checked("tests.same"), Ok(()));
+        for table in ["tests.nullable", "tests.retyped"] {
+            let difference = checked(table).unwrap_err();
+            assert!(
+                difference.starts_with("has columns"),
+                "{table}: {difference}"
+            );
+        }
     }
 
     /// What `statement` raised (its message), or "" if it raised nothing.
