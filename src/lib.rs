@@ -59,7 +59,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+mod in_server_tests;
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -72,7 +72,7 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     /// Preloaded, as the reference recommends: the server's queues and its
-    /// observations of leases are in force.  (tests/observer.rs covers a
+    /// observations of leases are in force.  (tests/over_connections/tests/observer.rs covers a
     /// server without.)
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {

@@ -1,5 +1,5 @@
 //! Holds one lock through whatever happens to the cluster, and reports it: the
-//! failover test (`tests/ha/patroni.sh`) runs it against Patroni.
+//! failover test (`tests/high_availability/patroni.sh`) runs it against Patroni.
 //!
 //! ```text
 //! ha_holder CONNINFO LOCK LEASE_MS PERIOD_MS STOP_FILE

@@ -28,7 +28,9 @@ use pgrx::pg_sys::{self, Oid};
 use pgrx::PgTupleDesc;
 
 pub use objects::Objects;
-pub use row::{check_columns, Changes, NewRow, Row};
+#[cfg(any(test, feature = "pg_test"))]
+pub use row::check_columns;
+pub use row::{Changes, NewRow, Row};
 
 /// `pglock.locks` and its primary key, open for one call.  Locks taken on them
 /// are kept to the end of the transaction, as the executor keeps them.

@@ -58,8 +58,8 @@ pub fn sqlstate_of(statement: &str) -> Option<String> {
 /// in a subtransaction whose rollback undoes any write.  The RVN sequence is not
 /// rolled back, so an RVN drawn before the error shows here.  Whether a failed
 /// call changed the table is checked from another session, where it cannot be
-/// rolled back out of sight: `tests/transactions.rs`, and after every call of
-/// `tests/fuzz.rs`.
+/// rolled back out of sight: `tests/over_connections/tests/transactions.rs`, and after every call of
+/// `tests/over_connections/tests/fuzz.rs`.
 pub fn assert_each_raises<A: AsRef<str>>(statement: impl Fn(&str) -> String, cases: &[(A, &str)]) {
     let before = rvn_sequence();
     for (arguments, expected) in cases {

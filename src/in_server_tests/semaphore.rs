@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{assert_each_raises, one, sqlstate_of, table_contents};
+    use crate::in_server_tests::{assert_each_raises, one, sqlstate_of, table_contents};
 
     // Each test has a semaphore of its own: tests run side by side, and a slot
     // that another test's open transaction is writing is skipped, not waited for.

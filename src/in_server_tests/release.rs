@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
+    use crate::in_server_tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
 
     #[pg_test]
     fn a_release_deletes_the_lock() {

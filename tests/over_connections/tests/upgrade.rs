@@ -1,5 +1,5 @@
 //! `ALTER EXTENSION pglock UPDATE` from every released version (their install
-//! scripts kept in tests/upgrade/): locks taken under the old version survive
+//! scripts kept in tests/old_releases/): locks taken under the old version survive
 //! with their RVNs and data, their holders go on heartbeating and releasing,
 //! every current function works, and the updated extension is the same, object
 //! for object, as a fresh install of this version.
@@ -20,7 +20,7 @@ fn install_old_scripts() {
     for old in OLD_VERSIONS {
         let script = format!("pglock--{old}.sql");
         let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("upgrade")
+            .join("../old_releases")
             .join(&script);
         std::fs::copy(&source, extension_dir.join(&script)).expect("copy an old install script");
     }

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, assert_each_raises, one};
+    use crate::in_server_tests::{acquire, assert_each_raises, one};
 
     #[pg_test]
     fn a_heartbeat_gives_a_newer_rvn_and_keeps_the_rest() {

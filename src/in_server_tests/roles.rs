@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{one, rvn_sequence, sqlstate_of};
+    use crate::in_server_tests::{one, rvn_sequence, sqlstate_of};
 
     fn create_roles() {
         Spi::run(

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{
+    use crate::in_server_tests::{
         acquire, assert_each_raises, one, rvn_sequence, sqlstate_of, table_contents,
     };
 

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, one};
+    use crate::in_server_tests::{acquire, one};
 
     /// Every write draws from one sequence: RVNs grow across calls and across locks,
     /// so an RVN works as a fencing token.

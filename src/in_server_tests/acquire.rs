@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, assert_each_raises, one, table_contents};
+    use crate::in_server_tests::{acquire, assert_each_raises, one, table_contents};
 
     #[pg_test]
     fn a_free_name_is_acquired_with_the_callers_values() {

@@ -10,8 +10,8 @@
 # what the Rust client did; at the end the acknowledged writes lost (must be 0).
 # Exits non-zero if a check fails.
 #
-#   bash tests/ha/patroni.sh           the checks (the test command runs them)
-#   bash tests/ha/patroni.sh --bench   lock throughput of the primary instead:
+#   bash tests/high_availability/patroni.sh           the checks (the test command runs them)
+#   bash tests/high_availability/patroni.sh --bench   lock throughput of the primary instead:
 #                                      synchronous, asynchronous, a plain server
 #
 # Run as root. Ports 55471-55473 (PostgreSQL), 55481-55483 (Patroni REST API),
@@ -254,7 +254,7 @@ start_cluster() {
 
 # --- traffic ---------------------------------------------------------------------
 
-# traffic CLIENT: cycles of tests/ha/traffic.sql on random shared lock names,
+# traffic CLIENT: cycles of tests/high_availability/traffic.sql on random shared lock names,
 # one connection per cycle, until the stop file appears.
 traffic() {
     local client=$1 cycle=0 psql_pid=
@@ -264,7 +264,7 @@ traffic() {
         cycle=$((cycle + 1))
         psql -X -q -At -v ON_ERROR_STOP=1 "$APP_CONN application_name=traffic-$client" \
             -v client="$client" -v cycle="$cycle" -v owner="psql-$client" \
-            -v name="ha-lock-$((RANDOM % LOCK_NAMES))" -f tests/ha/traffic.sql \
+            -v name="ha-lock-$((RANDOM % LOCK_NAMES))" -f tests/high_availability/traffic.sql \
             >>"$HA/traffic-$client.log" 2>>"$HA/traffic-$client.err" &
         psql_pid=$!
         wait "$psql_pid" || sleep 0.2

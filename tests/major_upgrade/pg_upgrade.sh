@@ -6,7 +6,7 @@
 # hundred more), a lock released with its data kept, a holder that stopped
 # heartbeating, and a holder that heartbeats right up to the shutdown; app2
 # holds pglock with a secret of its own; legacy holds pglock at the previous
-# release (its install script from tests/upgrade/), updated only after the
+# release (its install script from tests/old_releases/), updated only after the
 # upgrade.  Then, as an operator would:
 #
 #   1. stop the old server; initdb the new cluster with the old one's options;
@@ -27,7 +27,7 @@
 #      outsider and pg_read_all_data roles see what their grants allow and no
 #      more; pglock_stats() counts on the new server.
 #
-# usage: bash tests/pg_upgrade/pg_upgrade.sh OLD_PG_CONFIG NEW_PG_CONFIG
+# usage: bash tests/major_upgrade/pg_upgrade.sh OLD_PG_CONFIG NEW_PG_CONFIG
 #   each the pg_config of a server tree with pglock installed; the new one of a
 #   later major version.  Neither tree is changed: the old server runs from a
 #   copy (which gets the previous release's install script), the missing-library
@@ -97,11 +97,11 @@ trap finish EXIT
 say "pg_upgrade from PostgreSQL $old_major (pglock $old_version) to $new_major (pglock $new_version)"
 old_pg_config=$(copy_tree "$1" "$work/old-tree")
 # The previous release before the old tree's: its install script, kept in
-# tests/upgrade/, for a database that stays at it until after the upgrade.
+# tests/old_releases/, for a database that stays at it until after the upgrade.
 legacy_version=
-for script in tests/upgrade/pglock--*.sql; do
+for script in tests/old_releases/pglock--*.sql; do
     [[ -e $script ]] || continue
-    version=${script#tests/upgrade/pglock--} && version=${version%.sql}
+    version=${script#tests/old_releases/pglock--} && version=${version%.sql}
     # only versions before the old tree's, the latest of them
     [[ $version != "$old_version" && $(printf '%s\n' "$version" "$old_version" | sort -V | head -1) == "$version" ]] \
         || continue
@@ -110,7 +110,7 @@ for script in tests/upgrade/pglock--*.sql; do
     fi
 done
 if [[ -n $legacy_version ]]; then
-    cp "tests/upgrade/pglock--$legacy_version.sql" "$("$old_pg_config" --sharedir)/extension/"
+    cp "tests/old_releases/pglock--$legacy_version.sql" "$("$old_pg_config" --sharedir)/extension/"
 fi
 
 old_sql() { tree_sql "$old_pg_config" "$old" "$old_port" "$@"; }
@@ -120,8 +120,7 @@ databases=(app app2)
 
 # Data checksums on both sides (PostgreSQL 18's initdb turns them on by
 # default; pg_upgrade needs both clusters alike).
-tree_initdb "$old_pg_config" "$old" --data-checksums
-tree_configure "$old" "$old_port" shared_preload_libraries=pglock
+tree_create "$old_pg_config" "$old" "$old_port" shared_preload_libraries=pglock -- --data-checksums
 tree_start "$old_pg_config" "$old"
 
 say "the old cluster: roles, three databases, locks in use"
@@ -158,7 +157,7 @@ expect "a hundred more locks" "$(old_sql app upg_app2 \
 elsewhere=$(acquire old_sql app2 upg_app1 elsewhere w1 '1 hour' "convert_to('two', 'UTF8')")
 if [[ -n $legacy_version ]]; then
     # The current library refuses to run an older version's functions until
-    # the update (tests/upgrade.rs), so these are written as that version did.
+    # the update (tests/over_connections/tests/upgrade.rs), so these are written as that version did.
     legacy_held=$(old_sql legacy postgres \
         "INSERT INTO pglock.locks (name, owner, rvn, lease, data, released, holder_role)
          VALUES ('held', 'w1', nextval('pglock.rvn_seq'), '1 hour', convert_to('legacy', 'UTF8'), false,
@@ -253,8 +252,7 @@ ok "app and app2 each have a name-lock secret of their own"
 
 say "the operator's steps: stop, initdb, settings, pg_upgrade --check, pg_upgrade"
 tree_stop "$old_pg_config" "$old"
-tree_initdb "$new_pg_config" "$new" --data-checksums
-tree_configure "$new" "$new_port"
+tree_create "$new_pg_config" "$new" "$new_port" -- --data-checksums
 # upgrade [PG_UPGRADE_OPTIONS...]: pg_upgrade of the new tree, from a folder
 # postgres may write to (its logs and scripts go there).
 upgrade() {

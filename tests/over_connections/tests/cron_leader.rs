@@ -25,7 +25,7 @@ fn two_cron_jobs_elect_one_leader_and_the_survivor_takes_over() {
     let mut admin = server.client();
     admin.batch_execute("CREATE EXTENSION pg_cron").unwrap();
     admin
-        .batch_execute(include_str!("../examples/leader_election.sql"))
+        .batch_execute(include_str!("../../../examples/leader_election.sql"))
         .unwrap();
     for instance in ["instance-a", "instance-b"] {
         admin

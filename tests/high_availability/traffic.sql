@@ -1,4 +1,4 @@
--- One cycle of a traffic client of tests/ha/patroni.sh: take a lock (waiting, so
+-- One cycle of a traffic client of tests/high_availability/patroni.sh: take a lock (waiting, so
 -- a lock left behind by a failover is taken over after its lease), renew it,
 -- release it keeping its row. Each write is recorded in ha_ledger by the same
 -- statement, so the two commit together; each acknowledged write then prints

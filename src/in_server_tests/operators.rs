@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, assert_each_raises, one, sqlstate_of};
+    use crate::in_server_tests::{acquire, assert_each_raises, one, sqlstate_of};
 
     #[pg_test]
     fn release_all_releases_only_the_owners_locks() {
@@ -49,7 +49,7 @@ mod tests {
 
     #[pg_test]
     fn counters_count_once_preloaded() {
-        // `cargo pgrx test` preloads pglock (src/lib.rs); tests/observer.rs
+        // `cargo pgrx test` preloads pglock (src/lib.rs); tests/over_connections/tests/observer.rs
         // shows pglock_stats raising 55000 on a server that does not.
         assert!(one::<bool>("SELECT pglock_preloaded()"));
         let acquired = || one::<i64>("SELECT acquired FROM pglock_stats()");

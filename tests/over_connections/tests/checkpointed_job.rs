@@ -25,7 +25,7 @@ fn install_example() {
         .batch_execute("DROP SCHEMA IF EXISTS example_job CASCADE; CREATE SCHEMA example_job")
         .unwrap();
     admin
-        .batch_execute(include_str!("../examples/checkpointed_job.sql"))
+        .batch_execute(include_str!("../../../examples/checkpointed_job.sql"))
         .unwrap();
     let lock = admin
         .query_opt("SELECT rvn, owner FROM pglock_get($1)", &[&LOCK])

@@ -18,7 +18,11 @@ mod tests {
     #[pg_test]
     fn errors_are_located_at_the_question_mark_that_raises_them() {
         let report = failing_call().unwrap_err().to_string();
-        let raised_at = format!("LOCATION: tests/errors, {}:{}:", file!(), line!() - 8);
+        let raised_at = format!(
+            "LOCATION: in_server_tests/errors, {}:{}:",
+            file!(),
+            line!() - 8
+        );
         assert!(report.contains(&raised_at), "{report}");
         assert!(report.contains("pglock: data is 7 bytes; the limit is 1048576 bytes"));
     }

@@ -2,7 +2,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
+    use crate::in_server_tests::{acquire, assert_each_raises, one, sqlstate_of, table_contents};
 
     #[pg_test]
     fn held_locks_are_renewed_and_rows_come_in_the_order_given() {

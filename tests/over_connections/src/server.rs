@@ -56,7 +56,7 @@ const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
 pub fn postgres_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/as-postgres"
+        "/../../scripts/as-postgres"
     ));
     command.env_remove("RUST_BACKTRACE").arg(program);
     command
@@ -83,6 +83,31 @@ fn as_postgres(program: &str, args: &[&str], env: &[(String, String)]) {
     );
 }
 
+/// `scripts/private-server ACTION BINDIR DIR ARGS...`: the scripts' recipe of a
+/// private server, for the version under test, to its end; panic with its
+/// output if it fails.
+fn private_server(action: &str, dir: &Path, args: &[String]) {
+    let mut command = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/private-server"
+    ));
+    command
+        .arg(action)
+        .arg(pg_bin())
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_BACKTRACE");
+    let what = format!("private-server {action} {}", dir.display());
+    let output = crate::output_within(&mut command, &what, PROGRAM_LIMIT);
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Gives `path` to `postgres`, which runs the servers (and other daemons) of tests.
 pub fn chown_postgres(path: &Path) {
     let status = Command::new("chown")
@@ -95,18 +120,11 @@ pub fn chown_postgres(path: &Path) {
 
 impl Server {
     fn at(name: &str, port: u16) -> Server {
-        let dir = PathBuf::from(format!("/tmp/pglock-{name}"));
-        let server = Server {
-            dir,
+        Server {
+            dir: PathBuf::from(format!("/tmp/pglock-{name}")),
             port,
             env: Vec::new(),
-        };
-        server.stop_if_running();
-        let _ = fs::remove_dir_all(&server.dir);
-        fs::create_dir_all(server.socket_dir()).expect("create the server's folders");
-        chown_postgres(&server.dir);
-        chown_postgres(&server.socket_dir());
-        server
+        }
     }
 
     /// A new cluster named `name` on `port` with `settings` in postgresql.conf,
@@ -128,20 +146,9 @@ impl Server {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
-        let data = server.data_dir();
-        as_postgres(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-            &[],
-        );
-        server.configure(settings);
+        let mut lines = vec![server.port.to_string(), "fsync = on".to_owned()];
+        lines.extend(settings.iter().map(|line| line.to_string()));
+        private_server("create", &server.dir, &lines);
         server.start();
         server
             .client()
@@ -160,6 +167,11 @@ impl Server {
     /// `synchronous_standby_names`).
     pub fn standby_with(primary: &Server, name: &str, port: u16, settings: &[&str]) -> Server {
         let server = Server::at(name, port);
+        server.stop_if_running();
+        let _ = fs::remove_dir_all(&server.dir);
+        fs::create_dir_all(server.socket_dir()).expect("create the server's folders");
+        chown_postgres(&server.dir);
+        chown_postgres(&server.socket_dir());
         let data = server.data_dir();
         let source_port = primary.port.to_string();
         as_postgres(
@@ -179,25 +191,11 @@ impl Server {
             ],
             &[],
         );
-        server.configure(settings);
+        let mut lines = vec![server.port.to_string(), "fsync = on".to_owned()];
+        lines.extend(settings.iter().map(|line| line.to_string()));
+        private_server("configure", &server.dir, &lines);
         server.start();
         server
-    }
-
-    fn configure(&self, settings: &[&str]) {
-        let mut conf = format!(
-            "\nport = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = on\n",
-            self.port,
-            self.socket_dir().display()
-        );
-        for setting in settings {
-            conf.push_str(setting);
-            conf.push('\n');
-        }
-        let path = self.data_dir().join("postgresql.conf");
-        let mut existing = fs::read_to_string(&path).expect("read postgresql.conf");
-        existing.push_str(&conf);
-        fs::write(&path, existing).expect("write postgresql.conf");
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -223,7 +221,12 @@ impl Server {
     }
 
     pub fn start(&self) {
-        self.pg_ctl(&["start"]);
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        private_server("start", &self.dir, &env);
     }
 
     pub fn restart(&self) {
