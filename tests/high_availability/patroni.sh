@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pglock under a real cluster manager: etcd and three Patroni nodes (PostgreSQL 15,
 # pglock preloaded, synchronous_mode) on loopback. Lock traffic runs from psql loops
-# and from the Rust client (client/examples/ha_holder.rs), all over one libpq
+# and from the Rust client (clients/rust/examples/ha_holder.rs), all over one libpq
 # multi-host connection string with target_session_attrs=read-write, while
 #   1. the leader's postmaster is killed with kill -9 (Patroni fails over), and
 #   2. Patroni switches the leader over to the synchronous standby.
