@@ -7,15 +7,15 @@
 #   every version:  `cargo pgrx test pgNN` (pure Rust and in-server tests);
 #                   one release build, installed into that version's tree and
 #                   used by everything below; a private server of that version;
-#                   the SQL contract from outside (race, takeover, roles,
-#                   transactions, trust, fuzz, waiting, fence, heartbeat_many,
-#                   semaphores, upgrade from 0.1.0 and 0.2.0);
+#                   the tests over connections (tests/over_connections/tests);
 #                   pg_isolation_regress and pg_regress; the tarball installed
 #                   and used on a clean copy of that version;
-#   15 and 18 also: the rest of tests/ (crashes, replication, dump/restore,
-#                   counters, pg_cron on 15 only, ...), the Rust client
-#                   library, the .deb (15 only), a benchmark smoke run;
-#   15 at the end:  locks through a Patroni failover and switchover
+#   15 and 18 also: the tests over connections that need more (crashes,
+#                   replication, dump/restore, ...; pg_cron's on 15 only), the
+#                   Rust, Go and Python clients, the Prometheus rules and
+#                   exporter, the .deb (15 only), a benchmark smoke run;
+#   at the end:     pg_upgrade 14 -> 18 with locks in use; on 15, locks through
+#                   a Patroni failover and switchover
 #                   (tests/high_availability/patroni.sh).
 #
 # Every part runs under a time limit, prints how long it took, and the command
@@ -77,6 +77,15 @@ outside_tests_listed() {
         printf '%s\n' "${problems[@]}" >&2
         return 1
     fi
+}
+
+# The parts, each run in a process of its own (see `part`).
+
+fmt_and_clippy() {
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    # Not --workspace: the extension's features pick one PostgreSQL major each.
+    cargo clippy -p pglock-client --all-targets --all-features --quiet -- -D warnings
 }
 
 protocol_tests() {
