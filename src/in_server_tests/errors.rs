@@ -7,22 +7,21 @@ mod tests {
 
     use crate::error::PglockError;
 
+    /// A call whose `?` raises, and the line of that `?`.
     #[allow(clippy::result_large_err)]
-    fn failing_call() -> Result<(), ErrorReport> {
+    #[rustfmt::skip]
+    fn failing_call() -> (u32, Result<(), ErrorReport>) {
         let too_large = PglockError::Argument(ArgumentError::DataTooLarge { bytes: 7 });
-        Err(too_large)?;
-        Ok(())
+        let raise = || -> Result<(), ErrorReport> { Err(too_large)?; Ok(()) }; let line = line!();
+        (line, raise())
     }
 
     /// An error's LOCATION is the `?` that raised it, not the error module.
     #[pg_test]
     fn errors_are_located_at_the_question_mark_that_raises_them() {
-        let report = failing_call().unwrap_err().to_string();
-        let raised_at = format!(
-            "LOCATION: in_server_tests/errors, {}:{}:",
-            file!(),
-            line!() - 8
-        );
+        let (line, raised) = failing_call();
+        let report = raised.unwrap_err().to_string();
+        let raised_at = format!("LOCATION: in_server_tests/errors, {}:{line}:", file!());
         assert!(report.contains(&raised_at), "{report}");
         assert!(report.contains("pglock: data is 7 bytes; the limit is 1048576 bytes"));
     }
