@@ -1,8 +1,8 @@
 //! Every error pglock raises, each with the one SQLSTATE the reference documents.
 //!
 //! Errors are plain values (the protocol's, and the argument checks' here) until
-//! the SQL boundary, where `?` turns them into a PostgreSQL ERROR with SQLSTATE,
-//! DETAIL and HINT, located at that `?`.
+//! an SQL function's body, where `?` turns them into a PostgreSQL ERROR with
+//! SQLSTATE, DETAIL and HINT, located at that `?` ([`SqlError`]).
 
 use std::panic::Location;
 
@@ -173,11 +173,35 @@ impl From<PglockError> for ErrorReport {
     }
 }
 
-/// Raise `error` as PostgreSQL's ERROR, located at the caller: for the C entry
-/// points, which have no `?` to the boundary (see `functions::rows`).
-#[track_caller]
-pub fn raise(error: PglockError) -> ! {
-    report(ErrorReport::from(error))
+/// The ERROR an SQL function's body ends with, made at the `?` that turned a
+/// pglock, protocol or argument error into it: its LOCATION names that `?`,
+/// wherever the body's caller (a `#[pg_extern]` wrapper, a C entry point)
+/// raises it.
+pub struct SqlError(ErrorReport);
+
+impl From<PglockError> for SqlError {
+    #[track_caller]
+    fn from(error: PglockError) -> SqlError {
+        SqlError(ErrorReport::from(error))
+    }
+}
+
+impl From<ProtocolError> for SqlError {
+    #[track_caller]
+    fn from(error: ProtocolError) -> SqlError {
+        SqlError(ErrorReport::from(PglockError::Protocol(error)))
+    }
+}
+
+impl From<SqlError> for ErrorReport {
+    fn from(error: SqlError) -> ErrorReport {
+        error.0
+    }
+}
+
+/// Raise `error`: for the C entry points, which return no `Result`.
+pub fn raise(error: SqlError) -> ! {
+    report(error.0)
 }
 
 /// Raise XX000 for what cannot happen: a bug in pglock, never a caller's

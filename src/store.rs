@@ -220,12 +220,15 @@ const FENCE: &str = "\
        AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $4 AND NOT released \
        FOR SHARE";
 
-/// This backend's prepared statements, planned on first use and kept.
+/// This backend's prepared statements, planned once and kept.  The fence's is
+/// planned at the first fence: planning a `FOR SHARE` statement locks the table
+/// it names (RowShareLock, to the end of the transaction), which no other call
+/// should take.
 struct Statements {
     held_by: OwnedPreparedStatement,
     advance_rvns: OwnedPreparedStatement,
     name_lock_secret: OwnedPreparedStatement,
-    fence: OwnedPreparedStatement,
+    fence: OnceCell<OwnedPreparedStatement>,
 }
 
 thread_local! {
@@ -235,17 +238,25 @@ thread_local! {
 impl Statements {
     fn prepare(client: &SpiClient<'_>) -> Self {
         use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
-        let keep = |sql: &str, types: &[Oid]| {
-            let types: Vec<PgOid> = types.iter().map(|t| PgOid::from_untagged(*t)).collect();
-            checked(client.prepare_mut(sql, &types)).keep()
-        };
         Statements {
-            held_by: keep(HELD_BY, &[text, oid]),
-            advance_rvns: keep(ADVANCE_RVNS, &[int8]),
-            name_lock_secret: keep(NAME_LOCK_SECRET, &[]),
-            fence: keep(FENCE, &[text, text, int8, oid]),
+            held_by: keep(client, HELD_BY, &[text, oid]),
+            advance_rvns: keep(client, ADVANCE_RVNS, &[int8]),
+            name_lock_secret: keep(client, NAME_LOCK_SECRET, &[]),
+            fence: OnceCell::new(),
         }
     }
+
+    fn fence(&self, client: &SpiClient<'_>) -> &OwnedPreparedStatement {
+        use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
+        self.fence
+            .get_or_init(|| keep(client, FENCE, &[text, text, int8, oid]))
+    }
+}
+
+/// `sql` with parameters of `types`, planned and kept for the backend's life.
+fn keep(client: &SpiClient<'_>, sql: &str, types: &[Oid]) -> OwnedPreparedStatement {
+    let types: Vec<PgOid> = types.iter().map(|t| PgOid::from_untagged(*t)).collect();
+    checked(client.prepare_mut(sql, &types)).keep()
 }
 
 /// SPI-level failures (not PostgreSQL errors, which propagate as themselves) mean a
@@ -588,7 +599,7 @@ impl Fencing for Backend {
                 holder.rvn.into(),
                 oid_of(holder.role).into(),
             ];
-            let table = checked(client.select(&statements.fence, None, &args));
+            let table = checked(client.select(statements.fence(client), None, &args));
             (!table.is_empty()).then(|| required(table.first().get(1)))
         })
     }

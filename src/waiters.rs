@@ -216,6 +216,8 @@ impl Waiters {
     /// get a seat (more backends than the server counted): it then waits
     /// without a queue.
     pub fn sit(&self, place: Place, resume: bool, asking: Option<&Asking<'_>>) -> Option<Seated> {
+        // Before the lock: registering may raise (too many exit callbacks).
+        self.register_callbacks();
         let _exclusive = self.locked(pg_sys::LWLockMode::LW_EXCLUSIVE);
         let index = self.my_seat()?;
         let seat = &self.seats[index];
@@ -307,7 +309,6 @@ impl Waiters {
         seat.process.store(process, Ordering::Relaxed);
         seat.state.store(IDLE, Ordering::Relaxed);
         MY_SEAT.set(Some(index));
-        self.register_callbacks();
         Some(index)
     }
 
@@ -510,7 +511,7 @@ impl Waiters {
     /// Register, once per backend, the wake-ups at the end of each transaction
     /// and the clean-up at exit, each given these seats.
     fn register_callbacks(&self) {
-        if CALLBACKS.replace(true) {
+        if CALLBACKS.get() {
             return;
         }
         let waiters: *mut Waiters = Box::into_raw(Box::new(*self));
@@ -521,6 +522,7 @@ impl Waiters {
             pg_sys::RegisterResourceReleaseCallback(Some(transaction_ended), waiters.cast());
             pg_sys::before_shmem_exit(Some(backend_exits), pg_sys::Datum::from(waiters));
         }
+        CALLBACKS.set(true);
     }
 }
 

@@ -4,7 +4,7 @@ use pglock_protocol::steps::{self, FenceRequest};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::error::PglockError;
+use crate::error::SqlError;
 use crate::input;
 use crate::session;
 use crate::store::{Access, Backend};
@@ -25,7 +25,7 @@ fn pglock_fence(
     Ok(fence(name, owner, rvn)?)
 }
 
-fn fence(name: Option<&str>, owner: Option<&str>, rvn: Option<i64>) -> Result<i64, PglockError> {
+fn fence(name: Option<&str>, owner: Option<&str>, rvn: Option<i64>) -> Result<i64, SqlError> {
     session::refuse_if_read_only(c"pglock_fence");
     let request = FenceRequest {
         name: input::label("name", name)?,

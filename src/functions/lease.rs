@@ -1,9 +1,9 @@
 //! The lease functions: acquire, heartbeat, release (one or all of an owner's),
 //! get, and the operators' forced release and counters.
 //!
-//! Each SQL function is a wrapper that raises what its body ends with: the body
-//! is plain Rust over `PglockError`, and the wrapper's `?` is the one place its
-//! errors become PostgreSQL's.
+//! A function that runs a protocol step is a wrapper that raises what its body
+//! ends with; the body's `?` turns each error into the ERROR (`SqlError`),
+//! located at that `?`.
 
 use std::sync::atomic::Ordering;
 
@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 
 use super::rows::{self, AcquireArguments, AcquireRow, LockRow};
 use super::{acquire_request, count, count_acquire, count_many};
-use crate::error::{raise, PglockError};
+use crate::error::{raise, PglockError, SqlError};
 use crate::input;
 use crate::session;
 use crate::shared_memory;
@@ -37,7 +37,7 @@ pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(fcinfo: pg_sys::FunctionC
 rows::finfo_v1!(pg_finfo_pglock_acquire_wrapper);
 
 /// `pglock_acquire`: the caller's new lock, or the holder's.
-fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, PglockError> {
+fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, SqlError> {
     session::refuse_if_read_only(c"pglock_acquire");
     let request = acquire_request(&arguments, arguments.last)?;
     let mut backend = Backend::for_current_user(Access::Write)?;
@@ -65,7 +65,7 @@ fn heartbeat(
     data: Option<&[u8]>,
     replace_data: Option<bool>,
     lease: Option<Interval>,
-) -> Result<i64, PglockError> {
+) -> Result<i64, SqlError> {
     session::refuse_if_read_only(c"pglock_heartbeat");
     let request = HeartbeatRequest {
         name: input::label("name", name)?,
@@ -100,7 +100,7 @@ fn release(
     rvn: Option<i64>,
     keep: Option<bool>,
     data: Option<&[u8]>,
-) -> Result<bool, PglockError> {
+) -> Result<bool, SqlError> {
     session::refuse_if_read_only(c"pglock_release");
     let request = ReleaseRequest {
         name: input::label("name", name)?,
@@ -205,14 +205,17 @@ pub unsafe extern "C-unwind" fn pglock_get_wrapper(fcinfo: pg_sys::FunctionCallI
         rows::check_arguments(fcinfo, &["name"]);
         pg_getarg(fcinfo, 0)
     };
-    let row = get(name).unwrap_or_else(|error| raise(error));
+    let row = match get(name) {
+        Ok(row) => row,
+        Err(error) => raise(error),
+    };
     // SAFETY: a set-returning function returning pglock_get_result.
     unsafe { rows::one_row_or_none(fcinfo, row) }
 }
 rows::finfo_v1!(pg_finfo_pglock_get_wrapper);
 
 /// `pglock_get`: the lock as it is now, its data only for the holder's own role.
-fn get(name: Option<&str>) -> Result<Option<LockRow>, PglockError> {
+fn get(name: Option<&str>) -> Result<Option<LockRow>, SqlError> {
     let name = input::label("name", name)?;
     let mut backend = Backend::for_current_user(Access::Read)?;
     Ok(lock_row(&mut backend, name))

@@ -1,14 +1,15 @@
 //! The SQL functions: check arguments, run one protocol step, shape the result.
 //!
-//! Each returns `Result`: `?` raises an error with its SQLSTATE (see `error`).
+//! Each returns `Result`: `?` raises an error with its SQLSTATE, located at that
+//! `?` (see `error`).
 //! They run as their caller (SECURITY INVOKER): `current_user` is the role that
 //! acquires and holds locks, and callers need EXECUTE (via `pglock_user`), never
 //! rights on the table, which the store reaches as its owner.  None is STRICT: a
 //! NULL argument gets a 22004 error, not a NULL result.  Those that write (and
 //! the fence) raise 25006 at once in a read-only transaction (a hot standby).
 
-// pgrx raises the `ErrorReport` a function returns; it is large, but it only
-// ever travels on the error path, once per call.
+// pgrx raises the `ErrorReport` a function returns (an `SqlError` holds one);
+// it is large, but it only ever travels on the error path, once per call.
 #![allow(clippy::result_large_err)]
 
 mod fence;
@@ -100,6 +101,8 @@ fn deadline_after(start: Duration, wait: Option<Duration>) -> Option<Duration> {
 /// last until `deadline`: none without shared memory, nor for a single try (a
 /// deadline already passed), which just does not jump the queue.  `resume`: a
 /// committing procedure's next step, which keeps the place its last one had.
+/// A wait for a lock leaves what it is `asking` for, for a release to hand the
+/// lock over.
 fn seat_for(
     backend: &Backend,
     kind: Kind,
@@ -107,17 +110,17 @@ fn seat_for(
     start: Duration,
     deadline: Option<Duration>,
     resume: bool,
+    asking: Option<&Asking<'_>>,
 ) -> Option<Seated> {
     if deadline.is_some_and(|deadline| start >= deadline) {
         return None;
     }
     shared_memory::get()?
         .waiters
-        .sit(backend.place(kind, queue), resume, None)
+        .sit(backend.place(kind, queue), resume, asking)
 }
 
-/// [`seat_for`] a wait for the lock `request` asks for, leaving its claim for
-/// a release to hand the lock over.
+/// [`seat_for`] a wait for the lock `request` asks for, with its claim.
 fn seat_asking(
     backend: &Backend,
     request: &AcquireRequest<'_>,
@@ -125,9 +128,6 @@ fn seat_asking(
     deadline: Option<Duration>,
     resume: bool,
 ) -> Option<Seated> {
-    if deadline.is_some_and(|deadline| start >= deadline) {
-        return None;
-    }
     let asking = Asking {
         owner: request.owner,
         lease: request.lease,
@@ -135,8 +135,13 @@ fn seat_asking(
         data: request.data,
         replace_data: request.replace_data,
     };
-    shared_memory::get()?.waiters.sit(
-        backend.place(Kind::Lock, Queue::Lock(request.name)),
+    let queue = Queue::Lock(request.name);
+    seat_for(
+        backend,
+        Kind::Lock,
+        queue,
+        start,
+        deadline,
         resume,
         Some(&asking),
     )

@@ -20,7 +20,7 @@ use pgrx::fcinfo::pg_getarg;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use crate::error::{bug, raise, PglockError};
+use crate::error::{bug, raise, SqlError};
 use crate::interval::interval_of;
 
 /// The arguments both acquires take, in the order they are declared; `last`
@@ -171,11 +171,14 @@ pub(super) use finfo_v1;
 pub(super) unsafe fn acquire_entry<Last: FromDatum>(
     fcinfo: pg_sys::FunctionCallInfo,
     last_name: &str,
-    acquire: impl FnOnce(AcquireArguments<'_, Last>) -> Result<AcquireRow, PglockError>,
+    acquire: impl FnOnce(AcquireArguments<'_, Last>) -> Result<AcquireRow, SqlError>,
 ) -> Datum {
     // SAFETY: as the caller guarantees.
     let arguments = unsafe { AcquireArguments::of_call(fcinfo, last_name) };
-    let row = acquire(arguments).unwrap_or_else(|error| raise(error));
+    let row = match acquire(arguments) {
+        Ok(row) => row,
+        Err(error) => raise(error),
+    };
     // SAFETY: as the caller guarantees.
     unsafe { one_row(fcinfo, row) }
 }

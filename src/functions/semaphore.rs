@@ -9,7 +9,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 use super::{count, count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
-use crate::error::PglockError;
+use crate::error::SqlError;
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
@@ -54,7 +54,7 @@ fn acquire_slot(
     lease: Option<Interval>,
     data: Option<&[u8]>,
     wait_timeout: Option<Interval>,
-) -> Result<Option<Slot>, PglockError> {
+) -> Result<Option<Slot>, SqlError> {
     let start = clock::now();
     session::refuse_if_read_only(c"pglock_acquire_slot");
     let request = SlotRequest {
@@ -73,7 +73,7 @@ fn acquire_slot(
     let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
     let queue = Queue::Slots(request.name);
-    let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false);
+    let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false, None);
     let slot = semaphore::acquire_slot(&mut backend, &request, deadline)?;
     drop(seat);
     count_wait(backend.slept, start, slot.is_some());

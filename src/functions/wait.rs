@@ -13,7 +13,7 @@ use super::rows::{self, AcquireArguments, AcquireRow};
 use super::{
     acquire_request, checked_wait_timeout, count_acquire, count_wait, deadline_after, seat_asking,
 };
-use crate::error::PglockError;
+use crate::error::{PglockError, SqlError};
 use crate::interval::lease_of;
 use crate::store::{Access, Backend};
 use crate::{clock, session};
@@ -49,7 +49,7 @@ pub unsafe extern "C-unwind" fn pglock_acquire_wait_wrapper(
 rows::finfo_v1!(pg_finfo_pglock_acquire_wait_wrapper);
 
 /// `pglock_acquire_wait`: the lock taken, or the holder when the wait ended.
-fn acquire_wait(arguments: AcquireArguments<'_, Interval>) -> Result<AcquireRow, PglockError> {
+fn acquire_wait(arguments: AcquireArguments<'_, Interval>) -> Result<AcquireRow, SqlError> {
     let start = clock::now();
     session::refuse_if_read_only(c"pglock_acquire_wait");
     let (request, wait) = wait_request(&arguments)?;
@@ -154,10 +154,10 @@ fn step(
     arguments: AcquireArguments<'_, Interval>,
     started: Option<i64>,
     watched: Watched,
-) -> Result<StepEnded, PglockError> {
+) -> Result<StepEnded, SqlError> {
     let now = clock::now();
     if !session::caller_can_commit() {
-        return Err(PglockError::CommittingWaitInTransaction);
+        Err(PglockError::CommittingWaitInTransaction)?;
     }
     session::refuse_if_read_only(c"pglock_acquire_wait_committing");
     let (request, wait) = wait_request(&arguments)?;

@@ -13,7 +13,7 @@ use super::lease::lock_row;
 use super::rows::{self, LockRow};
 use super::{deadline_after, refuse_transaction_snapshot, seat_for};
 use crate::clock;
-use crate::error::{raise, PglockError};
+use crate::error::{raise, SqlError};
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
@@ -40,7 +40,10 @@ pub unsafe extern "C-unwind" fn pglock_watch_wrapper(fcinfo: pg_sys::FunctionCal
             pg_getarg(fcinfo, 2),
         )
     };
-    let row = row.unwrap_or_else(|error| raise(error));
+    let row = match row {
+        Ok(row) => row,
+        Err(error) => raise(error),
+    };
     // SAFETY: a set-returning function returning pglock_get_result.
     unsafe { rows::one_row_or_none(fcinfo, row) }
 }
@@ -53,7 +56,7 @@ fn watch(
     name: Option<&str>,
     rvn: Option<i64>,
     timeout: Option<Interval>,
-) -> Result<Option<LockRow>, PglockError> {
+) -> Result<Option<LockRow>, SqlError> {
     let start = clock::now();
     let name = input::label("name", name)?;
     let watched = input::optional_rvn("rvn", rvn)?;
@@ -68,6 +71,7 @@ fn watch(
         start,
         deadline,
         false,
+        None,
     );
     let poll = if seat.is_some() && !crate::session::in_recovery() {
         POLL_WHEN_WOKEN

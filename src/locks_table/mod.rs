@@ -25,7 +25,6 @@ use std::mem::MaybeUninit;
 use std::ptr;
 
 use pgrx::pg_sys::{self, Oid};
-use pgrx::PgTupleDesc;
 
 pub use objects::Objects;
 #[cfg(any(test, feature = "pg_test"))]
@@ -56,12 +55,6 @@ impl LocksTable {
                 index: pg_sys::index_open(objects.primary_key, mode),
             }
         }
-    }
-
-    /// The table's descriptor, valid while it is open.
-    fn descriptor(&self) -> PgTupleDesc<'_> {
-        // SAFETY: the relation is open for `self`'s life, and so its descriptor.
-        unsafe { PgTupleDesc::from_pg_unchecked((*self.heap).rd_att) }
     }
 
     /// The row version of `name` visible to a fresh snapshot (under READ

@@ -1,11 +1,12 @@
 //! The catalog objects of one installation of pglock, found once per backend.
 
 use std::cell::Cell;
-use std::ffi::{c_int, CStr};
+use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
+use super::row::check_columns;
 use crate::error::bug;
 
 /// The objects of one installation of pglock, as this backend found them.
@@ -20,26 +21,33 @@ pub struct Objects {
 
 thread_local! {
     static FOUND: Cell<Option<Objects>> = const { Cell::new(None) };
+    /// How many times the objects were forgotten: objects found while one of
+    /// them was invalidated are not kept.
+    static FORGOTTEN: Cell<u64> = const { Cell::new(0) };
 }
 
 impl Objects {
     /// pglock's objects in this database, or `None` if the extension's SQL is
     /// of another version than this library (not yet updated).  Found once and
     /// kept until PostgreSQL invalidates the cached definition of one of them
-    /// (a DROP, an owner change, an update script's ALTER), or of every
-    /// relation at once.
+    /// (a DROP, an owner change, an update script's ALTER or GRANT on
+    /// `pglock.locks`, which every update script makes), or of every relation
+    /// at once.
     pub fn current() -> Option<Objects> {
         if let Some(objects) = FOUND.get() {
             return Some(objects);
         }
-        let objects = Objects::find()?;
-        FOUND.set(Some(objects));
         static REGISTERED: std::sync::Once = std::sync::Once::new();
         REGISTERED.call_once(|| {
             // SAFETY: registers a plain function for the backend's life; it only
-            // reads and clears a thread-local (backends are single-threaded).
+            // reads and writes thread-locals (backends are single-threaded).
             unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), Datum::from(0usize)) };
         });
+        let forgotten = FORGOTTEN.get();
+        let objects = Objects::find()?;
+        if FORGOTTEN.get() == forgotten {
+            FOUND.set(Some(objects));
+        }
         Some(objects)
     }
 
@@ -48,29 +56,32 @@ impl Objects {
             return None;
         }
         let locks = relation_id(c"locks")?;
-        let objects = Objects {
+        // Opening the table takes in the invalidations sent before: its owner
+        // and columns are read as they are now.
+        let (owner, columns) = open_and_read(locks, |relation| {
+            // SAFETY: the relation is open, and so its pg_class row and descriptor.
+            let (owner, descriptor) = unsafe {
+                (
+                    (*(*relation).rd_rel).relowner,
+                    pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att),
+                )
+            };
+            (owner, check_columns(&descriptor))
+        });
+        if let Err(difference) = columns {
+            bug(format_args!("pglock.locks {difference}"));
+        }
+        Some(Objects {
             locks,
             primary_key: relation_id(c"locks_pkey")?,
             rvn_seq: relation_id(c"rvn_seq")?,
-            owner: relation_owner(locks)?,
+            owner,
             secret: relation_id(c"name_lock_secret")?,
-        };
-        objects.check_columns();
-        Some(objects)
+        })
     }
 
     fn contains(&self, relid: Oid) -> bool {
         [self.locks, self.primary_key, self.rvn_seq, self.secret].contains(&relid)
-    }
-
-    /// The hot path reads and writes tuples column by column: make sure the
-    /// table has exactly the columns it was written for.
-    fn check_columns(&self) {
-        let table = super::LocksTable::open(self, false);
-        let checked = super::row::check_columns(&table.descriptor());
-        if let Err(difference) = checked {
-            bug(format_args!("pglock.locks {difference}"));
-        }
     }
 
     /// The next RVN, as `nextval` draws it from the sequence (checking the
@@ -96,11 +107,23 @@ impl Objects {
 
 /// Forgets the objects when one of them, or every relation, is invalidated.
 extern "C-unwind" fn forget(_arg: Datum, relid: Oid) {
-    if FOUND
-        .get()
-        .is_some_and(|objects| relid == Oid::INVALID || objects.contains(relid))
-    {
+    let found = FOUND.get();
+    if found.is_none_or(|objects| relid == Oid::INVALID || objects.contains(relid)) {
         FOUND.set(None);
+        FORGOTTEN.set(FORGOTTEN.get().wrapping_add(1));
+    }
+}
+
+/// What `read` makes of the table `relid`, open to read for that while.
+fn open_and_read<R>(relid: Oid, read: impl FnOnce(pg_sys::Relation) -> R) -> R {
+    let mode = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: the OID of an existing table, just looked up; the lock stays to
+    // the end of the transaction, as for any reader of the table.
+    unsafe {
+        let relation = pg_sys::table_open(relid, mode);
+        let read = read(relation);
+        pg_sys::table_close(relation, pg_sys::NoLock as pg_sys::LOCKMODE);
+        read
     }
 }
 
@@ -139,21 +162,49 @@ fn relation_id(name: &CStr) -> Option<Oid> {
     (relid != Oid::INVALID).then_some(relid)
 }
 
-/// The role that owns the relation `relid`, if it exists.
-fn relation_owner(relid: Oid) -> Option<Oid> {
-    // SAFETY: a syscache lookup by OID; the tuple, if any, is a pg_class row
-    // that stays valid until ReleaseSysCache, and only its owner is copied out.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as c_int,
-            pg_sys::Datum::from(relid),
-        );
-        if tuple.is_null() {
-            return None;
+#[cfg(test)]
+mod tests {
+    /// A backend keeps the objects it found until one of them is invalidated:
+    /// an update script that touched none of them would leave a backend on the
+    /// old library serving the new SQL.  Every script from 0.4.0 on writes to
+    /// `pglock.locks`' definition (a trigger, a grant, an ALTER TABLE).
+    #[test]
+    fn every_update_script_invalidates_the_locks_table() {
+        let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(folder).expect("sql/ is readable") {
+            let path = entry.expect("an entry of sql/").path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            let Some(to) = file
+                .strip_prefix("pglock--")
+                .and_then(|rest| rest.strip_suffix(".sql"))
+                .and_then(|versions| versions.split_once("--"))
+                .map(|(_, to)| to.to_owned())
+            else {
+                continue;
+            };
+            let version: Vec<u32> = to.split('.').map(|part| part.parse().unwrap()).collect();
+            if version < vec![0, 4, 0] {
+                continue;
+            }
+            let statements: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                ["ON pglock.locks", "TABLE pglock.locks"]
+                    .iter()
+                    .any(|statement| statements.contains(statement)),
+                "{file} changes nothing of pglock.locks' definition: end it with \
+                 `REVOKE ALL ON pglock.locks FROM PUBLIC;` (a no-op that invalidates it)"
+            );
+            checked += 1;
         }
-        let class = pg_sys::GETSTRUCT(tuple) as *const pg_sys::FormData_pg_class;
-        let owner = (*class).relowner;
-        pg_sys::ReleaseSysCache(tuple);
-        Some(owner)
+        assert!(
+            checked > 0,
+            "no update script to 0.4.0 or later in {folder}"
+        );
     }
 }

@@ -269,7 +269,7 @@ pub(super) fn name_of(values: &[Datum; COUNT]) -> Datum {
 /// A `text` or `bytea` datum (the same varlena) holding `bytes`, allocated in
 /// the current memory context.
 pub(super) fn varlena(bytes: &[u8]) -> Datum {
-    let length = i32::try_from(bytes.len()).unwrap_or_else(|_| bug("a value over 1 GB"));
+    let length = i32::try_from(bytes.len()).unwrap_or_else(|_| bug("a value of 2 GB or more"));
     // SAFETY: copies `bytes` into a new varlena of that length.
     Datum::from(unsafe { pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), length) })
 }
