@@ -218,7 +218,7 @@ for ((round = 1; round <= rounds; round++)); do
     done
 done
 
-say "12. waiting: hand-offs against pg_advisory_lock (client/examples/handoff.rs)"
+say "12. waiting: hand-offs against pg_advisory_lock (clients/rust/examples/handoff.rs)"
 # Hand-off latency, 8 sessions looping wait + release, arrival order, a silent
 # holder's lock taken, the Rust client's hand-off; its report joins ours, and
 # the loop's hand-offs per second join the chart.

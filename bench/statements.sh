@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the Rust client's unnamed statements cost against named prepared ones,
 # straight to PostgreSQL and through PgBouncer in transaction pooling mode (pool
-# size 4): runs client/examples/statement_cost.rs against a private server and a
+# size 4): runs clients/rust/examples/statement_cost.rs against a private server and a
 # private PgBouncer, on 1 and on 12 connections, then the server's side alone
 # with pgbench (-M prepared against -M extended, which sends unnamed statements).
 #   bash bench/statements.sh [CALLS] [ROUNDS]

@@ -51,10 +51,9 @@ expect() {
 
 # The data is thrown away: stop without a checkpoint, also a server that crashed.
 stop_servers() {
-    local data
-    for data in "$work"/*/server/data; do
-        [[ -f $data/postmaster.pid ]] || continue
-        as_postgres "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null || true
+    local server
+    for server in "$work"/*/server; do
+        "$REPO/scripts/private-server" stop "$PG_BIN" "$server" immediate >/dev/null 2>&1 || true
     done
 }
 finish() {
@@ -184,16 +183,12 @@ check_installed tar
 round_trip() {
     local name=$1 port=$2
     shift 2
-    local root=$work/$name/root server=$work/$name/server setting
+    local root=$work/$name/root server=$work/$name/server setting lines=()
     local bin=$root$PG_BIN
-    local options="-c port=$port -c listen_addresses= -c unix_socket_directories=$server/socket"
-    for setting in "$@"; do options+=" -c $setting"; done
+    for setting in "$@"; do lines+=("${setting%%=*} = '${setting#*=}'"); done
     say "$name: a server from $bin on port $port"
-    mkdir -p "$server/socket"
-    chown postgres: "$server" "$server/socket"
-    as_postgres "$bin/initdb" -D "$server/data" -U postgres --auth=trust --no-sync >/dev/null
-    as_postgres env -u RUST_BACKTRACE "$bin/pg_ctl" -D "$server/data" -l "$server/server.log" -w \
-        -o "$options" start >/dev/null
+    "$REPO/scripts/private-server" create "$bin" "$server" "$port" "${lines[@]}"
+    "$REPO/scripts/private-server" start "$bin" "$server"
     # sql ROLE STATEMENT...: one session, tuples only, errors as SQLSTATEs.
     sql() {
         local role=$1 arg args=()
@@ -260,7 +255,7 @@ round_trip() {
               WHERE source = '$from' AND target = '$to'")" "$from--$to"
     done
 
-    as_postgres "$bin/pg_ctl" -D "$server/data" -m fast -w stop >/dev/null
+    "$REPO/scripts/private-server" stop "$bin" "$server"
     ok "$name: server stopped"
 }
 

@@ -7,16 +7,16 @@
 #   every version:  `cargo pgrx test pgNN` (pure Rust and in-server tests);
 #                   one release build, installed into that version's tree and
 #                   used by everything below; a private server of that version;
-#                   the SQL contract from outside (race, takeover, roles,
-#                   transactions, trust, fuzz, waiting, fence, heartbeat_many,
-#                   semaphores, upgrade from 0.1.0 and 0.2.0);
+#                   the tests over connections (tests/over_connections/tests);
 #                   pg_isolation_regress and pg_regress; the tarball installed
 #                   and used on a clean copy of that version;
-#   15 and 18 also: the rest of tests/ (crashes, replication, dump/restore,
-#                   counters, pg_cron on 15 only, ...), the Rust client
-#                   library, the .deb (15 only), a benchmark smoke run;
-#   15 at the end:  locks through a Patroni failover and switchover
-#                   (tests/ha/patroni.sh).
+#   15 and 18 also: the tests over connections that need more (crashes,
+#                   replication, dump/restore, ...; pg_cron's on 15 only), the
+#                   Rust, Go and Python clients, the Prometheus rules and
+#                   exporter, the .deb (15 only), a benchmark smoke run;
+#   at the end:     pg_upgrade 14 -> 18 with locks in use; on 15, locks through
+#                   a Patroni failover and switchover
+#                   (tests/high_availability/patroni.sh).
 #
 # Every part runs under a time limit, prints how long it took, and the command
 # ends with a table of the parts' times.  A part that fails or runs past its
@@ -30,13 +30,54 @@ cd "$REPO"
 # A test run builds each thing once: incremental caches would only take disk.
 export CARGO_INCREMENTAL=0
 
-# What runs where (README.md, "Supported PostgreSQL versions", has the same matrix).
-CONTRACT_TESTS=(race takeover roles transactions trust fuzz waiting queue observer watch fence heartbeat_many semaphore upgrade)
+# What runs where.  Every file of tests/over_connections/tests runs on every
+# version (cargo finds them), but these, which need what only some versions
+# have here or take long: the rest on FULL_MAJORS, pg_cron's on CRON_MAJORS.
 FULL_MAJORS=(15 18)
-REST_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
+FULL_ONLY_TESTS=(faults replication dump_restore counter counters waiting_vacuum checkpointed_job)
 CRON_MAJORS=(15) # Debian has pg_cron only for its PostgreSQL 15
 CRON_TESTS=(cron_leader)
+OUTSIDE_TESTS=tests/over_connections/tests
 TEST_PORT=54331
+
+# member ITEM LIST...: whether ITEM is one of LIST.
+member() {
+    local item=$1
+    shift
+    [[ " $* " == *" $item "* ]]
+}
+
+# The tests over connections that run on MAJOR.
+outside_tests_on() {
+    local major=$1 file name
+    for file in "$OUTSIDE_TESTS"/*.rs; do
+        name=$(basename "$file" .rs)
+        if member "$name" "${FULL_ONLY_TESTS[@]}" && ! member "$major" "${FULL_MAJORS[@]}"; then continue; fi
+        if member "$name" "${CRON_TESTS[@]}" && ! member "$major" "${CRON_MAJORS[@]}"; then continue; fi
+        echo "$name"
+    done
+}
+
+# The exceptions name files that exist, and the table of README.md's "Tests"
+# names each file of tests/over_connections/tests, and no file that is gone.
+outside_tests_listed() {
+    local name file problems=() table
+    for name in "${FULL_ONLY_TESTS[@]}" "${CRON_TESTS[@]}"; do
+        [[ -f $OUTSIDE_TESTS/$name.rs ]] || problems+=("scripts/test.sh names $name, which is no file of $OUTSIDE_TESTS")
+    done
+    table=$(awk '/^## /{tests = ($0 == "## Tests")} tests && /^ *\| `/' README.md)
+    for file in "$OUTSIDE_TESTS"/*.rs; do
+        name=$(basename "$file")
+        grep -qF "\`$name\`" <<<"$table" || problems+=("README.md's table of tests has no row for $name")
+    done
+    for name in $(grep -o '`[a-z_]*\.rs`' <<<"$table" | tr -d '`'); do
+        [[ -f $OUTSIDE_TESTS/$name ]] || problems+=("README.md's table of tests names $name, which is no file of $OUTSIDE_TESTS")
+    done
+    if ((${#problems[@]})); then
+        printf '%s\n' "${problems[@]}" >&2
+        return 1
+    fi
+}
 
 # The parts, each run in a process of its own (see `part`).
 
@@ -47,26 +88,12 @@ fmt_and_clippy() {
     cargo clippy -p pglock-client --all-targets --all-features --quiet -- -D warnings
 }
 
-# A file of tests/ that no list above names would build and never run.
-every_outside_test_listed() {
-    local file listed=" ${CONTRACT_TESTS[*]} ${REST_TESTS[*]} ${CRON_TESTS[*]} " missing=()
-    for file in tests/*.rs; do
-        file=$(basename "$file" .rs)
-        [[ $listed == *" $file "* ]] || missing+=("$file")
-    done
-    if ((${#missing[@]})); then
-        echo "tests/ files that no PostgreSQL version runs: ${missing[*]}" \
-            "(add them to CONTRACT_TESTS or REST_TESTS in scripts/test.sh)" >&2
-        return 1
-    fi
-}
-
 protocol_tests() {
     cargo test -p pglock-protocol
 }
 
 build_outside_tests() {
-    every_outside_test_listed
+    outside_tests_listed
     cargo test --no-run --quiet -p pglock-tests
     cargo test --no-run --quiet -p pglock-client --all-features
 }
@@ -107,7 +134,7 @@ client_setup() {
 # exit 77 means PostgreSQL itself cannot upgrade between them (said why).
 major_upgrade() {
     local old=$1 new=$2 status=0
-    bash tests/pg_upgrade/pg_upgrade.sh "$(pg_config_of "$old")" "$(pg_config_of "$new")" || status=$?
+    bash tests/major_upgrade/pg_upgrade.sh "$(pg_config_of "$old")" "$(pg_config_of "$new")" || status=$?
     if ((status == 77)); then
         echo "SKIPPED: pg_upgrade $old -> $new cannot run between these PostgreSQL releases (see above)"
         return 0
@@ -151,9 +178,9 @@ ha_from_unenterable_checkout() {
         echo "postgres can enter $copy: the check would prove nothing" >&2
         return 1
     fi
-    echo "running tests/ha/patroni.sh from $copy (postgres cannot enter it)"
+    echo "running tests/high_availability/patroni.sh from $copy (postgres cannot enter it)"
     PGLOCK_HA_HOLDER=${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/ha_holder \
-        bash "$copy/tests/ha/patroni.sh"
+        bash "$copy/tests/high_availability/patroni.sh"
 }
 
 # `bash scripts/test.sh --part FUNCTION ARGS...` runs one part (used by `part`).
@@ -226,12 +253,6 @@ finish() {
 trap interrupted INT TERM
 trap finish EXIT
 
-member() {
-    local item=$1
-    shift
-    [[ " $* " == *" $item "* ]]
-}
-
 majors=()
 while (($#)); do
     if [[ $1 == --pg=* ]]; then
@@ -257,9 +278,7 @@ export PGLOCK_TEST_DB=pglock_test PGHOST=/tmp/pglock-test/socket PGPORT=$TEST_PO
 for major in "${majors[@]}"; do
     export TEST_PG_MAJOR=$major
     use_postgres "$major"
-    tests=("${CONTRACT_TESTS[@]}")
-    if member "$major" "${FULL_MAJORS[@]}"; then tests+=("${REST_TESTS[@]}"); fi
-    if member "$major" "${CRON_MAJORS[@]}"; then tests+=("${CRON_TESTS[@]}"); fi
+    mapfile -t tests < <(outside_tests_on "$major")
 
     part "pg$major: cargo pgrx test pg$major" 30m pgrx_test
     part "pg$major: release build, installed into its tree" 30m install_extension
@@ -268,6 +287,10 @@ for major in "${majors[@]}"; do
     if member "$major" "${FULL_MAJORS[@]}"; then
         part "pg$major: client library (pglock-client)" 10m client_tests
         part "pg$major: Go client (clients/go)" 10m bash clients/go/test.sh
+        # The oldest psycopg the package declares, on one version only.
+        oldest=$([[ $major == "${FULL_MAJORS[0]}" ]] && echo 1 || echo 0)
+        part "pg$major: Python client (clients/python)" 15m \
+            env PGLOCK_PYTHON_OLDEST="$oldest" bash clients/python/test.sh
         part "pg$major: Prometheus rules and postgres_exporter" 5m \
             bash packaging/prometheus/test.sh "$PG_CONFIG"
     fi

@@ -1,13 +1,13 @@
 # shellcheck shell=bash
 # Private servers from any PostgreSQL tree, named by its pg_config, for the
-# operations tests (packaging/prometheus/test.sh, tests/pg_upgrade/pg_upgrade.sh):
+# operations tests (packaging/prometheus/test.sh, tests/major_upgrade/pg_upgrade.sh):
 # they take the trees to use as arguments, so the test command points them at
 # the trees it installed pglock into and a developer at copies of them.
 # Source it after scripts/lib.sh (for as_postgres and say).
 #
-# A server runs as postgres from DIR/data, listens on its own port on a Unix
-# socket in DIR/socket only (never TCP, never the machine's cluster), and its
-# settings go into postgresql.conf, so that pg_upgrade starts it with them too.
+# A server is scripts/private-server's: it runs as postgres from DIR/data,
+# listens on its own port on a Unix socket in DIR/socket only, and its settings
+# go into postgresql.conf, so that pg_upgrade starts it with them too.
 
 fail() {
     echo "FAIL: $*" >&2
@@ -40,44 +40,32 @@ tree_major() {
     echo "${version%%[.a-z]*}"
 }
 
-# tree_initdb PG_CONFIG DIR [initdb options...]: a new cluster in DIR/data,
-# UTF8 (pglock needs it) with the C locale.
-tree_initdb() {
-    local pg_config=$1 dir=$2
-    shift 2
-    mkdir -p "$dir/socket"
-    chown postgres: "$dir" "$dir/socket"
-    as_postgres "$("$pg_config" --bindir)/initdb" -D "$dir/data" -U postgres --auth=trust \
-        --encoding=UTF8 --locale=C --no-sync "$@" >"$dir/initdb.log" \
-        || { cat "$dir/initdb.log"; fail "initdb in $dir/data"; }
-}
-
-# tree_configure DIR PORT [name=value...]: the cluster's settings.
-tree_configure() {
-    local dir=$1 port=$2 setting
-    shift 2
-    {
-        echo "# the operations tests' settings"
-        echo "port = $port"
-        echo "listen_addresses = ''"
-        echo "unix_socket_directories = '$dir/socket'"
-        for setting in "$@"; do echo "${setting%%=*} = '${setting#*=}'"; done
-    } >>"$dir/data/postgresql.conf"
+# tree_create PG_CONFIG DIR PORT [name=value...] [-- initdb options...]: a new
+# cluster in DIR/data with those settings, UTF8 (pglock needs it) with the C
+# locale (scripts/private-server).
+tree_create() {
+    local pg_config=$1 dir=$2 port=$3 lines=()
+    shift 3
+    while (($#)) && [[ $1 != -- ]]; do
+        lines+=("${1%%=*} = '${1#*=}'")
+        shift
+    done
+    (($#)) && shift
+    "$REPO/scripts/private-server" create "$("$pg_config" --bindir)" "$dir" "$port" "${lines[@]}" \
+        -- --encoding=UTF8 --locale=C "$@" || fail "a cluster in $dir/data"
 }
 
 # tree_start PG_CONFIG DIR / tree_stop PG_CONFIG DIR
 tree_start() {
-    as_postgres env -u RUST_BACKTRACE "$("$1" --bindir)/pg_ctl" -D "$2/data" -l "$2/server.log" -w start >/dev/null \
-        || { tail -n 30 "$2/server.log"; fail "starting the server in $2/data"; }
+    "$REPO/scripts/private-server" start "$("$1" --bindir)" "$2" \
+        || fail "starting the server in $2/data"
 }
 tree_stop() {
-    [[ -f $2/data/postmaster.pid ]] || return 0
-    as_postgres "$("$1" --bindir)/pg_ctl" -D "$2/data" -m fast -w stop >/dev/null
+    "$REPO/scripts/private-server" stop "$("$1" --bindir)" "$2"
 }
 # tree_stop_now PG_CONFIG DIR: for clean-up on failure; never fails.
 tree_stop_now() {
-    [[ -f $2/data/postmaster.pid ]] || return 0
-    as_postgres "$("$1" --bindir)/pg_ctl" -D "$2/data" -m immediate -w stop >/dev/null 2>&1 || true
+    "$REPO/scripts/private-server" stop "$("$1" --bindir)" "$2" immediate >/dev/null 2>&1 || true
 }
 
 # tree_sql PG_CONFIG DIR PORT DATABASE ROLE STATEMENT...: the statements in one

@@ -2,7 +2,7 @@
 -- functions that return a lock's row.
 --
 -- Declared here rather than generated, because their C entry points
--- (src/ffi/entry.rs) return their one row in a single call instead of going
+-- (src/functions/rows.rs) return their one row in a single call instead of going
 -- through pgrx's set-returning machinery.  Like every pglock function they run
 -- as their caller and are not STRICT (a NULL argument raises 22004).
 --

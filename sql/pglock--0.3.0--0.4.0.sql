@@ -16,7 +16,7 @@
 -- pglock in shared_preload_libraries; without preloading, waits poll as before.
 --
 -- This script is history once 0.4.0 is released: it must create exactly what a
--- fresh 0.4.0 install creates (tests/upgrade.rs compares the two catalogs).
+-- fresh 0.4.0 install creates (tests/over_connections/tests/upgrade.rs compares the two catalogs).
 
 \echo Use "ALTER EXTENSION pglock UPDATE TO '0.4.0'" to load this file. \quit
 

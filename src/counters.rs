@@ -1,6 +1,7 @@
 //! Counters for operators, in pglock's shared memory, when it is preloaded
 //! (`shared_preload_libraries = 'pglock'`).  Without preloading there is no
-//! shared memory to keep them in, counting is skipped and `pglock_stats` says so.
+//! shared memory to keep them in, counting is skipped (`functions::count`) and
+//! `pglock_stats` says so.
 //!
 //! Each counter is one atomic add per call, counted when the call returns: a call
 //! whose transaction later rolls back is still counted, as in pg_stat_statements.
@@ -8,8 +9,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::shared_memory;
 
 /// Zero is every counter's start, as shared memory comes.
 #[repr(C)]
@@ -33,27 +32,19 @@ pub struct Counters {
     pub wait_micros: AtomicU64,
 }
 
-/// Add one to the counter `pick` chooses, if there are counters.
-pub fn count(pick: impl FnOnce(&Counters) -> &AtomicU64) {
-    add(pick, 1);
-}
-
-/// Add `amount` to the counter `pick` chooses, if there are counters.
-pub fn add(pick: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
-    if let Some(shared) = shared_memory::get() {
-        pick(shared.counters).fetch_add(amount, Ordering::Relaxed);
+impl Counters {
+    /// Add `amount` to the counter `pick` chooses.
+    pub fn add(&self, pick: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
+        pick(self).fetch_add(amount, Ordering::Relaxed);
     }
-}
 
-/// A waiting call ended after sleeping for `waited`, with the lock or without.
-pub fn waited(waited: Duration, acquired: bool) {
-    if let Some(shared) = shared_memory::get() {
-        let counters = shared.counters;
-        counters.waits.fetch_add(1, Ordering::Relaxed);
+    /// A waiting call ended after sleeping for `waited`, with the lock or without.
+    pub fn waited(&self, waited: Duration, acquired: bool) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
         if acquired {
-            counters.handoffs.fetch_add(1, Ordering::Relaxed);
+            self.handoffs.fetch_add(1, Ordering::Relaxed);
         }
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        counters.wait_micros.fetch_add(micros, Ordering::Relaxed);
+        self.wait_micros.fetch_add(micros, Ordering::Relaxed);
     }
 }

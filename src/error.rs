@@ -1,50 +1,27 @@
 //! Every error pglock raises, each with the one SQLSTATE the reference documents.
 //!
 //! Errors are plain values (the protocol's, and the argument checks' here) until
-//! the SQL boundary, where `?` turns them into a PostgreSQL ERROR with SQLSTATE,
-//! DETAIL and HINT, located at that `?`.
+//! an SQL function's body, where `?` turns them into a PostgreSQL ERROR with
+//! SQLSTATE, DETAIL and HINT, located at that `?` ([`SqlError`]).
 
 use std::panic::Location;
 
-use pglock_protocol::limits::{
-    MAX_DATA_BYTES, MAX_HEARTBEAT_MANY, MAX_LABEL_CHARS, MAX_SEMAPHORE_NAME_CHARS, MAX_SLOTS,
-};
-use pglock_protocol::{NotHeldReason, ProtocolError};
+use pglock_protocol::limits::MAX_HEARTBEAT_MANY;
+use pglock_protocol::{ArgumentError, NotHeldReason, ProtocolError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::Oid;
 use pgrx::prelude::*;
 
-use crate::ffi;
+use crate::session;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PglockError {
     /// 22004: an argument that must be given was NULL.
     #[error("pglock: {argument} must not be NULL")]
     NullArgument { argument: &'static str },
-    /// 22023: a name or owner label that is the empty string.
-    #[error("pglock: {argument} must not be empty")]
-    EmptyLabel { argument: &'static str },
-    /// 22001: a name or owner label over `MAX_LABEL_CHARS`.
-    #[error("pglock: {argument} is {chars} characters long; the limit is {MAX_LABEL_CHARS}")]
-    LabelTooLong {
-        argument: &'static str,
-        chars: usize,
-    },
-    /// 22023: a lease that is zero, negative or over a day.
-    #[error(
-        "pglock: {argument} must be greater than 0 and at most 1 day, got {} seconds",
-        seconds(*micros)
-    )]
-    LeaseOutOfRange {
-        argument: &'static str,
-        micros: i128,
-    },
-    /// 22023: a negative `wait_timeout`.
-    #[error("pglock: {argument} must not be negative, got {} seconds", seconds(*micros))]
-    NegativeWait {
-        argument: &'static str,
-        micros: i128,
-    },
+    /// An argument that breaks its rule (22023, 22001 or 54000; see `sqlstate`).
+    #[error(transparent)]
+    Argument(#[from] ArgumentError),
     /// 25000: a waiting acquire in a transaction whose snapshot would never show a
     /// release or a heartbeat (REPEATABLE READ or SERIALIZABLE).
     #[error(
@@ -61,24 +38,6 @@ pub enum PglockError {
     /// 55000: counters asked for, but pglock was not preloaded.
     #[error("pglock: counters are kept only when pglock is in shared_preload_libraries")]
     NotPreloaded,
-    /// 22023: an RVN that is zero or negative (the sequence starts at 1).
-    #[error("pglock: {argument} must be a positive RVN, got {rvn}")]
-    RvnNotPositive { argument: &'static str, rvn: i64 },
-    /// 54000: data larger than `MAX_DATA_BYTES`.
-    #[error("pglock: data is {bytes} bytes; the limit is {MAX_DATA_BYTES} bytes")]
-    DataTooLarge { bytes: usize },
-    /// 22001: a semaphore name too long for its slots' names to be lock names.
-    #[error(
-        "pglock: {argument} is {chars} characters long; the limit for a semaphore is \
-         {MAX_SEMAPHORE_NAME_CHARS}"
-    )]
-    SemaphoreNameTooLong {
-        argument: &'static str,
-        chars: usize,
-    },
-    /// 22023: a slot count outside 1 to `MAX_SLOTS`.
-    #[error("pglock: {argument} must be between 1 and {MAX_SLOTS}, got {slots}")]
-    SlotsOutOfRange { argument: &'static str, slots: i32 },
     /// 22023: the names and RVNs of a heartbeat_many do not pair up.
     #[error("pglock: names has {names} elements but rvns has {rvns}")]
     ArrayLengthsDiffer { names: usize, rvns: usize },
@@ -101,29 +60,30 @@ pub enum PglockError {
     Protocol(#[from] ProtocolError),
 }
 
-fn seconds(micros: i128) -> f64 {
-    micros as f64 / 1e6
-}
-
 impl PglockError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
             Self::NullArgument { .. } => ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            Self::EmptyLabel { .. }
-            | Self::LeaseOutOfRange { .. }
-            | Self::RvnNotPositive { .. }
-            | Self::NegativeWait { .. }
-            | Self::SlotsOutOfRange { .. }
+            Self::Argument(
+                ArgumentError::EmptyLabel { .. }
+                | ArgumentError::LabelContainsNul { .. }
+                | ArgumentError::LeaseOutOfRange { .. }
+                | ArgumentError::RvnNotPositive { .. }
+                | ArgumentError::NegativeWait { .. }
+                | ArgumentError::SlotsOutOfRange { .. },
+            )
             | Self::ArrayLengthsDiffer { .. }
             | Self::RepeatedName { .. }
             | Self::Protocol(ProtocolError::DataWithoutKeep) => ERRCODE_INVALID_PARAMETER_VALUE,
             Self::WaitNeedsReadCommitted => ERRCODE_INVALID_TRANSACTION_STATE,
             Self::CommittingWaitInTransaction => ERRCODE_INVALID_TRANSACTION_TERMINATION,
-            Self::LabelTooLong { .. } | Self::SemaphoreNameTooLong { .. } => {
-                ERRCODE_STRING_DATA_RIGHT_TRUNCATION
+            Self::Argument(
+                ArgumentError::LabelTooLong { .. } | ArgumentError::SemaphoreNameTooLong { .. },
+            ) => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            Self::Argument(ArgumentError::DataTooLarge { .. }) | Self::TooManyNames { .. } => {
+                ERRCODE_PROGRAM_LIMIT_EXCEEDED
             }
-            Self::DataTooLarge { .. } | Self::TooManyNames { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             Self::Element { error, .. } => error.sqlstate(),
             Self::Protocol(ProtocolError::NotHeld { .. })
             | Self::NotPreloaded
@@ -152,7 +112,7 @@ impl PglockError {
             }),
             Self::Protocol(ProtocolError::HeldByOtherRole { holder_role, .. }) => {
                 let role = Oid::from(holder_role.0);
-                let name = ffi::role_name(role).unwrap_or_else(|| role.to_u32().to_string());
+                let name = session::role_name(role).unwrap_or_else(|| role.to_u32().to_string());
                 Some(format!("The lock was taken by role \"{name}\"."))
             }
             Self::Element { error, .. } => error.detail(),
@@ -213,15 +173,52 @@ impl From<PglockError> for ErrorReport {
     }
 }
 
-/// Raise XX000 for a broken invariant inside pglock: a bug, never a user's mistake.
-pub fn internal_error(message: String, at: &'static Location<'static>) -> ! {
-    ErrorReport::new(
+/// The ERROR an SQL function's body ends with, made at the `?` that turned a
+/// pglock, protocol or argument error into it: its LOCATION names that `?`,
+/// wherever the body's caller (a `#[pg_extern]` wrapper, a C entry point)
+/// raises it.
+pub struct SqlError(ErrorReport);
+
+impl From<PglockError> for SqlError {
+    #[track_caller]
+    fn from(error: PglockError) -> SqlError {
+        SqlError(ErrorReport::from(error))
+    }
+}
+
+impl From<ProtocolError> for SqlError {
+    #[track_caller]
+    fn from(error: ProtocolError) -> SqlError {
+        SqlError(ErrorReport::from(PglockError::Protocol(error)))
+    }
+}
+
+impl From<SqlError> for ErrorReport {
+    fn from(error: SqlError) -> ErrorReport {
+        error.0
+    }
+}
+
+/// Raise `error`: for the C entry points, which return no `Result`.
+pub fn raise(error: SqlError) -> ! {
+    report(error.0)
+}
+
+/// Raise XX000 for what cannot happen: a bug in pglock, never a caller's
+/// mistake, located at the caller.
+#[track_caller]
+pub fn bug(message: impl std::fmt::Display) -> ! {
+    let at = Location::caller();
+    report(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        message,
+        format!("pglock: {message}"),
         module_of(at),
-    )
-    .report(PgLogLevel::ERROR);
-    unreachable!("an ERROR report does not return")
+    ))
+}
+
+fn report(report: ErrorReport) -> ! {
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
 }
 
 /// The module a source location is in (`functions/lease` for

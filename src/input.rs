@@ -6,37 +6,25 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use pglock_protocol::limits::{
-    MAX_DATA_BYTES, MAX_HEARTBEAT_MANY, MAX_LABEL_CHARS, MAX_LEASE, MAX_SEMAPHORE_NAME_CHARS,
-    MAX_SLOTS,
-};
+use pglock_protocol::arguments;
+use pglock_protocol::limits::MAX_HEARTBEAT_MANY;
 use pglock_protocol::Lease;
 use pgrx::prelude::Interval;
 
 use crate::error::PglockError;
 use crate::interval::lease_of;
 
-/// A lock name or owner label: 1 to [`MAX_LABEL_CHARS`] characters.
+/// A lock name or owner label (see [`arguments::label`]).
 pub fn label<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a str, PglockError> {
-    let value = required(argument, value)?;
-    if value.is_empty() {
-        return Err(PglockError::EmptyLabel { argument });
-    }
-    let chars = value.chars().count();
-    if chars > MAX_LABEL_CHARS {
-        return Err(PglockError::LabelTooLong { argument, chars });
-    }
-    Ok(value)
+    Ok(arguments::label(argument, required(argument, value)?)?)
 }
 
-/// A lease: more than zero and at most a day, months counted as 30 days.
+/// A lease (see [`arguments::lease`]).
 pub fn lease(argument: &'static str, value: Option<Interval>) -> Result<Lease, PglockError> {
-    let lease = lease_of(required(argument, value)?);
-    let micros = lease.as_micros();
-    if micros <= 0 || micros > MAX_LEASE.as_micros() as i128 {
-        return Err(PglockError::LeaseOutOfRange { argument, micros });
-    }
-    Ok(lease)
+    Ok(arguments::lease(
+        argument,
+        lease_of(required(argument, value)?),
+    )?)
 }
 
 /// An optional new lease (heartbeat): NULL keeps the current one.
@@ -49,31 +37,20 @@ pub fn optional_lease(
         .transpose()
 }
 
-/// How long a waiting acquire may wait: zero or more; NULL waits as long as it takes.
+/// How long a waiting call may wait: zero or more; NULL waits as long as it takes.
 pub fn wait_timeout(
     argument: &'static str,
     value: Option<Interval>,
 ) -> Result<Option<Duration>, PglockError> {
-    match value {
-        None => Ok(None),
-        Some(interval) if interval.as_micros() < 0 => Err(PglockError::NegativeWait {
-            argument,
-            micros: interval.as_micros(),
-        }),
-        Some(interval) => Ok(Some(lease_of(interval).as_duration())),
-    }
+    value
+        .map(|interval| arguments::wait(argument, lease_of(interval)))
+        .transpose()
+        .map_err(PglockError::from)
 }
 
-/// A record version number: the sequence starts at 1, so anything else cannot match.
+/// A record version number (see [`arguments::rvn`]).
 pub fn rvn(argument: &'static str, value: Option<i64>) -> Result<i64, PglockError> {
-    let value = required(argument, value)?;
-    if value <= 0 {
-        return Err(PglockError::RvnNotPositive {
-            argument,
-            rvn: value,
-        });
-    }
-    Ok(value)
+    Ok(arguments::rvn(argument, required(argument, value)?)?)
 }
 
 /// An optional RVN (`observed_rvn`): NULL means "none seen yet".
@@ -86,14 +63,9 @@ pub fn optional_rvn(
         .transpose()
 }
 
-/// Lock data: optional, at most [`MAX_DATA_BYTES`].
+/// Lock data: optional, limited in size (see [`arguments::data`]).
 pub fn data(value: Option<&[u8]>) -> Result<Option<&[u8]>, PglockError> {
-    match value {
-        Some(bytes) if bytes.len() > MAX_DATA_BYTES => {
-            Err(PglockError::DataTooLarge { bytes: bytes.len() })
-        }
-        _ => Ok(value),
-    }
+    Ok(value.map(arguments::data).transpose()?)
 }
 
 /// A boolean switch such as `replace_data` or `keep`; its default is given in SQL.
@@ -101,33 +73,23 @@ pub fn flag(argument: &'static str, value: Option<bool>) -> Result<bool, PglockE
     required(argument, value)
 }
 
-/// A semaphore's name: a lock name short enough that its slots' names
-/// (`<name>#<slot>`) are lock names too.
+/// A semaphore's name (see [`arguments::semaphore_name`]).
 pub fn semaphore_name<'a>(
     argument: &'static str,
     value: Option<&'a str>,
 ) -> Result<&'a str, PglockError> {
-    match label(argument, value) {
-        Err(PglockError::LabelTooLong { chars, .. }) => {
-            Err(PglockError::SemaphoreNameTooLong { argument, chars })
-        }
-        Ok(name) if name.chars().count() > MAX_SEMAPHORE_NAME_CHARS => {
-            Err(PglockError::SemaphoreNameTooLong {
-                argument,
-                chars: name.chars().count(),
-            })
-        }
-        checked => checked,
-    }
+    Ok(arguments::semaphore_name(
+        argument,
+        required(argument, value)?,
+    )?)
 }
 
-/// A semaphore's slot count: 1 to [`MAX_SLOTS`].
+/// A semaphore's slot count (see [`arguments::slots`]).
 pub fn slots(argument: &'static str, value: Option<i32>) -> Result<u32, PglockError> {
-    let slots = required(argument, value)?;
-    match u32::try_from(slots) {
-        Ok(count) if (1..=MAX_SLOTS).contains(&count) => Ok(count),
-        _ => Err(PglockError::SlotsOutOfRange { argument, slots }),
-    }
+    Ok(arguments::slots(
+        argument,
+        i64::from(required(argument, value)?),
+    )?)
 }
 
 /// The locks of a `pglock_heartbeat_many`: `names[i]` with `rvns[i]`, in the
@@ -176,116 +138,46 @@ fn required<T>(argument: &'static str, value: Option<T>) -> Result<T, PglockErro
 
 #[cfg(test)]
 mod tests {
+    use pglock_protocol::ArgumentError;
+
     use super::*;
 
-    fn interval(days: i32, micros: i64) -> Interval {
-        Interval::new(0, days, micros).expect("valid interval")
-    }
-
+    /// The rules themselves are the protocol's (and tested there): here, that
+    /// a NULL is refused before them and that their errors come through.
     #[test]
-    fn labels_must_be_present_non_empty_and_short() {
+    fn nulls_are_refused_and_the_protocols_rules_apply() {
+        let null = |argument| Some(PglockError::NullArgument { argument });
+        assert_eq!(label("name", None).err(), null("name"));
+        assert_eq!(lease("lease", None).err(), null("lease"));
+        assert_eq!(rvn("rvn", None).err(), null("rvn"));
+        assert_eq!(slots("slots", None).err(), null("slots"));
+        assert_eq!(semaphore_name("name", None).err(), null("name"));
+        assert_eq!(flag("keep", None).err(), null("keep"));
         assert_eq!(label("name", Some("jobs")), Ok("jobs"));
         assert_eq!(
-            label("name", None),
-            Err(PglockError::NullArgument { argument: "name" })
-        );
-        assert_eq!(
             label("owner", Some("")),
-            Err(PglockError::EmptyLabel { argument: "owner" })
+            Err(PglockError::Argument(ArgumentError::EmptyLabel {
+                argument: "owner"
+            }))
         );
-        let longest = "é".repeat(MAX_LABEL_CHARS);
-        assert_eq!(label("name", Some(&longest)), Ok(longest.as_str()));
-        let too_long = "x".repeat(MAX_LABEL_CHARS + 1);
-        assert_eq!(
-            label("name", Some(&too_long)),
-            Err(PglockError::LabelTooLong {
-                argument: "name",
-                chars: MAX_LABEL_CHARS + 1
-            })
-        );
-    }
-
-    #[test]
-    fn leases_must_be_positive_and_at_most_a_day() {
-        assert!(lease("lease", Some(interval(0, 1))).is_ok());
-        assert!(lease("lease", Some(interval(1, 0))).is_ok());
-        assert!(lease("lease", Some(interval(1, 1))).is_err());
-        assert!(lease("lease", Some(interval(0, 0))).is_err());
-        assert!(lease("lease", Some(interval(0, -5_000_000))).is_err());
-        let one_month = Interval::new(1, 0, 0).expect("valid interval");
-        assert_eq!(
-            lease("lease", Some(one_month)).err(),
-            Some(PglockError::LeaseOutOfRange {
-                argument: "lease",
-                micros: 30 * 86_400_000_000
-            })
-        );
-        assert_eq!(
-            lease("lease", None).err(),
-            Some(PglockError::NullArgument { argument: "lease" })
-        );
+        let zero = Interval::new(0, 0, 0).expect("valid interval");
+        assert!(matches!(
+            lease("lease", Some(zero)),
+            Err(PglockError::Argument(ArgumentError::LeaseOutOfRange { .. }))
+        ));
         assert!(matches!(optional_lease("lease", None), Ok(None)));
-        assert!(optional_lease("lease", Some(interval(0, 0))).is_err());
-    }
-
-    #[test]
-    fn rvns_must_be_positive() {
-        assert_eq!(rvn("rvn", Some(1)), Ok(1));
-        assert_eq!(
-            rvn("rvn", Some(0)),
-            Err(PglockError::RvnNotPositive {
-                argument: "rvn",
-                rvn: 0
-            })
-        );
-        assert!(rvn("rvn", Some(i64::MIN)).is_err());
-        assert_eq!(
-            rvn("rvn", None),
-            Err(PglockError::NullArgument { argument: "rvn" })
-        );
         assert_eq!(optional_rvn("observed_rvn", None), Ok(None));
         assert!(optional_rvn("observed_rvn", Some(-1)).is_err());
-    }
-
-    #[test]
-    fn semaphore_names_leave_room_for_their_slot_numbers() {
-        let longest = "é".repeat(MAX_SEMAPHORE_NAME_CHARS);
-        assert_eq!(semaphore_name("name", Some(&longest)), Ok(longest.as_str()));
-        for chars in [MAX_SEMAPHORE_NAME_CHARS + 1, MAX_LABEL_CHARS + 1] {
-            assert_eq!(
-                semaphore_name("name", Some(&"x".repeat(chars))),
-                Err(PglockError::SemaphoreNameTooLong {
-                    argument: "name",
-                    chars
-                })
-            );
-        }
+        assert_eq!(wait_timeout("wait_timeout", None), Ok(None));
+        let back = Interval::new(0, 0, -1).expect("valid interval");
+        assert!(wait_timeout("wait_timeout", Some(back)).is_err());
+        assert_eq!(data(None), Ok(None));
         assert_eq!(
-            semaphore_name("name", Some("")),
-            Err(PglockError::EmptyLabel { argument: "name" })
-        );
-        assert_eq!(
-            semaphore_name("name", None),
-            Err(PglockError::NullArgument { argument: "name" })
-        );
-    }
-
-    #[test]
-    fn slot_counts_are_one_to_a_thousand() {
-        assert_eq!(slots("slots", Some(1)), Ok(1));
-        assert_eq!(slots("slots", Some(1000)), Ok(1000));
-        for bad in [0, -1, 1001, i32::MIN, i32::MAX] {
-            assert_eq!(
-                slots("slots", Some(bad)),
-                Err(PglockError::SlotsOutOfRange {
-                    argument: "slots",
-                    slots: bad
-                })
-            );
-        }
-        assert_eq!(
-            slots("slots", None),
-            Err(PglockError::NullArgument { argument: "slots" })
+            slots("slots", Some(0)),
+            Err(PglockError::Argument(ArgumentError::SlotsOutOfRange {
+                argument: "slots",
+                slots: 0
+            }))
         );
     }
 
@@ -339,7 +231,7 @@ mod tests {
             Err(element(
                 "names",
                 2,
-                PglockError::EmptyLabel { argument: "name" }
+                PglockError::Argument(ArgumentError::EmptyLabel { argument: "name" })
             ))
         );
         assert_eq!(
@@ -355,10 +247,10 @@ mod tests {
             Err(element(
                 "rvns",
                 1,
-                PglockError::RvnNotPositive {
+                PglockError::Argument(ArgumentError::RvnNotPositive {
                     argument: "rvn",
                     rvn: 0
-                }
+                })
             ))
         );
     }
@@ -378,20 +270,6 @@ mod tests {
         assert_eq!(
             renewals(Some(all[..most].to_vec()), Some(rvns[..most].to_vec())).map(|v| v.len()),
             Ok(most)
-        );
-    }
-
-    #[test]
-    fn data_is_limited_in_size() {
-        assert_eq!(data(None), Ok(None));
-        let largest = vec![0u8; MAX_DATA_BYTES];
-        assert!(data(Some(&largest)).is_ok());
-        let too_large = vec![0u8; MAX_DATA_BYTES + 1];
-        assert_eq!(
-            data(Some(&too_large)),
-            Err(PglockError::DataTooLarge {
-                bytes: MAX_DATA_BYTES + 1
-            })
         );
     }
 }

@@ -4,33 +4,36 @@
 //! The lease protocol itself (decisions, steps, the waiting rule, limits) is the
 //! crate `pglock-protocol` in `protocol/`; this crate runs it inside the server:
 //!
-//! - `functions`: the SQL functions
-//! - `store`: `pglock.locks` through SPI, the protocol's store for this backend
+//! - `functions`: the SQL functions (`functions::rows`: those returning a lock's row)
+//! - `store`: the protocol's store for this backend, over the table and name locks
+//! - `locks_table`: `pglock.locks`, its objects, rows and heap writes
 //! - `name_lock`: the per-name lock every write takes
-//! - `waiting`: how a backend waits: the monotonic clock, asleep on its latch
+//! - `clock`: the monotonic clock waits run by, and sleeping on the latch
 //! - `shared_memory`: the region pglock reserves when preloaded, holding
 //!   `counters` (operators' counters), `observed` (each lock's last write, as
 //!   the server saw it) and `waiters` (the queues, and who to wake)
-//! - `input`, `error`: argument checks and the errors (with SQLSTATEs) they raise
+//! - `input`, `error`: arguments as the protocol's rules check them, and the
+//!   errors (with SQLSTATEs) pglock raises
+//! - `session`: the backend's role, transaction and server state
 //! - `interval`: PostgreSQL intervals as the protocol's leases
-//! - `ffi`: direct calls into PostgreSQL's C API for the table and the backend
 //! - `sql/`: the schema and tables, the committing procedure, the monitoring view
 //!   and the grants
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod clock;
 mod counters;
 mod error;
-mod ffi;
 mod functions;
 mod input;
 mod interval;
+mod locks_table;
 mod name_lock;
 mod observed;
+mod session;
 mod shared_memory;
 mod store;
 mod waiters;
-mod waiting;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!(
@@ -56,7 +59,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+mod in_server_tests;
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -69,7 +72,7 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     /// Preloaded, as the reference recommends: the server's queues and its
-    /// observations of leases are in force.  (tests/observer.rs covers a
+    /// observations of leases are in force.  (tests/over_connections/tests/observer.rs covers a
     /// server without.)
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {

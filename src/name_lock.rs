@@ -17,38 +17,41 @@
 use pgrx::pg_sys;
 use siphasher::sip::SipHasher24;
 
-use crate::ffi;
+use crate::session;
 
 /// Marks pglock's own per-name locks apart from user advisory locks (which use 1 and 2).
 const NAME_LOCK_TAG: u16 = 0x504c; // "PL"
 
-/// Take this transaction's exclusive lock on `name`, held until it ends.
+/// Take this transaction's exclusive lock on `name`, held until it ends,
+/// waiting for it like any heavyweight lock (`lock_timeout`, cancel, deadlock
+/// detection).
 pub fn lock(secret: &[u8; 16], name: &str) {
-    ffi::lock_exclusive(&tag(secret, name));
+    acquire(&tag(secret, name), EXCLUSIVE, true);
 }
 
 /// [`lock`] if no other transaction holds it; false instead of waiting.
 pub fn try_lock(secret: &[u8; 16], name: &str) -> bool {
-    ffi::try_lock_exclusive(&tag(secret, name))
+    acquire(&tag(secret, name), EXCLUSIVE, false)
 }
 
 /// Give back one [`lock`] of `name` after a call that wrote nothing.  A lock taken
 /// earlier in the transaction by a write that did happen stays held (the count
 /// only drops by one).
 pub fn unlock(secret: &[u8; 16], name: &str) {
-    ffi::unlock_exclusive(&tag(secret, name));
+    release(&tag(secret, name), EXCLUSIVE);
 }
 
 /// Take this transaction's shared lock on `name`, held until it ends: other
 /// transactions' [`lock`] waits for it (and [`try_lock`] fails), other shared
-/// locks do not.  A fence holds it.
+/// locks do not, and it waits behind exclusive requests already queued.  A
+/// fence holds it.
 pub fn lock_shared(secret: &[u8; 16], name: &str) {
-    ffi::lock_shared(&tag(secret, name));
+    acquire(&tag(secret, name), SHARE, true);
 }
 
 /// Give back one [`lock_shared`] of `name`, after a fence that failed.
 pub fn unlock_shared(secret: &[u8; 16], name: &str) {
-    ffi::unlock_shared(&tag(secret, name));
+    release(&tag(secret, name), SHARE);
 }
 
 /// The 64-bit key of `name`'s lock.
@@ -68,12 +71,35 @@ pub fn slots_key(secret: &[u8; 16], semaphore: &str) -> u64 {
 fn tag(secret: &[u8; 16], name: &str) -> pg_sys::LOCKTAG {
     let key = key(secret, name);
     pg_sys::LOCKTAG {
-        locktag_field1: ffi::database_id().to_u32(),
+        locktag_field1: session::database_id().to_u32(),
         locktag_field2: (key >> 32) as u32,
         locktag_field3: key as u32,
         locktag_field4: NAME_LOCK_TAG,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
+
+const EXCLUSIVE: pg_sys::LOCKMODE = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
+const SHARE: pg_sys::LOCKMODE = pg_sys::ShareLock as pg_sys::LOCKMODE;
+
+/// A transaction lock on `tag` in `mode`; without `wait`, false if another
+/// transaction holds a conflicting one.
+fn acquire(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE, wait: bool) -> bool {
+    // SAFETY: `tag` is a fully initialised LOCKTAG of the user lock method; a
+    // transaction lock (sessionLock = false) is released by the lock manager at
+    // transaction end, also on error; with dontWait the call returns
+    // LOCKACQUIRE_NOT_AVAIL instead of sleeping.
+    let result = unsafe { pg_sys::LockAcquire(tag, mode, false, !wait) };
+    result != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+}
+
+/// Give back one [`acquire`] of `tag` in `mode` by this transaction: its local
+/// count drops by one.
+fn release(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) {
+    // SAFETY: as for `acquire`.
+    unsafe {
+        pg_sys::LockRelease(tag, mode, false);
     }
 }
 

@@ -99,11 +99,9 @@ impl<'a> Observations<'a> {
             .or_else(|| records.iter().position(Record::is_free))
             .unwrap_or_else(|| {
                 // Full: forget the oldest, and count what it said as unknown.
-                let (oldest, record) = records
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, record)| record.written.load(Ordering::Relaxed))
-                    .expect("a bucket has records");
+                let written = |index: &usize| records[*index].written.load(Ordering::Relaxed);
+                let oldest = (0..records.len()).min_by_key(written).unwrap_or(0);
+                let record = &records[oldest];
                 bucket
                     .forgot
                     .fetch_max(record.written.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -52,7 +52,7 @@ struct Header {
 pub struct Shared {
     pub counters: &'static Counters,
     pub observations: Observations<'static>,
-    pub waiters: Waiters<'static>,
+    pub waiters: Waiters,
 }
 
 static REGION: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
@@ -85,7 +85,7 @@ pub fn get() -> Option<Shared> {
 /// `shared_preload_libraries`, define pglock's settings and reserve its shared
 /// memory.  Loaded later (a backend's first call), there is none to reserve.
 pub fn init() {
-    if !crate::ffi::preloading_libraries() {
+    if !crate::session::preloading_libraries() {
         return;
     }
     GucRegistry::define_int_guc(
@@ -141,6 +141,10 @@ unsafe fn call_previous(slot: &AtomicPtr<()>) {
     }
 }
 
+/// PostgreSQL's shared-memory request hook (15 and later).
+///
+/// # Safety
+/// Only as that hook, installed by [`init`].
 #[cfg(not(feature = "pg14"))]
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_request() {
@@ -152,6 +156,10 @@ unsafe extern "C-unwind" fn on_request() {
     }
 }
 
+/// PostgreSQL's shared-memory startup hook.
+///
+/// # Safety
+/// Only as that hook, installed by [`init`].
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_startup() {
     // SAFETY: the previous hook, then our attach, inside the startup hook.
@@ -193,7 +201,9 @@ unsafe fn attach() {
         let mut found = false;
         let region = pg_sys::ShmemInitStruct(REGION_NAME.as_ptr(), size, &mut found);
         let header = region.cast::<Header>();
-        assert!(header.is_aligned(), "pglock's shared memory is not aligned");
+        if !header.is_aligned() {
+            crate::error::bug("pglock's shared memory is not aligned");
+        }
         if !found {
             ptr::write_bytes(region.cast::<u8>(), 0, size);
             (*header).buckets = buckets;

@@ -3,7 +3,7 @@
 //! The SQL functions run as their caller (SECURITY INVOKER), so the caller's role
 //! is the acting role.  The hot path (read, insert, take over, heartbeat,
 //! release) goes straight through the table and index access methods
-//! ([`ffi::table`]): one index lookup per read, no parse, plan or executor, and
+//! ([`crate::locks_table`]): one index lookup per read, no parse, plan or executor, and
 //! nothing a caller's `search_path` or settings could reach.  Each read takes a
 //! fresh snapshot (READ COMMITTED), which a read made after waiting for the
 //! name's lock needs to see the writer it waited for; reads never assign a
@@ -14,32 +14,35 @@
 //! What is rare (an owner's locks at shutdown, moving the sequence, the name
 //! locks' secret) stays SQL, through SPI: run as the table's owner, in a
 //! security-restricted context, with sequential scans and JIT off (see
-//! [`ffi::ActingAs`], [`ffi::PlannerSettings`]), every object and operator
-//! schema-qualified; each statement planned once per backend and kept.
+//! [`session::ActingAs`], [`session::PlannerSettings`]), every object and
+//! operator schema-qualified; each statement planned once per backend and kept.
+//! So are fences: a row lock that waits for a writer and re-checks the row as
+//! that writer left it is what `SELECT ... FOR SHARE` does.
 
 use std::cell::{Cell, OnceCell};
-use std::panic::Location;
 use std::time::Duration;
 
 use pglock_protocol::semaphore::semaphore_of;
+use pglock_protocol::waiting::Clock;
 use pglock_protocol::{
-    Claim, DataChange, Fencing, Fields, Heir, Holder, Lease, Lock, Queue, Released, RoleId, Store,
+    Claim, DataChange, Fencing, Fields, Heir, Holder, Lease, Lock, Queue, Recorded, Released,
+    RoleId, Store,
 };
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 
-use crate::error::{internal_error, PglockError};
-use crate::ffi::table::{Changes, LocksTable, NewRow, Objects, Row, Written};
+use crate::error::{bug, PglockError};
 use crate::interval::{interval_of, lease_of};
+use crate::locks_table::{Changes, LocksTable, NewRow, Objects, Row};
 use crate::observed::LockKey;
 use crate::waiters::{Kind, Place};
-use crate::{ffi, name_lock, shared_memory, waiting};
+use crate::{clock, name_lock, session, shared_memory};
 
 /// This backend, as the protocol sees it, for one call: who calls, the table,
 /// the name locks, what the server observed of locks and who waits for them
-/// (in shared memory), and, in `waiting`, its monotonic clock.
+/// (in shared memory), and its monotonic clock (`clock`).
 pub struct Backend {
     caller: RoleId,
     objects: Objects,
@@ -63,7 +66,7 @@ impl Backend {
     /// the extension's objects are older than this library (it was installed
     /// and the server restarted, but `ALTER EXTENSION pglock UPDATE` not run).
     pub fn for_current_user(access: Access) -> Result<Backend, PglockError> {
-        let caller = RoleId(ffi::current_user_id().to_u32());
+        let caller = RoleId(session::current_user_id().to_u32());
         let objects = Objects::current().ok_or(PglockError::ExtensionNotUpdated)?;
         Ok(Backend {
             caller,
@@ -77,7 +80,7 @@ impl Backend {
     /// The lock `name` of this database, as shared memory keys it.
     pub fn lock_key(&self, name: &str) -> LockKey {
         LockKey {
-            database: ffi::database_id().to_u32(),
+            database: session::database_id().to_u32(),
             key: name_lock::key(&self.name_lock_secret(), name),
         }
     }
@@ -91,7 +94,7 @@ impl Backend {
         };
         Place {
             kind,
-            database: ffi::database_id().to_u32(),
+            database: session::database_id().to_u32(),
             key,
         }
     }
@@ -102,8 +105,8 @@ impl Backend {
         if let Some(shared) = shared_memory::get() {
             let lock = self.lock_key(name);
             match rvn {
-                Some(rvn) => shared.observations.written(lock, rvn, waiting::now()),
-                None => shared.observations.deleted(lock, waiting::now()),
+                Some(rvn) => shared.observations.written(lock, rvn, clock::now()),
+                None => shared.observations.deleted(lock, clock::now()),
             }
         }
     }
@@ -111,11 +114,18 @@ impl Backend {
     /// This transaction takes `name`'s lock: wake its waiters (and, for a
     /// semaphore's slot, the semaphore's) when it ends.
     fn touch(&self, name: &str) {
-        let database = ffi::database_id().to_u32();
+        let Some(shared) = shared_memory::get() else {
+            return;
+        };
+        let database = session::database_id().to_u32();
         let secret = self.name_lock_secret();
-        crate::waiters::touched(database, name_lock::key(&secret, name));
+        shared
+            .waiters
+            .touched(database, name_lock::key(&secret, name));
         if let Some((semaphore, _)) = semaphore_of(name) {
-            crate::waiters::touched(database, name_lock::slots_key(&secret, semaphore));
+            shared
+                .waiters
+                .touched(database, name_lock::slots_key(&secret, semaphore));
         }
     }
 
@@ -132,8 +142,8 @@ impl Backend {
     /// Run `f` as the table's owner, with an SPI connection and this backend's
     /// prepared statements.
     fn with_statements<R>(&self, f: impl FnOnce(&SpiClient<'_>, &Statements) -> R) -> R {
-        let _owner = ffi::ActingAs::enter(self.objects.owner);
-        let _plans = ffi::PlannerSettings::enter();
+        let _owner = session::ActingAs::enter(self.objects.owner);
+        let _plans = session::PlannerSettings::enter();
         Spi::connect(|client| {
             STATEMENTS.with(|cell| {
                 let statements = cell.get_or_init(|| Statements::prepare(client));
@@ -147,26 +157,16 @@ impl Backend {
     #[track_caller]
     fn table_to_write(&self) -> &LocksTable {
         if self.access != Access::Write {
-            internal_error(
-                "pglock: a write from a read-only call".into(),
-                Location::caller(),
-            );
+            bug("a write from a read-only call");
         }
-        ffi::force_durable_commit();
+        session::force_durable_commit();
         self.table()
     }
 
     /// A new RVN from the sequence, drawn as the table's owner.
     fn draw_rvn(&self) -> i64 {
-        let _owner = ffi::ActingAs::enter(self.objects.owner);
-        ffi::next_value(self.objects.rvn_seq)
-    }
-
-    fn is_held_by(row: &Row, holder: &Holder<'_>) -> bool {
-        !row.released()
-            && row.rvn() == holder.rvn
-            && row.holder_role() == oid_of(holder.role)
-            && row.owner() == holder.owner
+        let _owner = session::ActingAs::enter(self.objects.owner);
+        self.objects.next_rvn()
     }
 
     /// The secret that keys name locks in this database, read once per backend.
@@ -182,21 +182,15 @@ impl Backend {
         let stored: Vec<u8> = self.with_statements(|client, statements| {
             let table = checked(client.select(&statements.name_lock_secret, Some(1), &[]));
             if table.is_empty() {
-                internal_error(
-                    "pglock: pglock.name_lock_secret is empty".into(),
-                    Location::caller(),
-                )
+                bug("pglock.name_lock_secret is empty")
             }
-            required_column(&table.first(), 1)
+            required(table.first().get(1))
         });
         let Ok(secret) = <[u8; 16]>::try_from(stored.as_slice()) else {
-            internal_error(
-                format!(
-                    "pglock: the name lock secret has {} bytes, not 16",
-                    stored.len()
-                ),
-                Location::caller(),
-            )
+            bug(format_args!(
+                "the name lock secret has {} bytes, not 16",
+                stored.len()
+            ))
         };
         SECRET.set(Some((self.objects.secret, secret)));
         secret
@@ -214,10 +208,27 @@ const ADVANCE_RVNS: &str = "\
 
 const NAME_LOCK_SECRET: &str = "SELECT secret FROM pglock.name_lock_secret";
 
+/// The holder's row, share-locked: `$1` to `$4` are name, owner, RVN, role.  A
+/// row another transaction is updating or deleting is waited for, then
+/// re-checked as that transaction left it (READ COMMITTED), or is a
+/// serialization failure under a transaction snapshot.  The condition is
+/// [`Holder::is`] in SQL: the statement must re-check it after the wait.
+const FENCE: &str = "\
+    SELECT rvn FROM pglock.locks \
+     WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2 \
+       AND rvn OPERATOR(pg_catalog.=) $3 \
+       AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $4 AND NOT released \
+       FOR SHARE";
+
+/// This backend's prepared statements, planned once and kept.  The fence's is
+/// planned at the first fence: planning a `FOR SHARE` statement locks the table
+/// it names (RowShareLock, to the end of the transaction), which no other call
+/// should take.
 struct Statements {
     held_by: OwnedPreparedStatement,
     advance_rvns: OwnedPreparedStatement,
     name_lock_secret: OwnedPreparedStatement,
+    fence: OnceCell<OwnedPreparedStatement>,
 }
 
 thread_local! {
@@ -227,35 +238,48 @@ thread_local! {
 impl Statements {
     fn prepare(client: &SpiClient<'_>) -> Self {
         use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
-        let keep = |sql: &str, types: &[Oid]| {
-            let types: Vec<PgOid> = types.iter().map(|t| PgOid::from_untagged(*t)).collect();
-            checked(client.prepare_mut(sql, &types)).keep()
-        };
         Statements {
-            held_by: keep(HELD_BY, &[text, oid]),
-            advance_rvns: keep(ADVANCE_RVNS, &[int8]),
-            name_lock_secret: keep(NAME_LOCK_SECRET, &[]),
+            held_by: keep(client, HELD_BY, &[text, oid]),
+            advance_rvns: keep(client, ADVANCE_RVNS, &[int8]),
+            name_lock_secret: keep(client, NAME_LOCK_SECRET, &[]),
+            fence: OnceCell::new(),
         }
     }
+
+    fn fence(&self, client: &SpiClient<'_>) -> &OwnedPreparedStatement {
+        use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
+        self.fence
+            .get_or_init(|| keep(client, FENCE, &[text, text, int8, oid]))
+    }
+}
+
+/// `sql` with parameters of `types`, planned and kept for the backend's life.
+fn keep(client: &SpiClient<'_>, sql: &str, types: &[Oid]) -> OwnedPreparedStatement {
+    let types: Vec<PgOid> = types.iter().map(|t| PgOid::from_untagged(*t)).collect();
+    checked(client.prepare_mut(sql, &types)).keep()
 }
 
 /// SPI-level failures (not PostgreSQL errors, which propagate as themselves) mean a
 /// statement above is wrong: a bug, reported as such.
 #[track_caller]
 fn checked<T>(result: SpiResult<T>) -> T {
-    let at = Location::caller();
-    result.unwrap_or_else(|error| internal_error(format!("pglock: SPI failed: {error}"), at))
+    result.unwrap_or_else(|error| bug(format_args!("SPI failed: {error}")))
 }
 
-fn column<T: FromDatum + IntoDatum>(table: &SpiTupleTable<'_>, ordinal: usize) -> Option<T> {
-    checked(table.get::<T>(ordinal))
-}
-
+/// A column of a row of a statement above, which is never NULL.
 #[track_caller]
-fn required_column<T: FromDatum + IntoDatum>(table: &SpiTupleTable<'_>, ordinal: usize) -> T {
-    let at = Location::caller();
-    column(table, ordinal)
-        .unwrap_or_else(|| internal_error(format!("pglock: column {ordinal} of a row is NULL"), at))
+fn required<T>(column: SpiResult<Option<T>>) -> T {
+    checked(column).unwrap_or_else(|| bug("a column of a row is NULL"))
+}
+
+/// The holder `row` records, as the protocol's rule reads it.
+fn recorded<'a>(row: &'a Row<'_>) -> Recorded<'a> {
+    Recorded {
+        owner: row.owner(),
+        rvn: row.rvn(),
+        role: RoleId(row.holder_role().to_u32()),
+        released: row.released(),
+    }
 }
 
 fn oid_of(role: RoleId) -> Oid {
@@ -269,9 +293,9 @@ impl Store for Backend {
 
     fn stood_still(&mut self, name: &str, rvn: i64) -> Option<Duration> {
         let shared = shared_memory::get()?;
-        let now = waiting::now();
+        let now = clock::now();
         // A standby watches nothing (it writes nothing, and its callers only read).
-        if !ffi::in_recovery() {
+        if !session::in_recovery() {
             shared.observations.start_watching(now);
         }
         shared
@@ -293,7 +317,7 @@ impl Store for Backend {
     fn read(&mut self, name: &str, fields: Fields) -> Option<Lock> {
         self.table().find(name, |row| {
             row.map(|row| Lock {
-                owner: row.owner(),
+                owner: row.owner().to_owned(),
                 rvn: row.rvn(),
                 lease: lease_of(row.lease()),
                 released: row.released(),
@@ -370,10 +394,10 @@ impl Store for Backend {
         };
         let rvn = self.table_to_write().update(
             holder.name,
-            |row| Backend::is_held_by(row, holder),
+            |row| holder.is(recorded(row)),
             change,
             true,
-            Row::rvn,
+            |row| row.rvn(),
         );
         if rvn.is_some() {
             self.observe(holder.name, rvn);
@@ -388,9 +412,9 @@ impl Store for Backend {
         data: Option<&[u8]>,
     ) -> Option<Released> {
         let table = self.table_to_write();
-        let matches = |row: &Row| Backend::is_held_by(row, holder);
+        let matches = |row: &Row<'_>| holder.is(recorded(row));
         if !keep {
-            let deleted = table.delete(holder.name, matches) == Written::Done;
+            let deleted = table.delete(holder.name, matches);
             if deleted {
                 self.observe(holder.name, None);
             }
@@ -403,7 +427,7 @@ impl Store for Backend {
                 None => changes,
             }
         };
-        let rvn = table.update(holder.name, matches, change, true, Row::rvn);
+        let rvn = table.update(holder.name, matches, change, true, |row| row.rvn());
         if rvn.is_some() {
             self.observe(holder.name, rvn);
         }
@@ -414,7 +438,7 @@ impl Store for Backend {
     /// as the statement ends: the heir must not give up before it does.
     fn heir(&mut self, name: &str) -> Option<Heir> {
         let shared = shared_memory::get()?;
-        if ffi::in_transaction_block() {
+        if session::in_transaction_block() {
             return None;
         }
         // A semaphore's slot is its slot waiters' first.
@@ -445,10 +469,10 @@ impl Store for Backend {
         };
         let rvn = self.table_to_write().update(
             holder.name,
-            |row| Backend::is_held_by(row, holder),
+            |row| holder.is(recorded(row)),
             change,
             true,
-            Row::rvn,
+            |row| row.rvn(),
         );
         if rvn.is_some() {
             self.observe(holder.name, rvn);
@@ -473,7 +497,7 @@ impl Store for Backend {
     }
 
     fn force_delete(&mut self, name: &str) -> bool {
-        let deleted = self.table_to_write().delete(name, |_| true) == Written::Done;
+        let deleted = self.table_to_write().delete(name, |_| true);
         if deleted {
             self.observe(name, None);
         }
@@ -486,12 +510,7 @@ impl Store for Backend {
         self.with_statements(|client, statements| {
             let args: [DatumWithOid; 2] = [owner.into(), oid_of(role).into()];
             checked(client.select(&statements.held_by, None, &args))
-                .map(|row| {
-                    (
-                        checked(row.get::<String>(1)).unwrap_or_default(),
-                        checked(row.get::<i64>(2)).unwrap_or_default(),
-                    )
-                })
+                .map(|row| (required(row.get(1)), required(row.get(2))))
                 .collect()
         })
     }
@@ -502,9 +521,7 @@ impl Store for Backend {
         });
     }
 
-    #[track_caller]
     fn renumber(&mut self, name: &str, rvn: i64) -> i64 {
-        let at = Location::caller();
         let renumbered = self
             .table_to_write()
             .update(
@@ -512,9 +529,9 @@ impl Store for Backend {
                 |row| row.rvn() == rvn,
                 || Changes::new(self.draw_rvn()),
                 true,
-                Row::rvn,
+                |row| row.rvn(),
             )
-            .unwrap_or_else(|| internal_error(format!("pglock: lock \"{name}\" vanished"), at));
+            .unwrap_or_else(|| bug(format_args!("lock \"{name}\" vanished")));
         self.observe(name, Some(renumbered));
         renumbered
     }
@@ -541,35 +558,26 @@ impl Store for Backend {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Fences (`pglock_fence`): the protocol's `Fencing` on top of `Store`, kept
-// apart from the statements above.  A fence takes the name's lock in share mode
-// (`name_lock::lock_shared`) and share-locks the holder's row with the statement
-// below, both until the transaction ends.  Fences are not the hot path: SQL,
-// whose FOR SHARE waits for a writer and re-checks the row as it left it.
+/// Waits run on the backend's monotonic clock, asleep on its latch.
+impl Clock for Backend {
+    fn now(&mut self) -> Duration {
+        clock::now()
+    }
 
-/// The holder named exactly, not released: `$1` to `$4` are name, owner, RVN, role.
-macro_rules! held_exactly {
-    () => {
-        "WHERE name OPERATOR(pg_catalog.=) $1 AND owner OPERATOR(pg_catalog.=) $2 \
-           AND rvn OPERATOR(pg_catalog.=) $3 \
-           AND holder_role::pg_catalog.oid OPERATOR(pg_catalog.=) $4 AND NOT released "
-    };
+    fn sleep_until(&mut self, wake: Duration) {
+        pgrx::check_for_interrupts!();
+        let now = clock::now();
+        if now < wake {
+            self.slept = true;
+            clock::sleep(wake - now);
+            pgrx::check_for_interrupts!();
+        }
+    }
 }
 
-/// The holder's row, share-locked: `$1` to `$4` are name, owner, RVN, role.  A
-/// row another transaction is updating or deleting is waited for, then
-/// re-checked as that transaction left it (READ COMMITTED), or is a
-/// serialization failure under a transaction snapshot.
-const FENCE: &str = concat!(
-    "SELECT rvn FROM pglock.locks ",
-    held_exactly!(),
-    "FOR SHARE"
-);
-
-thread_local! {
-    static FENCE_STATEMENT: OnceCell<OwnedPreparedStatement> = const { OnceCell::new() };
-}
+// Fences (`pglock_fence`): the protocol's `Fencing`.  A fence takes the name's
+// lock in share mode and share-locks the holder's row (the statement FENCE),
+// both until the transaction ends.
 
 impl Fencing for Backend {
     fn lock_name_shared(&mut self, name: &str) {
@@ -584,22 +592,15 @@ impl Fencing for Backend {
     /// A row lock is no write of the lock: no new RVN and no durable commit
     /// forced (the fenced transaction's own writes commit as its session says).
     fn fence(&mut self, holder: &Holder<'_>) -> Option<i64> {
-        self.with_statements(|client, _| {
-            FENCE_STATEMENT.with(|cell| {
-                let statement = cell.get_or_init(|| {
-                    use pg_sys::{INT8OID as int8, OIDOID as oid, TEXTOID as text};
-                    let types = [text, text, int8, oid].map(PgOid::from_untagged);
-                    checked(client.prepare_mut(FENCE, &types)).keep()
-                });
-                let args: [DatumWithOid; 4] = [
-                    holder.name.into(),
-                    holder.owner.into(),
-                    holder.rvn.into(),
-                    oid_of(holder.role).into(),
-                ];
-                let table = checked(client.select(statement, None, &args));
-                (!table.is_empty()).then(|| required_column(&table.first(), 1))
-            })
+        self.with_statements(|client, statements| {
+            let args: [DatumWithOid; 4] = [
+                holder.name.into(),
+                holder.owner.into(),
+                holder.rvn.into(),
+                oid_of(holder.role).into(),
+            ];
+            let table = checked(client.select(statements.fence(client), None, &args));
+            (!table.is_empty()).then(|| required(table.first().get(1)))
         })
     }
 }

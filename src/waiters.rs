@@ -40,8 +40,7 @@ use std::time::Duration;
 use pglock_protocol::{Heir, Lease, RoleId};
 use pgrx::pg_sys;
 
-use crate::shared_memory;
-use crate::waiting;
+use crate::clock;
 
 /// How long a committing procedure's waiter keeps its place between steps.
 const BETWEEN_STEPS: Duration = Duration::from_secs(2);
@@ -130,13 +129,14 @@ pub struct Asking<'a> {
 }
 
 /// The seats, as a backend reaches them.
-pub struct Waiters<'a> {
+#[derive(Clone, Copy)]
+pub struct Waiters {
     lock: *mut pg_sys::LWLock,
     /// Seats waiting or watching (or between steps): none, and there is nothing
     /// to look at after a write.
-    seated: &'a AtomicU32,
-    next_ticket: &'a AtomicU64,
-    seats: &'a [Seat],
+    seated: &'static AtomicU32,
+    next_ticket: &'static AtomicU64,
+    seats: &'static [Seat],
 }
 
 thread_local! {
@@ -148,13 +148,13 @@ thread_local! {
     static CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
-impl<'a> Waiters<'a> {
+impl Waiters {
     pub fn new(
         lock: *mut pg_sys::LWLock,
-        seated: &'a AtomicU32,
-        next_ticket: &'a AtomicU64,
-        seats: &'a [Seat],
-    ) -> Waiters<'a> {
+        seated: &'static AtomicU32,
+        next_ticket: &'static AtomicU64,
+        seats: &'static [Seat],
+    ) -> Waiters {
         Waiters {
             lock,
             seated,
@@ -170,7 +170,7 @@ impl<'a> Waiters<'a> {
             return false;
         }
         let _shared = self.locked(pg_sys::LWLockMode::LW_SHARED);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         let mine = MY_SEAT.get();
         let my_ticket = mine
             .map(|index| &self.seats[index])
@@ -189,7 +189,7 @@ impl<'a> Waiters<'a> {
             return 0;
         }
         let _shared = self.locked(pg_sys::LWLockMode::LW_SHARED);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         self.seats
             .iter()
             .filter(|seat| seat.holds(place, now))
@@ -202,7 +202,7 @@ impl<'a> Waiters<'a> {
             return 0;
         }
         let _shared = self.locked(pg_sys::LWLockMode::LW_SHARED);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         self.seats
             .iter()
             .filter(|seat| {
@@ -216,10 +216,12 @@ impl<'a> Waiters<'a> {
     /// get a seat (more backends than the server counted): it then waits
     /// without a queue.
     pub fn sit(&self, place: Place, resume: bool, asking: Option<&Asking<'_>>) -> Option<Seated> {
+        // Before the lock: registering may raise (too many exit callbacks).
+        self.register_callbacks();
         let _exclusive = self.locked(pg_sys::LWLockMode::LW_EXCLUSIVE);
         let index = self.my_seat()?;
         let seat = &self.seats[index];
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         let kept =
             resume && seat.state.load(Ordering::Relaxed) == BETWEEN && seat.holds(place, now);
         if seat.state.load(Ordering::Relaxed) != WAITING
@@ -241,7 +243,11 @@ impl<'a> Waiters<'a> {
             unsafe { (*seat.claim.get()).set(asking) };
         }
         seat.state.store(WAITING, Ordering::Relaxed);
-        Some(Seated { place, index })
+        Some(Seated {
+            waiters: *self,
+            place,
+            index,
+        })
     }
 
     /// The first waiter in `place` (a lock's queue), if a release may hand it
@@ -251,7 +257,7 @@ impl<'a> Waiters<'a> {
             return None;
         }
         let _shared = self.locked(pg_sys::LWLockMode::LW_SHARED);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         let first = self
             .seats
             .iter()
@@ -269,7 +275,7 @@ impl<'a> Waiters<'a> {
     /// transaction handed it the lock at `rvn`.
     pub fn grant(&self, place: Place, ticket: u64, rvn: i64) {
         let _exclusive = self.locked(pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         if let Some(seat) = self
             .seats
             .iter()
@@ -284,7 +290,7 @@ impl<'a> Waiters<'a> {
     pub fn granted_to_me(&self, place: Place) -> Option<i64> {
         let seat = &self.seats[MY_SEAT.get()?];
         let rvn = seat.granted.load(Ordering::Relaxed);
-        (rvn != 0 && seat.holds(place, nanos(waiting::now()))).then_some(rvn)
+        (rvn != 0 && seat.holds(place, nanos(clock::now()))).then_some(rvn)
     }
 
     /// This backend's seat, taken now if it has none yet.  Under the lock.
@@ -303,7 +309,6 @@ impl<'a> Waiters<'a> {
         seat.process.store(process, Ordering::Relaxed);
         seat.state.store(IDLE, Ordering::Relaxed);
         MY_SEAT.set(Some(index));
-        register_callbacks();
         Some(index)
     }
 
@@ -314,7 +319,7 @@ impl<'a> Waiters<'a> {
             let _exclusive = self.locked(pg_sys::LWLockMode::LW_EXCLUSIVE);
             let seat = &self.seats[seated.index];
             if between_steps {
-                let lapses = nanos(waiting::now() + BETWEEN_STEPS);
+                let lapses = nanos(clock::now() + BETWEEN_STEPS);
                 seat.lapses.store(lapses, Ordering::Relaxed);
                 seat.state.store(BETWEEN, Ordering::Relaxed);
                 return;
@@ -333,7 +338,7 @@ impl<'a> Waiters<'a> {
         }
         let keys: HashSet<(u32, u64)> = keys.iter().copied().collect();
         let _shared = self.locked(pg_sys::LWLockMode::LW_SHARED);
-        let now = nanos(waiting::now());
+        let now = nanos(clock::now());
         // The first of each queue: (kind, database, key) -> (ticket, seat).
         let mut first: std::collections::HashMap<(u32, u32, u64), (u64, usize)> =
             std::collections::HashMap::new();
@@ -476,6 +481,7 @@ impl Claim {
 
 /// A place taken in a queue; dropping it leaves the queue and wakes the next.
 pub struct Seated {
+    waiters: Waiters,
     place: Place,
     index: usize,
 }
@@ -483,70 +489,74 @@ pub struct Seated {
 impl Seated {
     /// Keep the place for the committing procedure's next step.
     pub fn keep_between_steps(self) {
-        if let Some(shared) = shared_memory::get() {
-            shared.waiters.leave(&self, true);
-        }
+        self.waiters.leave(&self, true);
         std::mem::forget(self);
     }
 }
 
 impl Drop for Seated {
     fn drop(&mut self) {
-        if let Some(shared) = shared_memory::get() {
-            shared.waiters.leave(self, false);
+        self.waiters.leave(self, false);
+    }
+}
+
+impl Waiters {
+    /// Note that this transaction took the name lock of the lock `key` (or of
+    /// a semaphore's slots): its waiters are woken when the transaction ends.
+    pub fn touched(&self, database: u32, key: u64) {
+        self.register_callbacks();
+        TOUCHED.with_borrow_mut(|touched| touched.push((database, key)));
+    }
+
+    /// Register, once per backend, the wake-ups at the end of each transaction
+    /// and the clean-up at exit, each given these seats.
+    fn register_callbacks(&self) {
+        if CALLBACKS.get() {
+            return;
         }
-    }
-}
-
-/// Note that this transaction took the name lock of the lock `key` (or of a
-/// semaphore's slot): its waiters are woken when the transaction ends.
-pub fn touched(database: u32, key: u64) {
-    if shared_memory::get().is_none() {
-        return;
-    }
-    register_callbacks();
-    TOUCHED.with_borrow_mut(|touched| touched.push((database, key)));
-}
-
-/// Register, once per backend, the wake-ups at the end of each transaction and
-/// the clean-up at exit.
-fn register_callbacks() {
-    if CALLBACKS.replace(true) {
-        return;
-    }
-    // SAFETY: plain functions registered for the backend's life; neither
-    // raises (see each).
-    unsafe {
-        pg_sys::RegisterResourceReleaseCallback(Some(transaction_ended), std::ptr::null_mut());
-        pg_sys::before_shmem_exit(Some(backend_exits), pg_sys::Datum::from(0usize));
+        let waiters: *mut Waiters = Box::into_raw(Box::new(*self));
+        // SAFETY: functions registered for the backend's life with a copy of
+        // these seats (which live as long as shared memory) that is never
+        // freed; neither raises (see each).
+        unsafe {
+            pg_sys::RegisterResourceReleaseCallback(Some(transaction_ended), waiters.cast());
+            pg_sys::before_shmem_exit(Some(backend_exits), pg_sys::Datum::from(waiters));
+        }
+        CALLBACKS.set(true);
     }
 }
 
 /// After a top-level transaction released its locks: wake the waiters of the
 /// locks it touched.  Must not raise: it runs after the commit.
+///
+/// # Safety
+/// Only as registered by `register_callbacks`, with its `waiters`.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn transaction_ended(
     phase: pg_sys::ResourceReleasePhase::Type,
     _is_commit: bool,
     is_top_level: bool,
-    _arg: *mut std::ffi::c_void,
+    waiters: *mut std::ffi::c_void,
 ) {
     if phase != pg_sys::ResourceReleasePhase::RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level {
         return;
     }
     let touched = TOUCHED.with_borrow_mut(std::mem::take);
-    if let (false, Some(shared)) = (touched.is_empty(), shared_memory::get()) {
-        shared.waiters.wake(&touched);
+    if !touched.is_empty() {
+        // SAFETY: as the caller guarantees.
+        unsafe { &*waiters.cast::<Waiters>() }.wake(&touched);
     }
 }
 
 /// The backend exits (a `pg_terminate_backend` included): leave any queue and
 /// free the seat.
+///
+/// # Safety
+/// Only as registered by `register_callbacks`, with its `waiters`.
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn backend_exits(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
-    if let Some(shared) = shared_memory::get() {
-        shared.waiters.free_mine();
-    }
+unsafe extern "C-unwind" fn backend_exits(_code: std::ffi::c_int, waiters: pg_sys::Datum) {
+    // SAFETY: as the caller guarantees.
+    unsafe { &*waiters.cast_mut_ptr::<Waiters>() }.free_mine();
 }
 
 fn nanos(time: Duration) -> u64 {

@@ -64,8 +64,7 @@ rm -rf "$work"
 trap finish EXIT
 
 say "a server of $("$pg_config" --version), pglock $version preloaded, on port $port"
-tree_initdb "$pg_config" "$work"
-tree_configure "$work" "$port" shared_preload_libraries=pglock
+tree_create "$pg_config" "$work" "$port" shared_preload_libraries=pglock
 tree_start "$pg_config" "$work"
 sql() { tree_sql "$pg_config" "$work" "$port" "$@"; }
 

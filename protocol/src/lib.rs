@@ -9,19 +9,23 @@
 //! - [`waiting`]: the one waiting loop, as a state machine the server and the
 //!   client drive: when a holder's RVN has stood still long enough to take its
 //!   lock over, when to try again, when to give up
-//! - [`semaphore`]: at most so many holders of one name, each holding a slot
-//! - [`limits`]: what the server accepts, so a client can check first
+//! - [`semaphore`]: at most so many holders of one name, each holding a slot,
+//!   named as [`slot_names`] says
+//! - [`limits`], [`arguments`]: what the server accepts, and the rule of each
+//!   argument, written once for the server and the clients
 //!
 //! The extension implements [`Store`] over `pglock.locks` and its shared memory
 //! (what the server observed, its queues of waiters); the Rust client drives the
 //! waiting machine where the server cannot wait for it, and checks the limits.  The tests here run the steps against an
 //! in-memory store, races and stale snapshots included.
 
+pub mod arguments;
 pub mod decide;
 pub mod error;
 pub mod limits;
 pub mod lock;
 pub mod semaphore;
+pub mod slot_names;
 pub mod steps;
 pub mod store;
 pub mod waiting;
@@ -29,8 +33,9 @@ pub mod waiting;
 #[cfg(test)]
 mod tests;
 
+pub use arguments::ArgumentError;
 pub use error::{NotHeldReason, ProtocolError};
-pub use lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
+pub use lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Recorded, Released, RoleId};
 pub use steps::{AcquireOutcome, AcquireRequest, FenceRequest, HeartbeatRequest, ReleaseRequest};
 pub use store::{Fencing, Fields, Queue, Store};
 pub use waiting::{Clock, Next, Seen, Wait, Watch};

@@ -53,6 +53,16 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// The holder this lock records.
+    pub fn recorded(&self) -> Recorded<'_> {
+        Recorded {
+            owner: &self.owner,
+            rvn: self.rvn,
+            role: self.holder_role,
+            released: self.released,
+        }
+    }
+
     /// The data as `caller` may see it: a lock's data is its holder role's
     /// private checkpoint, so another role sees none.
     pub fn data_for(&self, caller: RoleId) -> Option<&[u8]> {
@@ -77,6 +87,27 @@ pub struct Holder<'a> {
     pub owner: &'a str,
     pub rvn: i64,
     pub role: RoleId,
+}
+
+/// The holder a stored lock records, borrowed from it as the store reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded<'a> {
+    pub owner: &'a str,
+    pub rvn: i64,
+    pub role: RoleId,
+    pub released: bool,
+}
+
+impl Holder<'_> {
+    /// Whether `recorded` is this exact holder: the lock is not released and its
+    /// owner, RVN and role are this holder's.  The one rule every heartbeat,
+    /// release, hand-over and fence matches a lock by.
+    pub fn is(&self, recorded: Recorded<'_>) -> bool {
+        !recorded.released
+            && recorded.owner == self.owner
+            && recorded.rvn == self.rvn
+            && recorded.role == self.role
+    }
 }
 
 /// What a release did.

@@ -24,24 +24,7 @@ use crate::steps::AcquireRequest;
 use crate::store::{Fields, Queue, Store};
 use crate::waiting::{drive, Clock, Wait, WaitEnded};
 
-/// The name of slot `slot` (counted from 1) of semaphore `name`.
-pub fn slot_name(name: &str, slot: u32) -> String {
-    format!("{name}#{slot}")
-}
-
-/// The semaphore and slot a lock name is a slot of, if it is one: `<name>#<k>`
-/// with `k` from 1 to [`crate::limits::MAX_SLOTS`], written as [`slot_name`]
-/// writes it.
-pub fn semaphore_of(lock_name: &str) -> Option<(&str, u32)> {
-    let (name, slot) = lock_name.rsplit_once('#')?;
-    if slot.starts_with('0') || !slot.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    let slot: u32 = slot.parse().ok()?;
-    (1..=crate::limits::MAX_SLOTS)
-        .contains(&slot)
-        .then_some((name, slot))
-}
+pub use crate::slot_names::{semaphore_of, slot_name};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SlotRequest<'a> {
@@ -99,26 +82,4 @@ pub fn acquire_slot(
         }),
         WaitEnded::TimedOut { .. } => None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slots_name_says_which_semaphore_and_slot_it_is() {
-        assert_eq!(semaphore_of(&slot_name("exports", 3)), Some(("exports", 3)));
-        assert_eq!(semaphore_of("a#b#1000"), Some(("a#b", 1000)));
-        for not_a_slot in [
-            "exports",
-            "exports#",
-            "exports#0",
-            "exports#01",
-            "x#1001",
-            "x#-1",
-            "x#1a",
-        ] {
-            assert_eq!(semaphore_of(not_a_slot), None, "{not_a_slot}");
-        }
-    }
 }

@@ -16,7 +16,7 @@
 use crate::decide::{data_change, decide_acquire, why_not_held, AcquireDecision};
 use crate::error::ProtocolError;
 use crate::lock::{Claim, DataChange, Heir, Holder, Lease, Lock, Released, RoleId};
-use crate::semaphore::semaphore_of;
+use crate::slot_names::semaphore_of;
 use crate::store::{Fencing, Fields, Queue, Store};
 
 #[derive(Debug, Clone, Copy)]
@@ -220,13 +220,13 @@ fn handed(
     request: &AcquireRequest<'_>,
     current: Option<&Lock>,
 ) -> Option<AcquireOutcome> {
-    let rvn = store.handed_to_me(request.name)?;
-    let lock = current.filter(|lock| {
-        lock.rvn == rvn
-            && !lock.released
-            && lock.owner == request.owner
-            && lock.holder_role == store.caller()
-    })?;
+    let me = Holder {
+        name: request.name,
+        owner: request.owner,
+        rvn: store.handed_to_me(request.name)?,
+        role: store.caller(),
+    };
+    let lock = current.filter(|lock| me.is(lock.recorded()))?;
     // The data as stored (polls read none).
     let data = store
         .read(request.name, Fields::WithData)

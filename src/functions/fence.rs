@@ -4,9 +4,9 @@ use pglock_protocol::steps::{self, FenceRequest};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::error::PglockError;
-use crate::ffi;
+use crate::error::SqlError;
 use crate::input;
+use crate::session;
 use crate::store::{Access, Backend};
 
 /// Checks that the caller holds the lock and keeps it so until the caller's
@@ -22,13 +22,18 @@ fn pglock_fence(
     owner: Option<&str>,
     rvn: Option<i64>,
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_fence");
+    Ok(fence(name, owner, rvn)?)
+}
+
+fn fence(name: Option<&str>, owner: Option<&str>, rvn: Option<i64>) -> Result<i64, SqlError> {
+    session::refuse_if_read_only(c"pglock_fence");
     let request = FenceRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
         rvn: input::rvn("rvn", rvn)?,
     };
-    let fenced = steps::fence(&mut Backend::for_current_user(Access::Write)?, &request)
-        .map_err(PglockError::Protocol)?;
-    Ok(fenced)
+    Ok(steps::fence(
+        &mut Backend::for_current_user(Access::Write)?,
+        &request,
+    )?)
 }

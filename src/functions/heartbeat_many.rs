@@ -5,9 +5,9 @@ use pglock_protocol::steps;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::counters;
-use crate::ffi;
+use super::count_many;
 use crate::input;
+use crate::session;
 use crate::store::{Access, Backend};
 
 /// Renews each lock of `names` (with its RVN from `rvns`) that `owner` holds for
@@ -33,7 +33,7 @@ fn pglock_heartbeat_many(
     >,
     ErrorReport,
 > {
-    ffi::refuse_if_read_only(c"pglock_heartbeat_many");
+    session::refuse_if_read_only(c"pglock_heartbeat_many");
     let owner = input::label("owner", owner)?;
     let locks = input::renewals(
         names.as_ref().map(|names| names.iter().collect()),
@@ -47,8 +47,8 @@ fn pglock_heartbeat_many(
         lease.as_ref(),
     );
     let kept = renewed.iter().filter(|rvn| rvn.is_some()).count() as u64;
-    counters::add(|c| &c.heartbeats, kept);
-    counters::add(|c| &c.failed_heartbeats, renewed.len() as u64 - kept);
+    count_many(|c| &c.heartbeats, kept);
+    count_many(|c| &c.failed_heartbeats, renewed.len() as u64 - kept);
     let rows: Vec<_> = locks
         .iter()
         .zip(renewed)

@@ -1,39 +1,49 @@
 //! The lease functions: acquire, heartbeat, release (one or all of an owner's),
 //! get, and the operators' forced release and counters.
+//!
+//! A function that runs a protocol step is a wrapper that raises what its body
+//! ends with; the body's `?` turns each error into the ERROR (`SqlError`),
+//! located at that `?`.
 
 use std::sync::atomic::Ordering;
 
 use pglock_protocol::steps::{self, HeartbeatRequest, ReleaseRequest};
 use pglock_protocol::{Fields, Queue, Store};
+use pgrx::fcinfo::pg_getarg;
 use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
 
-use super::{acquire_request, acquire_row, count_acquire, AcquireRow};
-use crate::counters;
-use crate::error::PglockError;
-use crate::ffi;
+use super::rows::{self, AcquireArguments, AcquireRow, LockRow};
+use super::{acquire_request, count, count_acquire, count_many};
+use crate::error::{raise, PglockError, SqlError};
 use crate::input;
-use crate::interval::interval_of;
+use crate::session;
 use crate::shared_memory;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
 
-/// `pglock_acquire` (its C entry point is in `ffi::entry`, its declaration in
-/// sql/lease_functions.sql): the caller's new lock, or the holder's.
-pub(crate) fn acquire(
-    name: Option<&str>,
-    owner: Option<&str>,
-    lease: Option<Interval>,
-    data: Option<&[u8]>,
-    replace_data: Option<bool>,
-    observed_rvn: Option<i64>,
-) -> Result<AcquireRow, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_acquire");
-    let request = acquire_request(name, owner, lease, data, replace_data, observed_rvn)?;
+/// `pglock_acquire(name, owner, lease, data, replace_data, observed_rvn)`'s C
+/// entry point (declared in sql/lease_functions.sql).
+///
+/// # Safety
+/// Called by fmgr only, for that declaration.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_acquire_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    // SAFETY: as the caller guarantees.
+    unsafe { rows::acquire_entry(fcinfo, "observed_rvn", acquire) }
+}
+rows::finfo_v1!(pg_finfo_pglock_acquire_wrapper);
+
+/// `pglock_acquire`: the caller's new lock, or the holder's.
+fn acquire(arguments: AcquireArguments<'_, i64>) -> Result<AcquireRow, SqlError> {
+    session::refuse_if_read_only(c"pglock_acquire");
+    let request = acquire_request(&arguments, arguments.last)?;
     let mut backend = Backend::for_current_user(Access::Write)?;
-    let outcome = steps::acquire(&mut backend, &request).map_err(PglockError::Protocol)?;
+    let outcome = steps::acquire(&mut backend, &request)?;
     count_acquire(outcome.as_ref());
-    Ok(acquire_row(outcome))
+    Ok(outcome.into())
 }
 
 #[pg_extern(volatile, parallel_unsafe)]
@@ -45,7 +55,18 @@ fn pglock_heartbeat(
     replace_data: default!(Option<bool>, false),
     lease: default!(Option<Interval>, "NULL"),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_heartbeat");
+    Ok(heartbeat(name, owner, rvn, data, replace_data, lease)?)
+}
+
+fn heartbeat(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    data: Option<&[u8]>,
+    replace_data: Option<bool>,
+    lease: Option<Interval>,
+) -> Result<i64, SqlError> {
+    session::refuse_if_read_only(c"pglock_heartbeat");
     let request = HeartbeatRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -55,11 +76,11 @@ fn pglock_heartbeat(
         lease: input::optional_lease("lease", lease)?,
     };
     let renewed = steps::heartbeat(&mut Backend::for_current_user(Access::Write)?, &request);
-    counters::count(|c| match renewed {
+    count(|c| match renewed {
         Ok(_) => &c.heartbeats,
         Err(_) => &c.failed_heartbeats,
     });
-    Ok(renewed.map_err(PglockError::Protocol)?)
+    Ok(renewed?)
 }
 
 #[pg_extern(volatile, parallel_unsafe)]
@@ -70,7 +91,17 @@ fn pglock_release(
     keep: default!(Option<bool>, false),
     data: default!(Option<&[u8]>, "NULL"),
 ) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_release");
+    Ok(release(name, owner, rvn, keep, data)?)
+}
+
+fn release(
+    name: Option<&str>,
+    owner: Option<&str>,
+    rvn: Option<i64>,
+    keep: Option<bool>,
+    data: Option<&[u8]>,
+) -> Result<bool, SqlError> {
+    session::refuse_if_read_only(c"pglock_release");
     let request = ReleaseRequest {
         name: input::label("name", name)?,
         owner: input::label("owner", owner)?,
@@ -78,10 +109,9 @@ fn pglock_release(
         keep: input::flag("keep", keep)?,
         data: input::data(data)?,
     };
-    let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)
-        .map_err(PglockError::Protocol)?;
+    let released = steps::release(&mut Backend::for_current_user(Access::Write)?, &request)?;
     if released {
-        counters::count(|c| &c.released);
+        count(|c| &c.released);
     }
     Ok(released)
 }
@@ -91,11 +121,11 @@ fn pglock_release_all(
     owner: Option<&str>,
     keep: default!(Option<bool>, false),
 ) -> Result<i64, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_release_all");
+    session::refuse_if_read_only(c"pglock_release_all");
     let owner = input::label("owner", owner)?;
     let keep = input::flag("keep", keep)?;
     let released = steps::release_all(&mut Backend::for_current_user(Access::Write)?, owner, keep);
-    counters::add(|c| &c.released, released as u64);
+    count_many(|c| &c.released, released as u64);
     Ok(released)
 }
 
@@ -103,11 +133,11 @@ fn pglock_release_all(
 /// role may have been dropped).  For `pglock_admin` and superusers.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pglock_force_release(name: Option<&str>) -> Result<bool, ErrorReport> {
-    ffi::refuse_if_read_only(c"pglock_force_release");
+    session::refuse_if_read_only(c"pglock_force_release");
     let name = input::label("name", name)?;
     let released = steps::force_release(&mut Backend::for_current_user(Access::Write)?, name);
     if released {
-        counters::count(|c| &c.force_released);
+        count(|c| &c.force_released);
     }
     Ok(released)
 }
@@ -163,31 +193,41 @@ fn pglock_preloaded() -> bool {
     shared_memory::get().is_some()
 }
 
-/// `pglock_get` (its C entry point is in `ffi::entry`): the lock as it is now,
-/// its data only for the holder's own role.
-pub(crate) fn get(name: Option<&str>) -> Result<Option<LockRow>, ErrorReport> {
+/// `pglock_get(name)`'s C entry point: one row, or none.
+///
+/// # Safety
+/// Called by fmgr only, for the declaration in sql/lease_functions.sql.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn pglock_get_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    // SAFETY: as the caller guarantees; the one argument is checked by name.
+    let name = unsafe {
+        rows::check_arguments(fcinfo, &["name"]);
+        pg_getarg(fcinfo, 0)
+    };
+    let row = match get(name) {
+        Ok(row) => row,
+        Err(error) => raise(error),
+    };
+    // SAFETY: a set-returning function returning pglock_get_result.
+    unsafe { rows::one_row_or_none(fcinfo, row) }
+}
+rows::finfo_v1!(pg_finfo_pglock_get_wrapper);
+
+/// `pglock_get`: the lock as it is now, its data only for the holder's own role.
+fn get(name: Option<&str>) -> Result<Option<LockRow>, SqlError> {
     let name = input::label("name", name)?;
     let mut backend = Backend::for_current_user(Access::Read)?;
     Ok(lock_row(&mut backend, name))
 }
 
 /// The lock `name` as `pglock_get` shows it to the caller.
-pub(crate) fn lock_row(backend: &mut Backend, name: &str) -> Option<LockRow> {
+pub(super) fn lock_row(backend: &mut Backend, name: &str) -> Option<LockRow> {
     let caller = backend.caller_role();
-    backend.read(name, Fields::WithData).map(|lock| {
-        (
-            name.to_owned(),
-            lock.owner.clone(),
-            lock.rvn,
-            interval_of(&lock.lease),
-            lock.data_for(caller).map(<[u8]>::to_vec),
-            lock.released,
-        )
-    })
+    backend
+        .read(name, Fields::WithData)
+        .map(|lock| LockRow::of(name, &lock, caller))
 }
-
-/// The row `pglock_get` returns: `(name, owner, rvn, lease, data, released)`.
-pub(crate) type LockRow = (String, String, i64, Interval, Option<Vec<u8>>, bool);
 
 /// Internal functions live in pglock's own schema (created by sql/schema.sql).
 #[pg_schema]
@@ -215,7 +255,7 @@ pub mod pglock {
         _trigger: &'a PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
         if let Some(shared) = shared_memory::get() {
-            shared.observations.unseen_writes(crate::waiting::now());
+            shared.observations.unseen_writes(crate::clock::now());
         }
         Ok(None)
     }

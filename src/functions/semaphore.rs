@@ -3,18 +3,17 @@
 
 use std::time::Duration;
 
-use pglock_protocol::semaphore::{self, SlotRequest};
+use pglock_protocol::semaphore::{self, Slot, SlotRequest};
 use pglock_protocol::Queue;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use super::{count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
-use crate::counters;
-use crate::error::PglockError;
+use super::{count, count_wait, deadline_after, refuse_transaction_snapshot, seat_for};
+use crate::error::SqlError;
 use crate::input;
 use crate::store::{Access, Backend};
 use crate::waiters::Kind;
-use crate::{ffi, waiting as clock};
+use crate::{clock, session};
 
 /// Takes a free slot of semaphore `name` (of `slots`, by this caller's count),
 /// lowest first; with a `wait_timeout` above zero it waits for one as
@@ -41,8 +40,23 @@ fn pglock_acquire_slot(
     >,
     ErrorReport,
 > {
+    let slot = acquire_slot(name, owner, slots, lease, data, wait_timeout)?;
+    Ok(TableIterator::once(match slot {
+        Some(slot) => (true, Some(slot.slot_name), Some(slot.rvn)),
+        None => (false, None, None),
+    }))
+}
+
+fn acquire_slot(
+    name: Option<&str>,
+    owner: Option<&str>,
+    slots: Option<i32>,
+    lease: Option<Interval>,
+    data: Option<&[u8]>,
+    wait_timeout: Option<Interval>,
+) -> Result<Option<Slot>, SqlError> {
     let start = clock::now();
-    ffi::refuse_if_read_only(c"pglock_acquire_slot");
+    session::refuse_if_read_only(c"pglock_acquire_slot");
     let request = SlotRequest {
         name: input::semaphore_name("name", name)?,
         owner: input::label("owner", owner)?,
@@ -59,18 +73,14 @@ fn pglock_acquire_slot(
     let deadline = deadline_after(start, wait);
     let mut backend = Backend::for_current_user(Access::Write)?;
     let queue = Queue::Slots(request.name);
-    let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false);
-    let slot =
-        semaphore::acquire_slot(&mut backend, &request, deadline).map_err(PglockError::Protocol)?;
+    let seat = seat_for(&backend, Kind::Slots, queue, start, deadline, false, None);
+    let slot = semaphore::acquire_slot(&mut backend, &request, deadline)?;
     drop(seat);
     count_wait(backend.slept, start, slot.is_some());
-    counters::count(|c| match &slot {
+    count(|c| match &slot {
         Some(slot) if slot.taken_over => &c.taken_over,
         Some(_) => &c.acquired,
         None => &c.refused,
     });
-    Ok(TableIterator::once(match slot {
-        Some(slot) => (true, Some(slot.slot_name), Some(slot.rvn)),
-        None => (false, None, None),
-    }))
+    Ok(slot)
 }

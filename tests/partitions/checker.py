@@ -6,7 +6,7 @@
 
 A history is one JSON object per line, in any order across sources:
 
-* client operations, each with "client" and "op" (see client/examples/
+* client operations, each with "client" and "op" (see clients/rust/examples/
   partition_worker.rs): start (lease, period, margin), acquire, renew, heartbeat,
   lost, write, release, stop. Times ("invoke", "complete", "t") are
   CLOCK_MONOTONIC seconds of the machine. Outcomes are "ok", "fail" (known not

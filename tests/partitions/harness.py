@@ -39,7 +39,21 @@ from typing import Any, Callable
 # --- paths, names and addresses: everything the harness depends on ------------
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def find_repo(start: str) -> str:
+    """The checkout: the first folder above `start` with scripts/as-postgres (so
+    this folder can move within the tree)."""
+    folder = start
+    while not os.path.exists(os.path.join(folder, "scripts", "as-postgres")):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            raise SystemExit(f"no scripts/as-postgres above {start}")
+        folder = parent
+    return folder
+
+
+REPO = find_repo(HERE)
 AS_POSTGRES = os.path.join(REPO, "scripts", "as-postgres")
 CHECKER = os.path.join(HERE, "checker.py")
 FAULTPROXY = os.path.join(HERE, "faultproxy.py")

@@ -20,8 +20,9 @@ set -euo pipefail
 
 # --- paths: everything this script depends on ---------------------------------
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-rust_client_package=pglock-client                  # the crate of client/examples/partition_worker.rs
+repo=$here                                          # the checkout: where scripts/as-postgres is
+until [[ -e $repo/scripts/as-postgres || $repo == / ]]; do repo=$(dirname "$repo"); done
+rust_client_package=pglock-client                  # the crate of clients/rust/examples/partition_worker.rs
 rust_worker_example=partition_worker
 go_module=$repo/clients/go                          # holds cmd/partition-worker
 python_pins=$repo/clients/python/requirements-test.txt

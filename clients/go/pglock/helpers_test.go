@@ -88,7 +88,7 @@ var (
 
 // createRoles creates the tests' roles, guarded against concurrent creation
 // (by another run of these tests, or the project's other suites) by an
-// advisory lock, as tests/common/mod.rs does.
+// advisory lock, as tests/over_connections/src/lib.rs does.
 func createRoles() {
 	db, err := sql.Open("postgres", dsn(superuser()))
 	if err != nil {

@@ -240,12 +240,9 @@ impl World {
     }
 
     fn held_exactly(&self, holder: &Holder<'_>) -> bool {
-        self.locks.get(holder.name).is_some_and(|lock| {
-            !lock.released
-                && lock.owner == holder.owner
-                && lock.rvn == holder.rvn
-                && lock.holder_role == holder.role
-        })
+        self.locks
+            .get(holder.name)
+            .is_some_and(|lock| holder.is(lock.recorded()))
     }
 
     fn store_data(current: Option<Vec<u8>>, change: DataChange<'_>) -> Option<Vec<u8>> {

@@ -15,7 +15,7 @@ whatever it would have answered. (A cancel request would not do: a commit that
 waits for a synchronous standby, cancelled, commits locally and answers success
 with a WARNING.)
 
-Lines are those of the Rust worker (client/examples/partition_worker.rs), with
+Lines are those of the Rust worker (clients/rust/examples/partition_worker.rs), with
 `heartbeat` for each explicit heartbeat (invoke, complete, outcome, rvn) and
 `server` (the node's address, from inet_server_addr()) on lock writes that
 succeeded. `TRUST_CANCELLED=1` in the environment makes it cancel instead and

@@ -5,7 +5,7 @@ every operation as one JSON line on stdout, for the history checker.
     python_worker.py CLIENT CONNINFO STORE_CONNINFO LOCKS LEASE_MS PERIOD_MS RUN_MS SEED
 
 The arguments and lines are those of the Rust worker
-(client/examples/partition_worker.rs). Needs psycopg 3 and the client's
+(clients/rust/examples/partition_worker.rs). Needs psycopg 3 and the client's
 package on the path (PYTHONPATH=clients/python/src).
 """
 

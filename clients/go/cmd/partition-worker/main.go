@@ -11,7 +11,7 @@
 // comma-separated list of lock names. It runs for RUN_MS (or until SIGTERM),
 // then releases what it holds and ends. It holds each lock for 0.2 to 1.2
 // leases, or PGLOCK_WORKER_HOLD=LOW,HIGH leases. The lines are those of the Rust worker
-// (client/examples/partition_worker.rs): start, acquire, renew, lost, write,
+// (clients/rust/examples/partition_worker.rs): start, acquire, renew, lost, write,
 // release, stop; times are CLOCK_MONOTONIC seconds.
 package main
 
