@@ -88,7 +88,10 @@ impl Client {
             .map(|limit| (Instant::now() + limit, limit));
         // One plain try first, on the client's own connection: a free lock needs
         // no wait, nor a connection to wait on.
-        if let TryAcquireOutcome::Acquired(lock) = self.try_acquire_with(name, options).await? {
+        let first = self
+            .try_acquire_within(name, options, self.limit_before(deadline))
+            .await?;
+        if let TryAcquireOutcome::Acquired(lock) = first {
             return Ok(lock);
         }
         if let Some(waits) = self.server_waits().await {
@@ -107,7 +110,8 @@ impl Client {
             };
             match next {
                 Next::Attempt { observed_rvn, .. } => {
-                    let (row, sent) = self.attempt(name, options, observed_rvn).await?;
+                    let limit = self.limit_before(deadline);
+                    let (row, sent) = self.attempt(name, options, observed_rvn, limit).await?;
                     if row.acquired {
                         self.seen().forget(name);
                         let rvn = row.holder.map_or(0, |holder| holder.rvn);
@@ -156,7 +160,13 @@ impl Client {
                     .saturating_duration_since(sent)
                     .min(config.heartbeat_period())
             });
-            let limit = config.call_timeout().map(|limit| limit + wait);
+            // The server answers once `wait` is over; its answer has a
+            // heartbeat period to come back (or the call's own limit).
+            let limit = match (config.call_timeout(), deadline) {
+                (Some(limit), _) => Some(limit + wait),
+                (None, Some(_)) => Some(wait + config.heartbeat_period()),
+                (None, None) => None,
+            };
             let call = &call;
             let row = waits
                 .call(limit, "pglock_acquire_wait", |sql| async move {
@@ -203,8 +213,36 @@ impl Client {
         name: &str,
         options: &AcquireOptions,
     ) -> Result<TryAcquireOutcome, Error> {
+        self.try_acquire_within(name, options, self.config().call_timeout())
+            .await
+    }
+
+    /// The time limit of a call made at `now` by a waiting acquire whose
+    /// deadline is `deadline`: the time left plus one heartbeat period (an
+    /// answer on its way when the wait ends still counts), and never more than
+    /// the client's call timeout. A call on a connection that went silent (a
+    /// host cut off, a server that stopped answering) so ends with the wait,
+    /// not when TCP gives up. Dropped at its limit, a call may still have taken
+    /// the lock in the server: it lapses after its lease, as when the future is
+    /// dropped.
+    fn limit_before(&self, deadline: Option<(Instant, Duration)>) -> Option<Duration> {
+        let config = self.config();
+        let Some((deadline, _)) = deadline else {
+            return config.call_timeout();
+        };
+        let left = deadline.saturating_duration_since(Instant::now()) + config.heartbeat_period();
+        Some(config.call_timeout().map_or(left, |limit| limit.min(left)))
+    }
+
+    /// [`Client::try_acquire_with`], its call limited to `limit`.
+    async fn try_acquire_within(
+        &self,
+        name: &str,
+        options: &AcquireOptions,
+        limit: Option<Duration>,
+    ) -> Result<TryAcquireOutcome, Error> {
         let presented = self.seen().takeover_rvn(name, Instant::now());
-        let (row, sent) = self.attempt(name, options, presented).await?;
+        let (row, sent) = self.attempt(name, options, presented, limit).await?;
         if row.acquired {
             self.seen().forget(name);
             let rvn = row.holder.as_ref().map_or(0, |holder| holder.rvn);
@@ -225,13 +263,14 @@ impl Client {
         }))
     }
 
-    /// One `pglock_acquire` of `name`, presenting `observed_rvn`: its row, and
-    /// when the request was sent.
+    /// One `pglock_acquire` of `name`, presenting `observed_rvn`, abandoned
+    /// after `limit`: its row, and when the request was sent.
     pub(crate) async fn attempt(
         &self,
         name: &str,
         options: &AcquireOptions,
         observed_rvn: Option<i64>,
+        limit: Option<Duration>,
     ) -> Result<(AcquireRow, Instant), Error> {
         let config = self.config();
         let call = AcquireCall {
@@ -244,7 +283,7 @@ impl Client {
         let owner = config.owner();
         let row = self
             .connection()
-            .call(config.call_timeout(), "pglock_acquire", |sql| async move {
+            .call(limit, "pglock_acquire", |sql| async move {
                 sql.acquire(name, owner, &call).await
             })
             .await

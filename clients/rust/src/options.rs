@@ -30,6 +30,12 @@ impl AcquireOptions {
 
     /// Give up a waiting acquire after `limit` with [`Error::Timeout`](crate::Error::Timeout); the last try
     /// is made at the limit. `try_acquire` ignores it. Default: wait forever.
+    ///
+    /// A call in flight at the limit gets one heartbeat period more for its
+    /// answer (never more than [`ClientConfig::with_call_timeout`](crate::ClientConfig::with_call_timeout)),
+    /// then is abandoned, also on a connection that went silent: the acquire
+    /// ends by `limit` plus a period. An abandoned call may still have taken the
+    /// lock in the server; it lapses after its lease.
     pub fn wait_at_most(mut self, limit: Duration) -> Self {
         self.wait_at_most = Some(limit);
         self

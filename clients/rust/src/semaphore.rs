@@ -179,7 +179,8 @@ impl Client {
                     ..
                 } => {
                     let slot = &names[target];
-                    let (row, sent) = self.attempt(slot, &per_slot, observed_rvn).await?;
+                    let limit = self.config().call_timeout();
+                    let (row, sent) = self.attempt(slot, &per_slot, observed_rvn, limit).await?;
                     if row.acquired {
                         self.seen().forget(slot);
                         let rvn = row.holder.map_or(0, |holder| holder.rvn);

@@ -457,6 +457,13 @@ class _Renewer:
                     rows = _run(
                         conn, _sql.HEARTBEAT_MANY, (client.owner, names, rvns), client._prepare
                     )
+                if watch.cancelled:
+                    # An answer to a call we cancelled is not to be believed: a
+                    # commit waiting for a synchronous standby, cancelled, commits
+                    # on this server alone and answers success (with a WARNING),
+                    # and a failover then loses it. Retried like any failure: the
+                    # next call finds the locks not renewed if it did commit.
+                    raise _CancelledAtLimit(f"no answer within {limit:.3g} s (cancelled)")
                 outcome = [(row[0], row[1], row[2]) for row in rows]
                 self.calls += 1
             except Exception as error:  # noqa: BLE001 - every failure of the call is retried
@@ -494,6 +501,10 @@ class _Renewer:
 _WATCH_THREAD = "pglock-call-watch"
 
 
+class _CancelledAtLimit(Exception):
+    """A renewal call cancelled at its limit, whatever it answered."""
+
+
 class _CallWatch:
     """While a renewal call is out: cancels it at its limit (on a connection that is
     ours alone), and declares lost the locks whose deadlines come meanwhile, so
@@ -502,6 +513,9 @@ class _CallWatch:
 
     def __init__(self, renewer: _Renewer, limit: float) -> None:
         self.conn: Connection | None = None
+        # Set before the cancel is sent: whatever the call answers after it
+        # counts for nothing.
+        self.cancelled = False
         self._renewer = renewer
         self._end = time.monotonic() + limit
         self._done = threading.Event()
@@ -536,6 +550,7 @@ class _CallWatch:
                 conn = self.conn
                 if conn is not None and renewer._client._connections.exclusive:
                     logger.info("renewal call out past its limit: cancelling it")
+                    self.cancelled = True
                     _cancel(conn)
 
 
