@@ -16,7 +16,9 @@
 #                   exporter, the .deb (15 only), a benchmark smoke run;
 #   at the end:     pg_upgrade 14 -> 18 with locks in use; on 15, locks through
 #                   a Patroni failover and switchover
-#                   (tests/high_availability/patroni.sh).
+#                   (tests/high_availability/patroni.sh), then network
+#                   partitions and bad links with histories a checker reads
+#                   (tests/partitions).
 #
 # Every part runs under a time limit, prints how long it took, and the command
 # ends with a table of the parts' times.  A part that fails or runs past its
@@ -123,11 +125,13 @@ client_tests() {
     cargo test -p pglock-client --all-features
 }
 
-# What the clients in other languages and the operations tests need, fetched
-# once: the Go modules and staticcheck, postgres_exporter and promtool.
+# What the clients in other languages, the operations tests and the fault
+# tests need, fetched once: the Go modules and staticcheck, postgres_exporter
+# and promtool, etcd, Patroni and the fault tests' workers.
 client_setup() {
     bash packaging/prometheus/setup.sh
     bash clients/go/test.sh --setup
+    bash tests/partitions/run.sh --setup
 }
 
 # pg_upgrade from OLD to NEW (both trees with pglock installed by this run);
@@ -181,6 +185,18 @@ ha_from_unenterable_checkout() {
     echo "running tests/high_availability/patroni.sh from $copy (postgres cannot enter it)"
     PGLOCK_HA_HOLDER=${CARGO_TARGET_DIR:-$REPO/target}/debug/examples/ha_holder \
         bash "$copy/tests/high_availability/patroni.sh"
+}
+
+# Network partitions and bad links under Patroni (tests/partitions), on 15's
+# tree; run.sh exits 77 where network namespaces cannot be made (it says why).
+partitions() {
+    local status=0
+    bash tests/partitions/run.sh --pg-config "$(pg_config_of 15)" || status=$?
+    if ((status == 77)); then
+        echo "SKIPPED: network namespaces cannot be made here (see above)"
+        return 0
+    fi
+    return "$status"
 }
 
 # `bash scripts/test.sh --part FUNCTION ARGS...` runs one part (used by `part`).
@@ -314,6 +330,7 @@ done
 if member 15 "${majors[@]}"; then
     part "high availability under Patroni, from a checkout postgres cannot enter" 15m \
         ha_from_unenterable_checkout
+    part "network partitions and bad links under Patroni (tests/partitions)" 30m partitions
 fi
 
 say "all tests passed on PostgreSQL ${majors[*]}"
