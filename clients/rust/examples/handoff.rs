@@ -8,8 +8,8 @@
 //!
 //! * latency: `ROUNDS` times (default 40), a waiter asleep in the server, then
 //!   the holder releases; the time from sending the release to the waiter's
-//!   answer (a pglock hand-off pays two durable commits in that time, the
-//!   release's and the waiter's; an advisory lock none);
+//!   answer (a pglock hand-off pays one durable commit in that time, the
+//!   release's, which writes the lock to the waiter; an advisory lock none);
 //! * throughput and fairness: 8 sessions loop wait-acquire + release on one
 //!   lock for `SECONDS` (default 8); hand-offs per second, and the most-served
 //!   session's count over the least-served's;
