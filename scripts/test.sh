@@ -136,20 +136,23 @@ client_setup() {
 
 # upgrade_source MAJOR: the pg_config of the tree pg_upgrade starts from.  For
 # 15 that is the 15.19 wheel (Debian's 15.20 cannot be upgraded to the 18 wheel:
-# see PG_UPGRADE_15_VERSION), with this run's build for 15 copied in, as a
-# package built against one minor release installs on another.
+# see PG_UPGRADE_15_VERSION), with the tarball this run built for 15 installed
+# by its own install.sh, as an operator installs a package built against
+# another minor release.
 upgrade_source() {
     if [[ $1 != 15 ]]; then
         pg_config_of "$1"
         return
     fi
-    local built to
-    built=$(pg_config_of 15)
-    to=$PG_WHEEL_ROOT/$PG_UPGRADE_15_VERSION/bin/pg_config
-    install -m 0755 "$("$built" --pkglibdir)/pglock.so" "$("$to" --pkglibdir)/"
+    local to=$PG_WHEEL_ROOT/$PG_UPGRADE_15_VERSION/bin/pg_config tarball work
+    tarball=$(compgen -G "${CARGO_TARGET_DIR:-$REPO/target}/packages/pglock-*-pg15-linux-*.tar.gz") \
+        || { echo "no pglock tarball for 15: the packaging part builds it" >&2; return 1; }
+    # Files of an earlier pglock that the tarball would not overwrite.
     rm -f "$("$to" --sharedir)"/extension/pglock.control "$("$to" --sharedir)"/extension/pglock--*.sql
-    install -m 0644 "$("$built" --sharedir)"/extension/pglock.control \
-        "$("$built" --sharedir)"/extension/pglock--*.sql "$("$to" --sharedir)/extension/"
+    work=$(mktemp -d)
+    tar -xzf "$tarball" -C "$work"
+    bash "$work/$(basename "$tarball" .tar.gz)/install.sh" "$to" >/dev/null
+    rm -rf "$work"
     echo "$to"
 }
 
