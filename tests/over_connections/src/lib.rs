@@ -31,13 +31,12 @@ pub const STATEMENT_TIMEOUT: &str = "-c statement_timeout=60s";
 
 /// The test database as `role`, for connecting later.
 pub fn config_as(role: &str) -> postgres::Config {
-    let port = env("PGPORT").parse().expect("PGPORT is a port number");
     let mut config = postgres::Config::new();
     config
-        .host_path(env("PGHOST"))
-        .port(port)
+        .host_path(server_socket_dir())
+        .port(server_port())
         .user(role)
-        .dbname(&env("PGLOCK_TEST_DB"))
+        .dbname(&test_database())
         .application_name("pglock-tests")
         .options(STATEMENT_TIMEOUT);
     config

@@ -12,8 +12,8 @@ use pglock_tests::proxy::Proxy;
 use pglock_tests::server::Server;
 use pglock_tests::{
     acquire, acquire_wait, assert_cancelled_by_request, backend_pid, connect, heartbeat, join,
-    join_all, release, sqlstate, unique_name, wait_until_blocked_by, SqlState, TerminateOnPanic,
-    STATEMENT_TIMEOUT,
+    join_all, release, server_port, server_socket_dir, sqlstate, test_database, unique_name,
+    wait_until_blocked_by, SqlState, TerminateOnPanic, STATEMENT_TIMEOUT,
 };
 
 const WORKERS: usize = 8;
@@ -336,16 +336,16 @@ fn a_killed_holder_is_taken_over_only_after_its_rvn_stood_still_for_a_lease() {
 #[test]
 fn a_heartbeat_whose_reply_is_lost_leaves_the_lock_whole_and_the_client_told() {
     let name = unique_name("lost-reply");
-    let port: u16 = std::env::var("PGPORT").unwrap().parse().unwrap();
-    let server_socket = std::env::var("PGHOST").unwrap();
+    let port = server_port();
+    let server_socket = server_socket_dir();
     let proxy_dir = std::env::temp_dir().join(format!("pglock-proxy-{}", std::process::id()));
-    let proxy = Proxy::start(&proxy_dir, server_socket.as_ref(), port);
+    let proxy = Proxy::start(&proxy_dir, &server_socket, port);
     let connect_through_proxy = || {
         postgres::Config::new()
             .host_path(&proxy.socket_dir)
             .port(port)
             .user("postgres")
-            .dbname(&std::env::var("PGLOCK_TEST_DB").unwrap())
+            .dbname(&test_database())
             .options(STATEMENT_TIMEOUT)
             .connect(postgres::NoTls)
             .expect("connect through the proxy")

@@ -2,8 +2,8 @@
 //! the table directly, and a role cannot heartbeat or release another role's lock.
 
 use pglock_tests::{
-    acquire, connect, connect_as, heartbeat, login_role, pglock_role, release, sqlstate,
-    unique_name, SqlState,
+    acquire, connect, connect_as, heartbeat, login_role, pglock_role, release, server_port,
+    server_socket_dir, sqlstate, unique_name, SqlState,
 };
 
 /// A login role that is not a pglock user.
@@ -127,10 +127,9 @@ fn only_a_superuser_can_install_pglock() {
     admin
         .batch_execute(&format!("CREATE DATABASE {database} OWNER db_owner"))
         .unwrap();
-    let port: u16 = std::env::var("PGPORT").unwrap().parse().unwrap();
     let mut owner = postgres::Config::new()
-        .host_path(std::env::var("PGHOST").unwrap())
-        .port(port)
+        .host_path(server_socket_dir())
+        .port(server_port())
         .user("db_owner")
         .dbname(&database)
         .connect(postgres::NoTls)
