@@ -185,7 +185,7 @@ round_trip() {
     shift 2
     local root=$work/$name/root server=$work/$name/server setting lines=()
     local bin=$root$PG_BIN
-    for setting in "$@"; do lines+=("${setting%%=*} = '${setting#*=}'"); done
+    for setting in "$@"; do lines+=("$(conf_line "$setting")"); done
     say "$name: a server from $bin on port $port"
     "$REPO/scripts/private-server" create "$bin" "$server" "$port" "${lines[@]}"
     "$REPO/scripts/private-server" start "$bin" "$server"

@@ -144,7 +144,8 @@ upgrade_source() {
         pg_config_of "$1"
         return
     fi
-    local to=$PG_WHEEL_ROOT/$PG_UPGRADE_15_VERSION/bin/pg_config tarball work
+    local to tarball work
+    to=$(wheel_pg_config "$PG_UPGRADE_15_VERSION")
     tarball=$(compgen -G "${CARGO_TARGET_DIR:-$REPO/target}/packages/pglock-*-pg15-linux-*.tar.gz") \
         || { echo "no pglock tarball for 15: the packaging part builds it" >&2; return 1; }
     # Files of an earlier pglock that the tarball would not overwrite.

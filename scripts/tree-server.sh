@@ -47,7 +47,7 @@ tree_create() {
     local pg_config=$1 dir=$2 port=$3 lines=()
     shift 3
     while (($#)) && [[ $1 != -- ]]; do
-        lines+=("${1%%=*} = '${1#*=}'")
+        lines+=("$(conf_line "$1")")
         shift
     done
     (($#)) && shift

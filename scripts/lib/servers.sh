@@ -8,7 +8,7 @@ pg_config_of() {
     if [[ $1 == 15 ]]; then
         echo /usr/lib/postgresql/15/bin/pg_config
     elif [[ $1 =~ ^[0-9]+$ && -n ${PG_WHEEL_VERSION[$1]:-} ]]; then
-        echo "$PG_WHEEL_ROOT/${PG_WHEEL_VERSION[$1]}/bin/pg_config"
+        wheel_pg_config "${PG_WHEEL_VERSION[$1]}"
     else
         echo "PostgreSQL '$1' is not supported; choose one of ${PG_MAJORS[*]}" >&2
         return 1
@@ -45,6 +45,17 @@ pg_option() {
     echo "$major"
 }
 
+# wheel_pg_config VERSION: the pg_config of that wheel's tree (install_wheel_tree).
+wheel_pg_config() {
+    echo "$PG_WHEEL_ROOT/$1/bin/pg_config"
+}
+
+# conf_line NAME=VALUE: that setting as a line of postgresql.conf, as
+# scripts/private-server takes its settings.
+conf_line() {
+    printf "%s = '%s'" "${1%%=*}" "${1#*=}"
+}
+
 # private_server_start NAME PORT [name=value...]
 # Creates and starts a server of the version use_postgres chose in
 # /tmp/pglock-NAME, with those settings; sets PGHOST and PGPORT.
@@ -52,7 +63,7 @@ private_server_start() {
     local name=$1 port=$2 setting lines=()
     shift 2
     PRIVATE_DIR=/tmp/pglock-$name
-    for setting in "$@"; do lines+=("${setting%%=*} = '${setting#*=}'"); done
+    for setting in "$@"; do lines+=("$(conf_line "$setting")"); done
     "$REPO/scripts/private-server" create "$PG_BIN" "$PRIVATE_DIR" "$port" "${lines[@]}"
     "$REPO/scripts/private-server" start "$PG_BIN" "$PRIVATE_DIR"
     export PGHOST=$PRIVATE_DIR/socket PGPORT=$port PGUSER=postgres
