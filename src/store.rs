@@ -22,7 +22,7 @@
 use std::cell::{Cell, OnceCell};
 use std::time::Duration;
 
-use pglock_protocol::semaphore::semaphore_of;
+use pglock_protocol::slot_names::semaphore_of;
 use pglock_protocol::waiting::Clock;
 use pglock_protocol::{
     Claim, DataChange, Fencing, Fields, Heir, Holder, Lease, Lock, Queue, Recorded, Released,
