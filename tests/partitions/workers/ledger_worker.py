@@ -24,16 +24,16 @@ believe the answer: the naive client the checker must catch.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
 import psycopg
+
+from worker_common import LockChooser, Store, emit, hold_factor, parse
 
 TRUST_CANCELLED = os.environ.get("TRUST_CANCELLED") == "1"
 
@@ -56,16 +56,6 @@ WITH r AS (SELECT pglock_release(%(name)s, %(owner)s, %(rvn)s, keep => true) AS 
            SELECT %(owner)s, %(seq)s, 'release', %(name)s, %(rvn)s FROM r WHERE released)
 SELECT released, %(rvn)s::bigint, host(inet_server_addr()) FROM r
 """
-
-OUT_LOCK = threading.Lock()
-
-
-def emit(client: str, op: str, **fields: Any) -> None:
-    line = json.dumps({"client": client, "op": op, **fields})
-    with OUT_LOCK:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
 
 class Cluster:
     """One connection to the primary, replaced when it breaks or a call is abandoned."""
@@ -137,55 +127,16 @@ class Cluster:
             timer.cancel()
 
 
-class Store:
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self.conn: psycopg.Connection[Any] | None = None
-
-    def write(self, resource: str, token: int, writer: str, seq: int) -> bool | None:
-        try:
-            if self.conn is None or self.conn.closed:
-                self.conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2,
-                                            options="-c statement_timeout=2000")
-            row = self.conn.execute(
-                "SELECT fenced_write(%s::text, %s::bigint, %s::text, %s::bigint)",
-                (resource, token, writer, seq)).fetchone()
-            return bool(row[0]) if row else None
-        except psycopg.Error:
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return None
-
-
-def hold_factor(rng: random.Random) -> float:
-    """How long to hold a lock, in leases: PGLOCK_WORKER_HOLD=LOW,HIGH (0.2 to 1.2)."""
-    try:
-        low, high = (float(x) for x in os.environ.get("PGLOCK_WORKER_HOLD", "").split(","))
-    except ValueError:
-        low, high = 0.2, 1.2
-    return low + (high - low) * rng.random()
-
-
 def main() -> int:
-    if len(sys.argv) != 9:
-        print(__doc__, file=sys.stderr)
+    args = parse(sys.argv[1:], __doc__ or "")
+    if args is None:
         return 2
-    name, conninfo, store_info, locks_arg, lease_ms, period_ms, run_ms, seed = sys.argv[1:]
-    locks = locks_arg.split(",")
-    lease, period = int(lease_ms) / 1000, int(period_ms) / 1000
-    margin = min(period, lease / 4)
+    name, lease, period, margin = args.name, args.lease, args.period, args.margin
     emit(name, "start", lang="sql", lease=lease, period=period, margin=margin,
          t=time.monotonic(), trust_cancelled=TRUST_CANCELLED)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    end = time.monotonic() + int(run_ms) / 1000
-
-    def done() -> bool:
-        return stopping.is_set() or time.monotonic() >= end
-
-    rng = random.Random(int(seed))
-    cluster, store = Cluster(conninfo), Store(store_info)
+    done = args.done
+    rng = random.Random(args.seed)
+    cluster, store = Cluster(args.conninfo), Store(args.store)
     counter = {"seq": 0, "write": 0}
 
     def next_seq() -> int:
@@ -193,19 +144,9 @@ def main() -> int:
         return counter["seq"]
 
     wait = max(lease / 2, 0.5)
-    # PGLOCK_WORKER_FIRST=K: the first lock tried is the K-th (the harness lays
-    # out who holds what when its faults begin).
-    first = os.environ.get("PGLOCK_WORKER_FIRST")
-    # After a failed acquire the worker asks for the same lock again (a job that
-    # needs that lock): rivals keep watching its holder.
-    again = None
+    chooser = LockChooser(rng, args.locks)
     while not done():
-        lock_name = rng.choice(locks)
-        if first is not None:
-            lock_name, first = locks[int(first) % len(locks)], None
-        elif again is not None:
-            lock_name = again
-        again = lock_name
+        lock_name = chooser.next()
         invoke = time.monotonic()
         params = {"name": lock_name, "owner": name, "lease": f"{lease} seconds",
                   "wait": f"{wait} seconds", "seq": next_seq()}
@@ -214,7 +155,7 @@ def main() -> int:
         if outcome == "ok" and row[0]:
             emit(name, "acquire", lock=lock_name, invoke=invoke, complete=complete, outcome="ok",
                  rvn=row[1], server=row[2], seq=params["seq"])
-            again = None
+            chooser.held()
             hold(name, cluster, store, lock_name, row[1], invoke, lease, period, margin,
                  lease * hold_factor(rng), next_seq, counter, done)
         else:

@@ -11,104 +11,42 @@ package on the path (PYTHONPATH=clients/python/src).
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
-import psycopg
-
 import pglock
 
-OUT_LOCK = threading.Lock()
-
-
-def emit(client: str, op: str, **fields: Any) -> None:
-    line = json.dumps({"client": client, "op": op, **fields})
-    with OUT_LOCK:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-class Store:
-    """The fenced store: one connection, opened again when it breaks."""
-
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self.conn: psycopg.Connection[Any] | None = None
-
-    def write(self, resource: str, token: int, writer: str, seq: int) -> bool | None:
-        try:
-            if self.conn is None or self.conn.closed:
-                self.conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2,
-                                            options="-c statement_timeout=2000")
-            row = self.conn.execute(
-                "SELECT fenced_write(%s::text, %s::bigint, %s::text, %s::bigint)",
-                (resource, token, writer, seq)).fetchone()
-            return bool(row[0]) if row else None
-        except psycopg.Error:
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return None
-
-
-def hold_factor(rng: random.Random) -> float:
-    """How long to hold a lock, in leases: PGLOCK_WORKER_HOLD=LOW,HIGH (0.2 to 1.2)."""
-    try:
-        low, high = (float(x) for x in os.environ.get("PGLOCK_WORKER_HOLD", "").split(","))
-    except ValueError:
-        low, high = 0.2, 1.2
-    return low + (high - low) * rng.random()
+from worker_common import LockChooser, Store, emit, hold_factor, parse
 
 
 def main() -> int:
-    if len(sys.argv) != 9:
-        print(__doc__, file=sys.stderr)
+    args = parse(sys.argv[1:], __doc__ or "")
+    if args is None:
         return 2
-    name, conninfo, store_info, locks_arg, lease_ms, period_ms, run_ms, seed = sys.argv[1:]
-    locks = locks_arg.split(",")
-    lease, period = int(lease_ms) / 1000, int(period_ms) / 1000
-    margin = min(period, lease / 4)
-    emit(name, "start", lang="python", lease=lease, period=period, margin=margin, t=time.monotonic())
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    end = time.monotonic() + int(run_ms) / 1000
-
-    def done() -> bool:
-        return stopping.is_set() or time.monotonic() >= end
-
-    rng = random.Random(int(seed))
-    store = Store(store_info)
+    name, lease, period = args.name, args.lease, args.period
+    emit(name, "start", lang="python", lease=lease, period=period, margin=args.margin,
+         t=time.monotonic())
+    done = args.done
+    rng = random.Random(args.seed)
+    store = Store(args.store)
     seq = 0
     wait = max(lease / 2, 0.5)
     client = None
     while client is None and not done():
         try:
-            client = pglock.Client(conninfo, owner=name, lease=lease, period=period)
+            client = pglock.Client(args.conninfo, owner=name, lease=lease, period=period)
         except pglock.PglockError as error:
             print(f"connect: {error}", file=sys.stderr)
             time.sleep(0.2)
     if client is None:
         emit(name, "stop", t=time.monotonic())
         return 0
-    # PGLOCK_WORKER_FIRST=K: the first lock tried is the K-th (the harness lays
-    # out who holds what when its faults begin).
-    first = os.environ.get("PGLOCK_WORKER_FIRST")
-    # After a failed acquire the worker asks for the same lock again (a job that
-    # needs that lock): rivals keep watching its holder.
-    again = None
+    chooser = LockChooser(rng, args.locks)
     while not done():
-        lock_name = rng.choice(locks)
-        if first is not None:
-            lock_name, first = locks[int(first) % len(locks)], None
-        elif again is not None:
-            lock_name = again
-        again = lock_name
+        lock_name = chooser.next()
         told: list[float] = []
         invoke = time.monotonic()
         try:
@@ -125,7 +63,7 @@ def main() -> int:
             continue
         emit(name, "acquire", lock=lock_name, invoke=invoke, complete=time.monotonic(),
              outcome="ok", rvn=lock.rvn)
-        again = None
+        chooser.held()
         seq = hold(name, store, lock, lock_name, lease * hold_factor(rng), seq, done, told)
         time.sleep(rng.random() * 0.2)
     emit(name, "stop", t=time.monotonic())
